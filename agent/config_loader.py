@@ -1,0 +1,270 @@
+"""Load a YAML file into :class:`agent.config.AgentConfig`, or explain every problem.
+
+A technician sees one line per problem, each naming the key path and the YAML line and
+column (``hardware.gates[0].lock_relay (line 12, column 19): …``), never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from agent.config import AgentConfig, CameraConfig
+
+EX_CONFIG = 78  # sysexits.h: configuration error; systemd's RestartPreventExitStatus uses it
+
+Path_ = tuple[str | int, ...]
+
+# BOARD (physical header) numbers of the 40-pin header, mapped to BCM, so that "BOARD11" and 17
+# are recognised as the same pin.
+_BOARD_TO_BCM = {
+    3: 2, 5: 3, 7: 4, 8: 14, 10: 15, 11: 17, 12: 18, 13: 27, 15: 22, 16: 23, 18: 24, 19: 10,
+    21: 9, 22: 25, 23: 11, 24: 8, 26: 7, 27: 0, 28: 1, 29: 5, 31: 6, 32: 12, 33: 13, 35: 19,
+    36: 16, 37: 26, 38: 20, 40: 21,
+}
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    path: str
+    message: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        where = f" (line {self.line}, column {self.column})" if self.line else ""
+        return f"{self.path or '<file>'}{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    def __init__(self, source: str, problems: list[ConfigProblem]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(self.report())
+
+    def report(self) -> str:
+        head = f"{self.source}: {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}"
+        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+
+
+def format_path(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class _Marks:
+    """Line/column (1-based) of every key and value in the YAML, by key path."""
+
+    def __init__(self) -> None:
+        self.marks: dict[Path_, tuple[int, int]] = {}
+        self.key_marks: dict[Path_, tuple[int, int]] = {}
+        self.duplicates: list[ConfigProblem] = []
+
+    def walk(self, node: yaml.Node, path: Path_ = ()) -> None:
+        self.marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, value_node in node.value:
+                key = key_node.value
+                child = (*path, key)
+                if key in seen:
+                    line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                    self.duplicates.append(ConfigProblem(format_path(child), "key given twice", line, col))
+                seen.add(key)
+                self.key_marks[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                # Scalars point at their value; mappings and lists at their key.
+                if isinstance(value_node, yaml.MappingNode | yaml.SequenceNode):
+                    self.marks[child] = self.key_marks[child]
+                self.walk(value_node, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self.walk(item, (*path, index))
+
+    def locate(self, loc: tuple[Any, ...]) -> tuple[Path_, tuple[int, int] | None]:
+        """Map a pydantic error location onto the YAML path, dropping pydantic's union tags."""
+        path: Path_ = ()
+        for part in loc:
+            candidate = (*path, part)
+            if candidate in self.marks:
+                path = candidate
+            elif isinstance(part, str) and ("[" in part or part in {"int", "str", "float", "bool"}):
+                continue  # e.g. "function-after[...]" or the branch of an int | str union
+            else:
+                path = candidate  # a missing required key: report it under its parent's mark
+                return path, self.marks.get(path[:-1])
+        return path, self.marks.get(path)
+
+
+def _validation_problems(error: ValidationError, marks: _Marks) -> list[ConfigProblem]:
+    problems = []
+    for item in error.errors(include_url=False):
+        path, mark = marks.locate(tuple(item["loc"]))
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            mark = marks.key_marks.get(path, mark)
+            message = "unknown key (check the spelling; `edge-agent config schema` lists every key)"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        line, column = mark if mark else (None, None)
+        problems.append(ConfigProblem(format_path(path), message, line, column))
+    return problems
+
+
+def bcm_number(pin: int | str) -> int | str:
+    """The BCM number a pin name refers to, so that 17, GPIO17 and BOARD11 compare equal."""
+    if isinstance(pin, int):
+        return pin
+    for prefix in ("GPIO", "BCM"):
+        if pin.startswith(prefix):
+            return int(pin.removeprefix(prefix))
+    for prefix in ("BOARD", "J8:"):
+        if pin.startswith(prefix):
+            return _BOARD_TO_BCM.get(int(pin.removeprefix(prefix)), pin)
+    return int(pin) if pin.isdigit() else pin
+
+
+def _pins(config: AgentConfig) -> Iterator[tuple[Path_, int | str]]:
+    hardware = config.hardware
+    for section in ("gates", "barriers", "smoke_detectors", "indicators"):
+        for index, device in enumerate(getattr(hardware, section)):
+            for field, value in device:
+                if value is not None and (field == "pin" or field.endswith(("_relay", "_button", "_pin"))
+                                          or field in {"door_contact", "safety_loop", "position_sensor"}):
+                    yield ("hardware", section, index, field), value
+
+
+def _semantic_problems(config: AgentConfig, marks: _Marks) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+
+    def problem(path: Path_, message: str) -> None:
+        line, column = marks.marks.get(path, (None, None))
+        problems.append(ConfigProblem(format_path(path), message, line, column))
+
+    owners: dict[int | str, Path_] = {}
+    for path, pin in _pins(config):
+        number = bcm_number(pin)
+        if number in owners:
+            problem(path, f"pin {pin} is already used by {format_path(owners[number])}")
+        else:
+            owners[number] = path
+
+    hardware = config.hardware
+    for section in ("gates", "barriers", "smoke_detectors", "indicators", "cameras"):
+        seen: set[str] = set()
+        for index, device in enumerate(getattr(hardware, section)):
+            if device.name in seen:
+                problem(("hardware", section, index, "name"), f"name {device.name!r} is used twice in {section}")
+            seen.add(device.name)
+
+    gate_names = {g.name for g in hardware.gates}
+    lanes = gate_names | {b.name for b in hardware.barriers}
+    for index, indicator in enumerate(hardware.indicators):
+        if indicator.gate is not None and indicator.gate not in gate_names:
+            problem(("hardware", "indicators", index, "gate"), f"no gate named {indicator.gate!r}")
+    for index, camera in enumerate(hardware.cameras):
+        if camera.gate is not None and camera.gate not in lanes:
+            problem(("hardware", "cameras", index, "gate"), f"no gate or barrier named {camera.gate!r}")
+        message = camera_source_problem(camera)
+        if message:
+            problem(("hardware", "cameras", index, "source"), message)
+    return problems
+
+
+def camera_source_problem(camera: CameraConfig) -> str | None:
+    """Why a file or folder source cannot be replayed, or None. Devices and streams are checked at run time."""
+    source = Path(str(camera.source))
+    if camera.kind == "file":
+        if not source.is_file():
+            return f"video file {source} does not exist"
+        if not os.access(source, os.R_OK):
+            return f"video file {source} is not readable by this user"
+        import cv2  # lazily: check-config of a camera-less node should not pay for OpenCV
+
+        capture = cv2.VideoCapture(str(source))
+        try:
+            if not capture.isOpened() or not capture.read()[0]:
+                return f"{source} is not a video OpenCV can decode"
+        finally:
+            capture.release()
+    elif camera.kind == "folder":
+        if not source.is_dir():
+            return f"image folder {source} does not exist"
+        if not os.access(source, os.R_OK | os.X_OK):
+            return f"image folder {source} is not readable by this user"
+    return None
+
+
+def _resolve_relative(config: AgentConfig, base: Path) -> AgentConfig:
+    """Relative paths in a config file are relative to that file, not to the working directory."""
+    storage = config.storage
+    if not storage.state_dir.is_absolute():
+        storage = storage.model_copy(update={"state_dir": (base / storage.state_dir).resolve()})
+    cameras = []
+    for camera in config.hardware.cameras:
+        source = camera.source
+        if isinstance(source, str) and not source.isdigit() and source != "picamera2" and "://" not in source:
+            path = Path(os.path.expanduser(source))
+            if not path.is_absolute():
+                trailing = "/" if source.endswith("/") else ""
+                camera = camera.model_copy(update={"source": str((base / path).resolve()) + trailing})
+        cameras.append(camera)
+    hardware = config.hardware.model_copy(update={"cameras": cameras})
+    return config.model_copy(update={"storage": storage, "hardware": hardware})
+
+
+def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> AgentConfig:
+    """Parse YAML text; raise :class:`ConfigError` listing every problem found."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        reason = " ".join(filter(None, [exc.context, exc.problem]))
+        raise ConfigError(source, [ConfigProblem("", f"YAML syntax error: {reason}", line, column)]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [ConfigProblem("", f"YAML error: {exc}")]) from None
+    if root is None or not isinstance(data, dict):
+        raise ConfigError(source, [ConfigProblem("", "the file must be a YAML mapping with at least a `node:` section")])
+    marks = _Marks()
+    marks.walk(root)
+    try:
+        config = AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, marks.duplicates + _validation_problems(exc, marks)) from None
+    if base_dir is not None:
+        config = _resolve_relative(config, base_dir)
+    problems = marks.duplicates + _semantic_problems(config, marks)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), [ConfigProblem("", "file not found")]) from None
+    except (PermissionError, IsADirectoryError) as exc:
+        raise ConfigError(str(path), [ConfigProblem("", f"cannot read the file: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), [ConfigProblem("", "the file is not UTF-8 text")]) from None
+    return parse_config(text, str(path), path.resolve().parent)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = AgentConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "edge-agent configuration"
+    return schema

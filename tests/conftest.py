@@ -1,0 +1,31 @@
+"""Shared fixtures. Test data lives beside the project in ../shared/data and is never copied in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data, or skip: the real photos and videos are only beside the project in CI and dev."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs the shared test data at {SHARED_DATA} (not present on this machine)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def mock_factory():
+    """gpiozero's own MockFactory as the default pin factory, reset after each test."""
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    previous = Device.pin_factory
+    factory = MockFactory(pin_class=MockPWMPin)
+    Device.pin_factory = factory
+    yield factory
+    factory.reset()
+    Device.pin_factory = previous
