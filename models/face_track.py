@@ -1,0 +1,275 @@
+"""Per-camera face pipeline: motion gate → detection → tracking → encoding → k-of-n vote → decision.
+
+One person walking past the camera is one track and gets one decision. Frames are only looked at
+closely when something moves or a track is open, so an empty scene costs a thumbnail per frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from models.face import Box, FaceEngine, FaceSample, Gallery, Match, QualitySettings, to_grey
+
+Liveness = Literal["off", "blink", "motion"]
+Outcome = Literal["match", "stranger", "liveness"]
+
+
+@dataclass(frozen=True)
+class FaceSettings:
+    """Plain settings for the models (built from agent.config_faces.FaceConfig). See there for why."""
+
+    tolerance: float = 0.5
+    margin: float = 0.06
+    k: int = 2
+    n: int = 4
+    max_encodings: int = 10
+    detect_width: int = 640
+    upsample: int = 0
+    quality: QualitySettings = field(default_factory=QualitySettings)
+    encode_interval: float = 0.1
+    search_interval: float = 0.2
+    decided_interval: float = 0.5
+    track_timeout: float = 1.0
+    max_shift: float = 1.0
+    motion_pixel_delta: int = 12
+    motion_fraction: float = 0.01
+    liveness: Liveness = "off"
+    blink_closed_ear: float = 0.21
+    motion_min_pose_change: float = 0.04
+
+
+@dataclass(frozen=True)
+class FaceDecision:
+    """One decision per track. ``person_id`` is set only for outcome "match"."""
+
+    track_id: int
+    person_id: str | None
+    outcome: Outcome
+    distance: float  # best distance seen for the voted (or nearest) person
+    margin: float
+    encodings: int
+    ts: float
+
+
+class MotionGate:
+    """Cheap change detector: a 32x24 grey thumbnail against a slowly updated background.
+
+    Area averaging over ~20x20 pixel blocks removes sensor noise, so only real changes cross
+    ``pixel_delta`` on more than ``fraction`` of the thumbnail.
+    """
+
+    def __init__(self, pixel_delta: int = 12, fraction: float = 0.01, adapt: float = 0.05) -> None:
+        self.pixel_delta = pixel_delta
+        self.fraction = fraction
+        self.adapt = adapt
+        self._background: np.ndarray | None = None
+
+    def update(self, frame: np.ndarray) -> bool:
+        thumb = cv2.resize(to_grey(frame), (32, 24), interpolation=cv2.INTER_AREA).astype(np.float32)
+        if self._background is None:
+            self._background = thumb
+            return True
+        changed = float(np.mean(np.abs(thumb - self._background) > self.pixel_delta))
+        # the background follows lighting drift and people who stay still (they stay tracked meanwhile)
+        cv2.accumulateWeighted(thumb, self._background, self.adapt)
+        return changed > self.fraction
+
+
+@dataclass
+class Track:
+    track_id: int
+    box: Box
+    first_ts: float
+    last_seen: float
+    last_encode: float = float("-inf")
+    matches: list[Match] = field(default_factory=list)
+    samples: list[FaceSample] = field(default_factory=list)
+    landmarks: list[np.ndarray] = field(default_factory=list)  # 5-point, every detection
+    eye_aspects: list[float] = field(default_factory=list)
+    decided: bool = False
+
+
+def association_cost(track_box: Box, box: Box) -> float:
+    """Centre distance in face widths; inf when the sizes differ by more than 1.5x. Centre distance rather
+    than IoU alone because detections run at ~10 Hz and a walking face moves most of its width between
+    them (IoU 0) while staying the nearest face of similar size."""
+    a, b = max(track_box.width, 1), max(box.width, 1)
+    if max(a, b) / min(a, b) > 1.5:
+        return float("inf")
+    (x0, y0), (x1, y1) = track_box.centre, box.centre
+    return float(np.hypot(x1 - x0, y1 - y0)) / ((a + b) / 2)
+
+
+class Tracker:
+    """Greedy nearest-centre association of detections to tracks (cost ≤ ``max_shift`` face widths);
+    a track ends ``timeout`` s after its last sighting."""
+
+    def __init__(self, max_shift: float = 1.0, timeout: float = 1.0) -> None:
+        self.max_shift = max_shift
+        self.timeout = timeout
+        self.tracks: dict[int, Track] = {}
+        self._next_id = 1
+
+    def update(self, boxes: Sequence[Box], ts: float) -> list[Track]:
+        """Assign boxes to tracks (new tracks for the rest); returns the tracks seen on this frame."""
+        pairs = sorted(
+            (association_cost(t.box, box), i, tid) for i, box in enumerate(boxes) for tid, t in self.tracks.items()
+        )
+        used_boxes: set[int] = set()
+        used_tracks: set[int] = set()
+        seen: list[Track] = []
+        for cost, i, tid in pairs:
+            if cost > self.max_shift:
+                break
+            if i in used_boxes or tid in used_tracks:
+                continue
+            track = self.tracks[tid]
+            track.box, track.last_seen = boxes[i], ts
+            used_boxes.add(i)
+            used_tracks.add(tid)
+            seen.append(track)
+        for i, box in enumerate(boxes):
+            if i not in used_boxes:
+                track = Track(self._next_id, box, ts, ts)
+                self._next_id += 1
+                self.tracks[track.track_id] = track
+                seen.append(track)
+        return seen
+
+    def expire(self, ts: float) -> list[Track]:
+        gone = [t for t in self.tracks.values() if ts - t.last_seen > self.timeout]
+        for t in gone:
+            del self.tracks[t.track_id]
+        return gone
+
+
+def vote(matches: Sequence[Match], s: FaceSettings) -> tuple[Literal["match", "stranger"] | None, Match | None]:
+    """k-of-n: grant when k of the last n encodings accept the same person; stranger after n encodings
+    in a row that accept nobody, or after max_encodings without a grant."""
+    window = matches[-s.n :]
+    counts: dict[str, list[Match]] = {}
+    for m in window:
+        if m.person_id is not None and m.accepts(s.tolerance, s.margin):
+            counts.setdefault(m.person_id, []).append(m)
+    for hits in counts.values():
+        if len(hits) >= s.k:
+            return "match", min(hits, key=lambda m: m.distance)
+    nearest = min(matches, key=lambda m: m.distance) if matches else None
+    if (len(window) >= s.n and not counts) or len(matches) >= s.max_encodings:
+        return "stranger", nearest
+    return None, nearest
+
+
+def pose_change(landmarks: Sequence[np.ndarray]) -> float:
+    """How much the face's shape changed along a track, ignoring where the face is and how big.
+
+    Each 5-point set is normalised for translation, scale and in-plane rotation (eye line horizontal);
+    a photo moved around in front of the camera keeps the same normalised shape, a real head turning or
+    nodding does not. Returns the largest deviation of any point from its median position (eye-distances).
+    """
+    if len(landmarks) < 3:
+        return 0.0
+    shapes = []
+    for pts in landmarks:
+        eye_a, eye_b = pts[0:2].mean(axis=0), pts[2:4].mean(axis=0)
+        axis = eye_b - eye_a
+        dist = float(np.hypot(*axis))
+        if dist < 1e-6:
+            continue
+        c, s = axis / dist
+        rot = np.array([[c, s], [-s, c]], dtype=np.float32)
+        shapes.append(((pts - (eye_a + eye_b) / 2) @ rot.T) / dist)
+    if len(shapes) < 3:
+        return 0.0
+    stack = np.stack(shapes)
+    return float(np.max(np.linalg.norm(stack - np.median(stack, axis=0), axis=2)))
+
+
+def blinked(eye_aspects: Sequence[float], closed_ear: float) -> bool:
+    """An open → closed transition: some frame below ``closed_ear`` and the open level clearly above it."""
+    if len(eye_aspects) < 3:
+        return False
+    ears = np.asarray(eye_aspects)
+    return bool(ears.min() < closed_ear and np.percentile(ears, 75) > closed_ear * 1.25)
+
+
+class FacePipeline:
+    """Everything one camera needs. ``process`` is called for every frame; it returns the decisions
+    completed on that frame (usually none). Not thread-safe: one pipeline per camera thread."""
+
+    def __init__(self, engine: FaceEngine, gallery_provider: Callable[[], Gallery], settings: FaceSettings) -> None:
+        if settings.liveness == "blink" and not engine.has_eye_landmarks:
+            raise ValueError("blink liveness needs FaceEngine(with_eye_landmarks=True)")
+        self.engine = engine
+        self.gallery_provider = gallery_provider
+        self.s = settings
+        self.motion = MotionGate(settings.motion_pixel_delta, settings.motion_fraction)
+        self.tracker = Tracker(settings.max_shift, settings.track_timeout)
+        self._last_detect = float("-inf")
+
+    def _detect_due(self, moved: bool, ts: float) -> bool:
+        tracks = self.tracker.tracks.values()
+        if any(not t.decided for t in tracks):
+            interval = self.s.encode_interval
+        elif tracks:
+            interval = self.s.decided_interval
+        elif moved:
+            interval = self.s.search_interval
+        else:
+            return False
+        return ts - self._last_detect >= interval
+
+    def process(self, frame: np.ndarray, ts: float) -> list[FaceDecision]:
+        moved = self.motion.update(frame)
+        self.tracker.expire(ts)
+        if not self._detect_due(moved, ts):
+            return []
+        self._last_detect = ts
+        decisions = []
+        for track in self.tracker.update(self.engine.detect(frame), ts):
+            if track.decided:
+                continue
+            if self.s.liveness == "motion":
+                track.landmarks.append(self.engine.landmarks(frame, track.box))
+            elif self.s.liveness == "blink":
+                ear = self.engine.eye_aspect(frame, track.box)
+                if ear is not None:
+                    track.eye_aspects.append(ear)
+            if ts - track.last_encode < self.s.encode_interval:
+                continue
+            sample = self.engine.encode(frame, track.box)
+            if sample is None:
+                continue
+            track.last_encode = ts
+            track.samples.append(sample)
+            track.matches.append(self.gallery_provider().match(sample.encoding))
+            decision = self._decide(track, ts)
+            if decision is not None:
+                track.decided = True
+                decisions.append(decision)
+        return decisions
+
+    def _live(self, track: Track) -> bool:
+        if self.s.liveness == "motion":
+            return pose_change(track.landmarks) >= self.s.motion_min_pose_change
+        if self.s.liveness == "blink":
+            return blinked(track.eye_aspects, self.s.blink_closed_ear)
+        return True
+
+    def _decide(self, track: Track, ts: float) -> FaceDecision | None:
+        outcome, best = vote(track.matches, self.s)
+        if outcome is None or best is None:
+            return None
+        n = len(track.matches)
+        if outcome == "match":
+            if self._live(track):
+                return FaceDecision(track.track_id, best.person_id, "match", best.distance, best.margin, n, ts)
+            if n < self.s.max_encodings:
+                return None  # recognised but not yet shown to be live: keep watching this pass
+            return FaceDecision(track.track_id, None, "liveness", best.distance, best.margin, n, ts)
+        return FaceDecision(track.track_id, None, "stranger", best.distance, best.margin, n, ts)
