@@ -152,8 +152,12 @@ class FaceEngine:
         self.quality = quality or QualitySettings()
         self.enrol_jitters = enrol_jitters
         self._detector = dlib.get_frontal_face_detector()
-        self._shape5 = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
-        self._encoder = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+        self._shape5 = dlib.shape_predictor(
+            face_recognition_models.pose_predictor_five_point_model_location()
+        )
+        self._encoder = dlib.face_recognition_model_v1(
+            face_recognition_models.face_recognition_model_location()
+        )
         self._shape68: dlib.shape_predictor | None = None
         if with_eye_landmarks:
             self._shape68 = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
@@ -198,7 +202,9 @@ class FaceEngine:
         with self._lock:
             return eye_aspect_ratio(_points(self._shape68(to_grey(frame), rect)))
 
-    def encode(self, frame: np.ndarray, box: Box, jitters: int = 0, check_quality: bool = True) -> FaceSample | None:
+    def encode(
+        self, frame: np.ndarray, box: Box, jitters: int = 0, check_quality: bool = True
+    ) -> FaceSample | None:
         """Descriptor for the face in ``box``; None when the face is too small, blurred or turned away."""
         q = self.quality
         face_px = min(box.width, box.height)

@@ -118,7 +118,9 @@ class Tracker:
     def update(self, boxes: Sequence[Box], ts: float) -> list[Track]:
         """Assign boxes to tracks (new tracks for the rest); returns the tracks seen on this frame."""
         pairs = sorted(
-            (association_cost(t.box, box), i, tid) for i, box in enumerate(boxes) for tid, t in self.tracks.items()
+            (association_cost(t.box, box), i, tid)
+            for i, box in enumerate(boxes)
+            for tid, t in self.tracks.items()
         )
         used_boxes: set[int] = set()
         used_tracks: set[int] = set()
@@ -148,7 +150,9 @@ class Tracker:
         return gone
 
 
-def vote(matches: Sequence[Match], s: FaceSettings) -> tuple[Literal["match", "stranger"] | None, Match | None]:
+def vote(
+    matches: Sequence[Match], s: FaceSettings
+) -> tuple[Literal["match", "stranger"] | None, Match | None]:
     """k-of-n: grant when k of the last n encodings accept the same person; stranger after n encodings
     in a row that accept nobody, or after max_encodings without a grant."""
     window = matches[-s.n :]
@@ -202,7 +206,9 @@ class FacePipeline:
     """Everything one camera needs. ``process`` is called for every frame; it returns the decisions
     completed on that frame (usually none). Not thread-safe: one pipeline per camera thread."""
 
-    def __init__(self, engine: FaceEngine, gallery_provider: Callable[[], Gallery], settings: FaceSettings) -> None:
+    def __init__(
+        self, engine: FaceEngine, gallery_provider: Callable[[], Gallery], settings: FaceSettings
+    ) -> None:
         if settings.liveness == "blink" and not engine.has_eye_landmarks:
             raise ValueError("blink liveness needs FaceEngine(with_eye_landmarks=True)")
         self.engine = engine
@@ -268,7 +274,9 @@ class FacePipeline:
         n = len(track.matches)
         if outcome == "match":
             if self._live(track):
-                return FaceDecision(track.track_id, best.person_id, "match", best.distance, best.margin, n, ts)
+                return FaceDecision(
+                    track.track_id, best.person_id, "match", best.distance, best.margin, n, ts
+                )
             if n < self.s.max_encodings:
                 return None  # recognised but not yet shown to be live: keep watching this pass
             return FaceDecision(track.track_id, None, "liveness", best.distance, best.margin, n, ts)
