@@ -131,6 +131,13 @@ def _import_picamera2() -> Callable[[], Any]:
             "picamera2 is not installed: on Raspberry Pi OS run `sudo apt install python3-picamera2` "
             "and create the virtualenv with --system-site-packages"
         ) from exc
+    except ValueError as exc:
+        # apt's python3-simplejpeg (imported by picamera2) is built against Debian's numpy 1.x and
+        # fails with "numpy.dtype size changed" when the virtualenv brings numpy 2.x.
+        raise CameraError(
+            f"picamera2 is installed but cannot be imported ({exc}): the virtualenv's numpy does not "
+            "match the system one that python3-picamera2 was built against"
+        ) from exc
     return Picamera2
 
 
