@@ -19,6 +19,8 @@ import dlib
 import face_recognition_models
 import numpy as np
 
+from models.face_settings import FaceSettings, QualitySettings
+
 ENCODING_SIZE = 128
 
 
@@ -50,15 +52,6 @@ class Box:
             return 0.0
         inter = w * h
         return inter / (self.width * self.height + other.width * other.height - inter)
-
-
-@dataclass(frozen=True)
-class QualitySettings:
-    """Which faces are worth encoding. Defaults are explained in agent/config_faces.py."""
-
-    min_face_px: int = 40
-    min_sharpness: float = 8.0
-    max_yaw: float = 0.35
 
 
 @dataclass(frozen=True)
@@ -152,16 +145,18 @@ class FaceEngine:
         self.quality = quality or QualitySettings()
         self.enrol_jitters = enrol_jitters
         self._detector = dlib.get_frontal_face_detector()
-        self._shape5 = dlib.shape_predictor(
-            face_recognition_models.pose_predictor_five_point_model_location()
-        )
-        self._encoder = dlib.face_recognition_model_v1(
-            face_recognition_models.face_recognition_model_location()
-        )
+        self._shape5 = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
+        self._encoder = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
         self._shape68: dlib.shape_predictor | None = None
         if with_eye_landmarks:
             self._shape68 = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(
+        cls, settings: FaceSettings, with_eye_landmarks: bool = False, enrol_jitters: int = 5
+    ) -> FaceEngine:
+        return cls(settings.detect_width, settings.upsample, settings.quality, with_eye_landmarks, enrol_jitters)
 
     @property
     def has_eye_landmarks(self) -> bool:
@@ -202,9 +197,7 @@ class FaceEngine:
         with self._lock:
             return eye_aspect_ratio(_points(self._shape68(to_grey(frame), rect)))
 
-    def encode(
-        self, frame: np.ndarray, box: Box, jitters: int = 0, check_quality: bool = True
-    ) -> FaceSample | None:
+    def encode(self, frame: np.ndarray, box: Box, jitters: int = 0, check_quality: bool = True) -> FaceSample | None:
         """Descriptor for the face in ``box``; None when the face is too small, blurred or turned away."""
         q = self.quality
         face_px = min(box.width, box.height)

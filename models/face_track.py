@@ -13,34 +13,10 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from models.face import Box, FaceEngine, FaceSample, Gallery, Match, QualitySettings, to_grey
+from models.face import Box, FaceEngine, FaceSample, Gallery, Match, to_grey
+from models.face_settings import FaceSettings
 
-Liveness = Literal["off", "blink", "motion"]
 Outcome = Literal["match", "stranger", "liveness"]
-
-
-@dataclass(frozen=True)
-class FaceSettings:
-    """Plain settings for the models (built from agent.config_faces.FaceConfig). See there for why."""
-
-    tolerance: float = 0.5
-    margin: float = 0.06
-    k: int = 2
-    n: int = 4
-    max_encodings: int = 10
-    detect_width: int = 640
-    upsample: int = 0
-    quality: QualitySettings = field(default_factory=QualitySettings)
-    encode_interval: float = 0.1
-    search_interval: float = 0.2
-    decided_interval: float = 0.5
-    track_timeout: float = 1.0
-    max_shift: float = 1.0
-    motion_pixel_delta: int = 12
-    motion_fraction: float = 0.01
-    liveness: Liveness = "off"
-    blink_closed_ear: float = 0.21
-    motion_min_pose_change: float = 0.04
 
 
 @dataclass(frozen=True)
@@ -118,9 +94,7 @@ class Tracker:
     def update(self, boxes: Sequence[Box], ts: float) -> list[Track]:
         """Assign boxes to tracks (new tracks for the rest); returns the tracks seen on this frame."""
         pairs = sorted(
-            (association_cost(t.box, box), i, tid)
-            for i, box in enumerate(boxes)
-            for tid, t in self.tracks.items()
+            (association_cost(t.box, box), i, tid) for i, box in enumerate(boxes) for tid, t in self.tracks.items()
         )
         used_boxes: set[int] = set()
         used_tracks: set[int] = set()
@@ -150,9 +124,7 @@ class Tracker:
         return gone
 
 
-def vote(
-    matches: Sequence[Match], s: FaceSettings
-) -> tuple[Literal["match", "stranger"] | None, Match | None]:
+def vote(matches: Sequence[Match], s: FaceSettings) -> tuple[Literal["match", "stranger"] | None, Match | None]:
     """k-of-n: grant when k of the last n encodings accept the same person; stranger after n encodings
     in a row that accept nobody, or after max_encodings without a grant."""
     window = matches[-s.n :]
@@ -206,9 +178,7 @@ class FacePipeline:
     """Everything one camera needs. ``process`` is called for every frame; it returns the decisions
     completed on that frame (usually none). Not thread-safe: one pipeline per camera thread."""
 
-    def __init__(
-        self, engine: FaceEngine, gallery_provider: Callable[[], Gallery], settings: FaceSettings
-    ) -> None:
+    def __init__(self, engine: FaceEngine, gallery_provider: Callable[[], Gallery], settings: FaceSettings) -> None:
         if settings.liveness == "blink" and not engine.has_eye_landmarks:
             raise ValueError("blink liveness needs FaceEngine(with_eye_landmarks=True)")
         self.engine = engine
@@ -274,9 +244,7 @@ class FacePipeline:
         n = len(track.matches)
         if outcome == "match":
             if self._live(track):
-                return FaceDecision(
-                    track.track_id, best.person_id, "match", best.distance, best.margin, n, ts
-                )
+                return FaceDecision(track.track_id, best.person_id, "match", best.distance, best.margin, n, ts)
             if n < self.s.max_encodings:
                 return None  # recognised but not yet shown to be live: keep watching this pass
             return FaceDecision(track.track_id, None, "liveness", best.distance, best.margin, n, ts)

@@ -1,0 +1,104 @@
+"""The ``faces:`` section: how faces at pedestrian gates are found, encoded, matched and voted.
+
+How the defaults were chosen (figures: ``agent/eval_faces.py`` and ``bench/bench_faces.py``, one core):
+
+* Distances are dlib's (Euclidean between 128-d descriptors). dlib publishes 0.6 as its threshold
+  (99.38% on LFW, pairs of *good* photos). On grey, low-resolution faces the impostor distances shrink,
+  which is why 0.6 on one image admitted a third of the strangers in the acceptance set. On the shared
+  photos the closest two different people were 0.675 apart, while the same person from a press photo to
+  a 90 px video frame was 0.42-0.58 (median ~0.48) and to a grey 92x112 crop ~0.3-0.45. 0.5 keeps most
+  same-person encodings while cutting well inside the stranger distances; the k-of-n vote then needs
+  *two* such encodings of one person, and the margin rejects faces that sit between two residents.
+* Detection at 640 px wide with no upsampling: 12.7 ms per 640x360 frame and finds 63 px faces; 320 px
+  with one upsampling costs more (14.4 ms) and misses them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from agent.config import Name, Section
+from models.face_settings import FaceSettings, QualitySettings
+
+LivenessMode = Literal["off", "blink", "motion"]
+
+
+class FaceConfig(Section):
+    """Face recognition for pedestrian gates."""
+
+    tolerance: float = Field(
+        0.5, gt=0.0, le=1.0, description="largest descriptor distance that counts as the same person (dlib: 0.6)"
+    )
+    # 0.06: on the shared photos the nearest other person was always > 0.15 further than the right one;
+    # a stranger's best and second-best residents are typically within a few hundredths of each other.
+    margin: float = Field(
+        0.06, ge=0.0, le=1.0, description="the best person must be this much closer than the next-best person"
+    )
+    k: int = Field(2, ge=1, le=20, description="encodings of one person (of the last n) needed to grant")
+    n: int = Field(4, ge=1, le=50, description="window of encodings; n non-matching in a row refuse as stranger")
+    max_encodings: int = Field(10, ge=1, le=100, description="encodings per pass before giving up (refused)")
+    # 40 px: below it dlib's 150 px aligned chip is mostly interpolation; grey 92x112 acceptance
+    # photos have ~55-65 px faces, so anything larger would refuse them outright.
+    min_face_px: int = Field(40, ge=20, le=1000, description="smaller faces (px, shorter side) are not encoded")
+    # 8: the dimmest usable face in the bench clip (a stranger in the audience) scores 11-13; the
+    # shared photos score 300-1800; a face smeared by fast motion scores below 8.
+    min_sharpness: float = Field(
+        8.0, ge=0.0, description="variance of the Laplacian of the face at 64x64; blurrier faces are not encoded"
+    )
+    # 0.35: nose more than a third of the eye distance off-centre is a turned head (profile); the
+    # frontal faces in the clip stayed within ±0.34.
+    max_yaw: float = Field(0.35, gt=0.0, le=1.0, description="largest nose offset from the eyes' midpoint, eye widths")
+    detect_width: int = Field(
+        640, ge=160, le=2560, description="frames are scaled to this width for detection (~65 px smallest face)"
+    )
+    upsample: int = Field(0, ge=0, le=2, description="HOG pyramid doublings; each finds 2x smaller faces for ~4x CPU")
+    encode_interval: float = Field(
+        0.1, gt=0.0, le=5.0, description="seconds between encodings (and detections) of an undecided face"
+    )
+    search_interval: float = Field(
+        0.2, gt=0.0, le=5.0, description="seconds between detections while something moves and no face is tracked"
+    )
+    decided_interval: float = Field(
+        0.5, gt=0.0, le=5.0, description="seconds between detections while only decided faces are in view"
+    )
+    track_timeout: float = Field(1.0, gt=0.0, le=30.0, description="a face unseen this long ends its pass")
+    motion_pixel_delta: int = Field(
+        12, ge=1, le=255, description="grey-level change of a 32x24 thumbnail pixel that counts as motion"
+    )
+    motion_fraction: float = Field(
+        0.01, ge=0.0, le=1.0, description="fraction of thumbnail pixels that must change to wake detection"
+    )
+    liveness: dict[Name, LivenessMode] = Field(
+        default_factory=dict,
+        description="per gate: off, blink (needs the 68-point model, ~100 MB) or motion (head must move); "
+        "gates not listed are off",
+    )
+    enrol_jitters: int = Field(5, ge=0, le=100, description="dlib jitters when making an enrolment template")
+
+
+def face_settings(config: FaceConfig, gate: str | None = None) -> FaceSettings:
+    """The models' plain settings for one gate's camera (liveness is per gate)."""
+    return FaceSettings(
+        tolerance=config.tolerance,
+        margin=config.margin,
+        k=config.k,
+        n=config.n,
+        max_encodings=config.max_encodings,
+        detect_width=config.detect_width,
+        upsample=config.upsample,
+        quality=QualitySettings(config.min_face_px, config.min_sharpness, config.max_yaw),
+        encode_interval=config.encode_interval,
+        search_interval=config.search_interval,
+        decided_interval=config.decided_interval,
+        track_timeout=config.track_timeout,
+        motion_pixel_delta=config.motion_pixel_delta,
+        motion_fraction=config.motion_fraction,
+        liveness=config.liveness.get(gate, "off") if gate else "off",
+    )
+
+
+def needs_eye_landmarks(config: FaceConfig) -> bool:
+    """Whether any gate uses blink liveness, i.e. the engine must load the 68-point model."""
+    return "blink" in config.liveness.values()

@@ -1,0 +1,220 @@
+"""``edge-agent eval faces DIR``: measure face recognition on a labelled folder with the gate's settings.
+
+Two layouts:
+
+* ``DIR/gallery/<person>/*`` and ``DIR/probes/<person>/*``: the gallery is enrolled into an in-memory
+  gallery exactly as residents are, every probe is identified. A probe person without a gallery folder
+  is a stranger.
+* ``DIR/pairs.csv`` (``image_a,image_b,same``, paths relative to DIR): one-to-one verification.
+
+A still probe is a pass with one encoding, judged by the same per-encoding rule the gate's k-of-n vote
+counts (distance within the tolerance and the margin over the next person); the vote itself needs
+several frames and is exercised by ``bench/bench_faces.py`` on video. Images may be JPEG, PNG or PGM,
+grey or colour, of any size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from agent.config_faces import FaceConfig, face_settings
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".tif", ".tiff", ".webp"}
+GALLERY_KEYS = (
+    "residents",
+    "residents_admitted",
+    "residents_refused",
+    "wrong_person",
+    "strangers",
+    "strangers_admitted",
+    "no_face",
+)
+PAIRS_KEYS = ("pairs", "accuracy", "false_accepts", "false_rejects", "no_face")
+
+
+def read_image(path: Path) -> np.ndarray | None:
+    """Decode with OpenCV (keeps grey as grey); None when the file is not an image."""
+    import cv2
+
+    data = np.fromfile(str(path), dtype=np.uint8)
+    if data.size == 0:
+        return None
+    return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_face_config(path: Path | None) -> FaceConfig:
+    """FaceConfig defaults, or the ``faces:`` section of an agent YAML file."""
+    if path is None:
+        return FaceConfig()
+    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return FaceConfig.model_validate(document.get("faces") or {})
+
+
+@dataclass
+class Probe:
+    person: str
+    resident: bool
+    path: Path
+    verdict: str | None  # person id admitted, "" refused, None no usable face
+    distance: float
+
+
+class Evaluator:
+    def __init__(self, config: FaceConfig) -> None:
+        from models.face import FaceEngine
+
+        self.config = config
+        self.settings = face_settings(config)
+        self.engine = FaceEngine.from_settings(self.settings, enrol_jitters=config.enrol_jitters)
+
+    def encoding(self, path: Path) -> np.ndarray | None:
+        """The largest usable face's descriptor, as the gate would encode it (no jitter)."""
+        image = read_image(path)
+        if image is None:
+            return None
+        for box in self.engine.detect(image):
+            sample = self.engine.encode(image, box)
+            if sample is not None:
+                return sample.encoding
+        return None
+
+    def gallery_probes(self, root: Path) -> tuple[dict[str, int], list[Probe]]:
+        from models.face import Gallery
+
+        templates: list[tuple[str, np.ndarray]] = []
+        for folder in sorted(p for p in (root / "gallery").iterdir() if p.is_dir()):
+            for path in image_files(folder):
+                image = read_image(path)
+                if image is not None:
+                    templates.extend((folder.name, t) for t in self.engine.templates_from_image(image))
+        gallery = Gallery.from_templates(templates)
+        enrolled = {f.name for f in (root / "gallery").iterdir() if f.is_dir()}
+        probes: list[Probe] = []
+        for folder in sorted(p for p in (root / "probes").iterdir() if p.is_dir()):
+            for path in image_files(folder):
+                encoding = self.encoding(path)
+                if encoding is None:
+                    probes.append(Probe(folder.name, folder.name in enrolled, path, None, float("nan")))
+                    continue
+                match = gallery.match(encoding)
+                admitted = match.accepts(self.settings.tolerance, self.settings.margin)
+                verdict = match.person_id if admitted and match.person_id else ""
+                probes.append(Probe(folder.name, folder.name in enrolled, path, verdict, match.distance))
+        summary = dict.fromkeys(GALLERY_KEYS, 0)
+        for probe in probes:
+            resident = probe.resident
+            summary["residents" if resident else "strangers"] += 1
+            if probe.verdict is None:
+                summary["no_face"] += 1
+                if resident:
+                    summary["residents_refused"] += 1
+            elif not resident:
+                summary["strangers_admitted"] += bool(probe.verdict)
+            elif probe.verdict == probe.person:
+                summary["residents_admitted"] += 1
+            elif probe.verdict:
+                summary["wrong_person"] += 1
+            else:
+                summary["residents_refused"] += 1
+        return summary, probes
+
+    def pairs(self, root: Path) -> dict[str, float | int]:
+        cache: dict[str, np.ndarray | None] = {}
+        counts = {"pairs": 0, "correct": 0, "false_accepts": 0, "false_rejects": 0, "no_face": 0}
+        with (root / "pairs.csv").open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                a, b = row["image_a"].strip(), row["image_b"].strip()
+                same = row["same"].strip() in ("1", "true", "True", "yes")
+                for name in (a, b):
+                    if name not in cache:
+                        cache[name] = self.encoding(root / name)
+                counts["pairs"] += 1
+                ea, eb = cache[a], cache[b]
+                if ea is None or eb is None:
+                    counts["no_face"] += 1  # cannot be verified: judged "different", as the gate would
+                    said_same = False
+                else:
+                    said_same = float(np.linalg.norm(ea - eb)) <= self.settings.tolerance
+                counts["correct"] += said_same == same
+                counts["false_accepts"] += said_same and not same
+                counts["false_rejects"] += same and not said_same
+        total = counts.pop("pairs")
+        correct = counts.pop("correct")
+        return {"pairs": total, "accuracy": round(correct / total, 4) if total else 0.0, **counts}
+
+
+def run(args: argparse.Namespace) -> int:
+    root = Path(args.dir)
+    try:
+        config = load_face_config(Path(args.config) if args.config else None)
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        print(f"cannot read the faces settings: {error}", file=sys.stderr)
+        return 78
+    has_pairs = (root / "pairs.csv").is_file()
+    has_gallery = (root / "gallery").is_dir() and (root / "probes").is_dir()
+    if not has_pairs and not has_gallery:
+        print(f"{root}: expected gallery/ and probes/ folders or a pairs.csv", file=sys.stderr)
+        return 2
+    evaluator = Evaluator(config)
+    if has_gallery and not getattr(args, "pairs", False):
+        summary, probes = evaluator.gallery_probes(root)
+        if args.json:
+            print(json.dumps(summary))
+            return 0
+        s = config
+        print(f"tolerance {s.tolerance}, margin {s.margin}")
+        for probe in probes:
+            if probe.verdict is None:
+                print(f"  no face   {probe.path.relative_to(root)}")
+            elif probe.verdict != probe.person and (probe.resident or probe.verdict):
+                shown = probe.verdict or "refused"
+                print(f"  {shown:<9} {probe.path.relative_to(root)} (distance {probe.distance:.3f})")
+        print(
+            f"residents: {summary['residents_admitted']}/{summary['residents']} admitted, "
+            f"{summary['residents_refused']} refused, {summary['wrong_person']} as someone else"
+        )
+        print(f"strangers: {summary['strangers_admitted']}/{summary['strangers']} admitted")
+        print(f"no usable face: {summary['no_face']}")
+        return 0
+    result = evaluator.pairs(root)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"tolerance {config.tolerance}")
+    print(f"pairs: {result['pairs']}, accuracy {result['accuracy']:.2%}")
+    print(f"false accepts: {result['false_accepts']}, false rejects: {result['false_rejects']}")
+    print(f"no usable face: {result['no_face']}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``faces`` to the ``eval`` command group."""
+    parser = commands.add_parser("faces", help="measure face recognition on a labelled folder")
+    parser.add_argument("dir", help="folder with gallery/ and probes/, or with pairs.csv")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument("--config", help="agent YAML file whose faces: section is used (default: built-in)")
+    parser.add_argument("--pairs", action="store_true", help="use pairs.csv even when gallery/ and probes/ exist")
+    parser.set_defaults(func=run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="eval")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

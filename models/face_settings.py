@@ -1,0 +1,41 @@
+"""Plain settings for the face models, importable without loading dlib or OpenCV (the config does)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Liveness = Literal["off", "blink", "motion"]
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """Which faces are worth encoding. Defaults are explained in agent/config_faces.py."""
+
+    min_face_px: int = 40
+    min_sharpness: float = 8.0
+    max_yaw: float = 0.35
+
+
+@dataclass(frozen=True)
+class FaceSettings:
+    """Plain settings for the models (built from agent.config_faces.FaceConfig). See there for why."""
+
+    tolerance: float = 0.5
+    margin: float = 0.06
+    k: int = 2
+    n: int = 4
+    max_encodings: int = 10
+    detect_width: int = 640
+    upsample: int = 0
+    quality: QualitySettings = field(default_factory=QualitySettings)
+    encode_interval: float = 0.1
+    search_interval: float = 0.2
+    decided_interval: float = 0.5
+    track_timeout: float = 1.0
+    max_shift: float = 1.0
+    motion_pixel_delta: int = 12
+    motion_fraction: float = 0.01
+    liveness: Liveness = "off"
+    blink_closed_ear: float = 0.21
+    motion_min_pose_change: float = 0.04
