@@ -17,8 +17,8 @@ usage() {
 Usage: sudo systemd/install.sh [--dry-run] [--start] [--prefix DIR] [--no-venv]
 
 Installs the edge agent from this checkout:
-  - apt: python3-venv, python3-picamera2 (libcamera's Python bindings exist only as a
-    Debian package, so the venv sees the system site-packages)
+  - apt: python3-venv, python3-picamera2 and python3-lgpio (libcamera's Python bindings
+    exist only as a Debian package, so the venv sees the system site-packages)
   - system user edge-agent (no login, home /var/lib/edge-agent) in groups gpio and video
   - venv /opt/edge-agent/venv with this project (pip install ".[pi]" plus
     requirements-nodeps.txt); skipped when the checkout has not changed since last time
@@ -70,7 +70,9 @@ LIVE=1  # acting on the running system (not staging under a prefix)
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SERVICE_USER=edge-agent
 SERVICE_GROUPS=(gpio video)
-APT_PACKAGES=(python3-venv python3-picamera2)
+# python3-picamera2 brings libcamera's Python bindings (no wheel exists) and python3-lgpio
+# saves building lgpio from source; the venv sees both through --system-site-packages.
+APT_PACKAGES=(python3-venv python3-picamera2 python3-lgpio)
 UNIT_NAME=edge-agent.service
 
 OPT_DIR="$PREFIX/opt/edge-agent"
@@ -165,6 +167,7 @@ step_apt() {
         fi
     done
     if ((${#missing[@]})); then
+        act "apt-get update" apt-get update
         act "apt-get install -y --no-install-recommends ${missing[*]}" \
             apt-get install -y --no-install-recommends "${missing[@]}"
     fi
