@@ -28,7 +28,7 @@ Pin = Annotated[
 
 
 def _check_pin(value: int | str | None) -> int | str | None:
-    if value is None or isinstance(value, int) and 0 <= value <= 53:
+    if value is None or (isinstance(value, int) and 0 <= value <= 53):
         return value
     if isinstance(value, str) and _PIN_RE.match(value.strip()):
         return value.strip().upper()

@@ -7,7 +7,6 @@ column (``hardware.gates[0].lock_relay (line 12, column 19): …``), never a tra
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,7 +103,8 @@ class _Marks:
 
 
 def _validation_problems(error: ValidationError, marks: _Marks) -> list[ConfigProblem]:
-    problems = []
+    """One problem per key path: a union (``int | str``) fails once per branch, say it once."""
+    by_path: dict[Path_, tuple[tuple[int, int] | None, list[str]]] = {}
     for item in error.errors(include_url=False):
         path, mark = marks.locate(tuple(item["loc"]))
         message = item["msg"]
@@ -115,8 +115,15 @@ def _validation_problems(error: ValidationError, marks: _Marks) -> list[ConfigPr
             message = "required key is missing"
         elif message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
+        _, messages = by_path.setdefault(path, (mark, []))
+        if messages and message.startswith("Input should be ") and messages[-1].startswith("Input should be "):
+            message = message.removeprefix("Input should be ")
+        if message not in messages:
+            messages.append(message)
+    problems = []
+    for path, (mark, messages) in by_path.items():
         line, column = mark if mark else (None, None)
-        problems.append(ConfigProblem(format_path(path), message, line, column))
+        problems.append(ConfigProblem(format_path(path), " or ".join(messages), line, column))
     return problems
 
 
@@ -125,15 +132,52 @@ def bcm_number(pin: int | str) -> int | str:
     if isinstance(pin, int):
         return pin
     for prefix in ("GPIO", "BCM"):
-        if pin.startswith(prefix):
+        if pin.startswith(prefix) and pin.removeprefix(prefix).isdigit():
             return int(pin.removeprefix(prefix))
     for prefix in ("BOARD", "J8:"):
-        if pin.startswith(prefix):
+        if pin.startswith(prefix) and pin.removeprefix(prefix).isdigit():
             return _BOARD_TO_BCM.get(int(pin.removeprefix(prefix)), pin)
     return int(pin) if pin.isdigit() else pin
 
 
-def _pins(config: AgentConfig) -> Iterator[tuple[Path_, int | str]]:
+PIN_FIELDS = frozenset({"lock_relay", "door_contact", "exit_button", "assist_button", "raise_relay", "lower_relay",
+                        "pulse_relay", "safety_loop", "position_sensor", "alarm_pin", "fault_pin", "pin"})
+
+
+def _pin_conflicts(data: dict[str, Any], marks: _Marks) -> list[ConfigProblem]:
+    """Two devices on one pin. Works on the raw YAML so it is reported even beside other errors."""
+    problems: list[ConfigProblem] = []
+    owners: dict[int | str, Path_] = {}
+    hardware = data.get("hardware")
+    if not isinstance(hardware, dict):
+        return problems
+    for section in ("gates", "barriers", "smoke_detectors", "indicators"):
+        devices = hardware.get(section)
+        for index, device in enumerate(devices if isinstance(devices, list) else []):
+            if not isinstance(device, dict):
+                continue
+            for field, pin in device.items():
+                if field not in PIN_FIELDS or not isinstance(pin, int | str) or isinstance(pin, bool):
+                    continue
+                path: Path_ = ("hardware", section, index, field)
+                number = bcm_number(pin.strip().upper() if isinstance(pin, str) else pin)
+                if number in owners:
+                    line, column = marks.marks.get(path, (None, None))
+                    problems.append(ConfigProblem(format_path(path),
+                                                  f"pin {pin} is already used by {format_path(owners[number])}",
+                                                  line, column))
+                else:
+                    owners[number] = path
+    return problems
+
+
+def _semantic_problems(config: AgentConfig, marks: _Marks) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+
+    def problem(path: Path_, message: str) -> None:
+        line, column = marks.marks.get(path, (None, None))
+        problems.append(ConfigProblem(format_path(path), message, line, column))
+
     hardware = config.hardware
     for section in ("gates", "barriers", "smoke_detectors", "indicators"):
         for index, device in enumerate(getattr(hardware, section)):
@@ -149,14 +193,6 @@ def _semantic_problems(config: AgentConfig, marks: _Marks) -> list[ConfigProblem
     def problem(path: Path_, message: str) -> None:
         line, column = marks.marks.get(path, (None, None))
         problems.append(ConfigProblem(format_path(path), message, line, column))
-
-    owners: dict[int | str, Path_] = {}
-    for path, pin in _pins(config):
-        number = bcm_number(pin)
-        if number in owners:
-            problem(path, f"pin {pin} is already used by {format_path(owners[number])}")
-        else:
-            owners[number] = path
 
     hardware = config.hardware
     for section in ("gates", "barriers", "smoke_detectors", "indicators", "cameras"):
@@ -238,13 +274,14 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
         raise ConfigError(source, [ConfigProblem("", "the file must be a YAML mapping with at least a `node:` section")])
     marks = _Marks()
     marks.walk(root)
+    problems = marks.duplicates + _pin_conflicts(data, marks)
     try:
         config = AgentConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, marks.duplicates + _validation_problems(exc, marks)) from None
+        raise ConfigError(source, problems + _validation_problems(exc, marks)) from None
     if base_dir is not None:
         config = _resolve_relative(config, base_dir)
-    problems = marks.duplicates + _semantic_problems(config, marks)
+    problems += _semantic_problems(config, marks)
     if problems:
         raise ConfigError(source, problems)
     return config

@@ -19,12 +19,13 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def mock_factory():
-    """gpiozero's own MockFactory as the default pin factory, reset after each test."""
+    """gpiozero's own MockFactory (PWM-capable pins that keep a wired level), reset after each test."""
     from gpiozero import Device
-    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    from drivers.pins import make_pin_factory
 
     previous = Device.pin_factory
-    factory = MockFactory(pin_class=MockPWMPin)
+    factory = make_pin_factory("mock")
     Device.pin_factory = factory
     yield factory
     factory.reset()

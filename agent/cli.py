@@ -1,0 +1,219 @@
+"""``edge-agent``: the daemon and the technician's tools, in plain language.
+
+Exit codes: 0 success, 1 a check failed or the command was refused, 2 usage error,
+78 (EX_CONFIG) the configuration is invalid — systemd does not restart on 78.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from agent.config import DEFAULT_CONFIG_PATH
+from agent.config_loader import EX_CONFIG, ConfigError, json_schema, load_config
+from agent.events import parse_time
+
+EX_FAILED = 1
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", type=Path, default=DEFAULT_CONFIG_PATH,
+                        help=f"agent configuration (default {DEFAULT_CONFIG_PATH})")
+
+
+# -- commands -------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent.daemon import run_daemon
+    from agent.logs import setup_logging
+
+    config = load_config(args.config)
+    setup_logging(config.logging.level, config.logging.format)
+    return run_daemon(config, args.config)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.file or args.config)
+    hw = config.hardware
+    print(f"{args.file or args.config}: OK — node {config.node.site}/{config.node.building}/{config.node.node_id}, "
+          f"{len(hw.gates)} gate(s), {len(hw.barriers)} barrier(s), {len(hw.smoke_detectors)} smoke detector(s), "
+          f"{len(hw.indicators)} indicator(s), {len(hw.cameras)} camera(s), pins: {hw.pin_factory}")
+    return 0
+
+
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from agent.event_store import EventStore, StoredEvent
+
+    config = load_config(args.config)
+    path = config.storage.state_dir / "events.db"
+    if not path.exists():
+        print(f"no events yet: {path} does not exist (has the agent run with this config?)", file=sys.stderr)
+        return EX_FAILED
+    store = EventStore(path, readonly=True)
+    since = parse_time(args.since) if args.since else None
+    types = args.type or None
+
+    def show(stored: StoredEvent) -> None:
+        event = stored.event
+        if args.json:
+            print(event.model_dump_json(), flush=True)
+        else:
+            when = event.ts.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+            details = " ".join(f"{k}={v}" for k, v in event.details.items())
+            print(f"{when}  {event.type:<18} {event.device or '-':<12} {details}", flush=True)
+
+    recent = store.query(types=types, since=since, limit=args.limit, newest_first=True)
+    if not args.json and not args.follow and not recent:
+        print("no matching events")
+    for stored in reversed(recent):
+        show(stored)
+    if args.follow:
+        try:
+            for stored in store.follow(store.last_seq(), types=types):
+                show(stored)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from agent.control import ControlUnavailable, call
+
+    config = load_config(args.config)
+    try:
+        reply = call(config.storage.state_dir, {"cmd": "status"})
+    except ControlUnavailable as exc:
+        print(exc, file=sys.stderr)
+        return EX_FAILED
+    print(reply["status"])
+    for key, value in sorted(reply["state"].items()):
+        print(f"  {key:<24} " + ", ".join(f"{k}={v}" for k, v in value.items()))
+    return 0
+
+
+def cmd_alarm_reset(args: argparse.Namespace) -> int:
+    from agent.control import ControlUnavailable, call
+
+    config = load_config(args.config)
+    try:
+        reply = call(config.storage.state_dir, {"cmd": "alarm_reset", "source": "cli"})
+    except ControlUnavailable as exc:
+        print(f"{exc}; start it first: the reset must be done by the running agent", file=sys.stderr)
+        return EX_FAILED
+    print(reply["message"], file=sys.stdout if reply["ok"] else sys.stderr)
+    return 0 if reply["ok"] else EX_FAILED
+
+
+def cmd_hw_test(args: argparse.Namespace) -> int:
+    from agent.control import ControlUnavailable, call
+    from agent.hwtest import run_checks
+    from drivers.pins import PinFactoryError, make_pin_factory
+
+    config = load_config(args.config)
+    try:
+        call(config.storage.state_dir, {"cmd": "status"}, timeout=1.0)
+        print("the agent is running and owns the pins: stop it first (sudo systemctl stop edge-agent)",
+              file=sys.stderr)
+        return EX_FAILED
+    except ControlUnavailable:
+        pass
+    try:
+        factory = make_pin_factory(config.hardware.pin_factory)
+    except PinFactoryError as exc:
+        print(f"FAIL  pin factory {config.hardware.pin_factory}: {exc}")
+        return EX_FAILED
+    checks = run_checks(config, factory, pulse=args.pulse)
+    for check in checks:
+        print(check)
+    failed = sum(not c.ok for c in checks)
+    print(f"{len(checks) - failed} OK, {failed} FAIL")
+    factory.close()
+    return EX_FAILED if failed else 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from agent.logs import setup_logging
+    from agent.simulation import prepare_media, run_simulation
+
+    for made in prepare_media(args.config):
+        print(f"generated {made}")
+    config = load_config(args.config)
+    setup_logging(config.logging.level, "text")
+    return run_simulation(config, args.config, keep_running=args.keep_running)
+
+
+# -- parser ---------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-agent", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon (what systemd starts)")
+    _add_config(run)
+    run.set_defaults(func=cmd_run)
+
+    check = commands.add_parser("check-config", help="validate a configuration file (exit 78 if invalid)")
+    check.add_argument("file", nargs="?", type=Path, help="file to check (default: --config)")
+    _add_config(check)
+    check.set_defaults(func=cmd_check_config)
+
+    config = commands.add_parser("config", help="configuration helpers")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    config_commands.add_parser("schema", help="print the JSON Schema of the YAML file").set_defaults(
+        func=cmd_config_schema)
+
+    events = commands.add_parser("events", help="show recorded events")
+    _add_config(events)
+    events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    events.add_argument("--type", "-t", action="append", help="event type or family (door, smoke.alarm); repeatable")
+    events.add_argument("--since", help="RFC 3339 time, a date, or an age like 10m, 2h, 7d")
+    events.add_argument("--limit", "-n", type=int, default=50, help="how many recent events (default 50)")
+    events.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    events.set_defaults(func=cmd_events)
+
+    status = commands.add_parser("status", help="what the running agent reports about each device")
+    _add_config(status)
+    status.set_defaults(func=cmd_status)
+
+    alarm = commands.add_parser("alarm", help="fire-alarm latch")
+    alarm_commands = alarm.add_subparsers(dest="alarm_command", required=True, metavar="SUBCOMMAND")
+    reset = alarm_commands.add_parser("reset", help="end the fire-alarm latch once every detector is quiet")
+    _add_config(reset)
+    reset.set_defaults(func=cmd_alarm_reset)
+
+    hw = commands.add_parser("hw", help="hardware checks")
+    hw_commands = hw.add_subparsers(dest="hw_command", required=True, metavar="SUBCOMMAND")
+    hw_test = hw_commands.add_parser("test", help="check every configured device (OK/FAIL)")
+    _add_config(hw_test)
+    hw_test.add_argument("--pulse", action="store_true", help="also click relays and sound indicators")
+    hw_test.set_defaults(func=cmd_hw_test)
+
+    simulate = commands.add_parser("simulate", help="run the agent on mock pins with a scripted scenario")
+    simulate.add_argument("config", nargs="?", type=Path, default=Path("config/simulation.yaml"))
+    simulate.add_argument("--keep-running", action="store_true", help="keep running after the scenario")
+    simulate.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        return EX_CONFIG
+    except PermissionError as exc:
+        print(f"permission denied: {exc.filename or exc}; run as the service user or with sudo", file=sys.stderr)
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

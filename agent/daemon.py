@@ -1,0 +1,218 @@
+"""The edge-agent daemon: configuration → drivers → events, supervised by systemd.
+
+The main thread only supervises (signals, reloads, watchdog, housekeeping); devices report from
+their own threads.  Fire safety never waits on this loop: see :mod:`agent.fire`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gpiozero import Factory
+
+from agent.config import AgentConfig
+from agent.config_loader import ConfigError, load_config
+from agent.control import ControlServer
+from agent.event_store import EventStore
+from agent.events import Event
+from agent.fire import FireSafety, ResetRefused
+from agent.hardware import Hardware, build_hardware
+from agent.notify import SystemdNotifier
+from drivers.pins import make_pin_factory
+
+log = logging.getLogger("edge_agent")
+
+TICK_SECONDS = 0.5
+PURGE_EVERY_SECONDS = 3600.0
+STATE_EVERY_SECONDS = 1.0
+
+
+class Agent:
+    """One running node. ``start()``, then ``run()`` in the main thread, or ``stop()`` from anywhere."""
+
+    def __init__(self, config: AgentConfig, *, config_path: Path | None = None,
+                 pin_factory: Factory | None = None, notifier: SystemdNotifier | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.notifier = notifier or SystemdNotifier()
+        state_dir = config.storage.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = EventStore(state_dir / "events.db")
+        self.fire = FireSafety(state_dir / "fire_latch.json")
+        self.pin_factory = pin_factory or make_pin_factory(config.hardware.pin_factory)
+        self.hardware = Hardware()
+        self.control = ControlServer(state_dir, self.handle_control)
+        self.stopping = threading.Event()
+        self.reload_requested = threading.Event()
+        self.listeners: list[Callable[[Event], None]] = []
+        self._store_ok = True
+        self._last_state: dict[str, dict[str, Any]] = {}
+        self._state_listeners: list[Callable[[str, dict[str, Any]], None]] = []
+
+    # -- events -----------------------------------------------------------------------------------
+    def emit(self, type_: str, device: str | None = None, details: dict[str, Any] | None = None) -> Event | None:
+        event = Event(node=self.config.node.node_id, type=type_, device=device, details=details or {})
+        try:
+            self.store.append(event)
+            self._store_ok = True
+        except Exception:
+            # The hardware keeps working; the watchdog stops being fed so systemd restarts us.
+            self._store_ok = False
+            log.exception("could not store event %s %s", type_, event.id)
+        log.info("%s%s %s", type_, f" {device}" if device else "",
+                 " ".join(f"{k}={v}" for k, v in event.details.items()))
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event listener failed")
+        return event
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.hardware = build_hardware(self.config.hardware, self.pin_factory, self.fire, self.emit)
+        self.hardware.start_cameras()
+        self.control.start()
+        self.emit("agent.started", None, {
+            "gates": len(self.hardware.gates), "barriers": len(self.hardware.barriers),
+            "smoke_detectors": len(self.hardware.smoke_detectors), "cameras": len(self.hardware.cameras),
+            "fire_latched": self.fire.latched,
+        })
+        self.notifier.notify(READY=1, STATUS=self.status_line())
+
+    def run(self) -> int:
+        """Supervise until stopped. Call from the main thread after :meth:`start`."""
+        watchdog = self.notifier.watchdog_interval
+        last_ping = last_purge = last_state = 0.0
+        while not self.stopping.wait(TICK_SECONDS):
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self.reload()
+            now = time.monotonic()
+            if watchdog and now - last_ping >= watchdog and self.healthy():
+                self.notifier.notify(WATCHDOG=1)
+                last_ping = now
+            if now - last_state >= STATE_EVERY_SECONDS:
+                last_state = now
+                self._publish_changed_state()
+            if now - last_purge >= PURGE_EVERY_SECONDS:
+                last_purge = now
+                self._purge()
+        self.shutdown()
+        return 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def shutdown(self) -> None:
+        self.notifier.notify(STOPPING=1, STATUS="stopping")
+        for gate in self.hardware.gates.values():
+            if self.fire.latched and gate.config.fire_mode == "release":
+                log.warning("gate %s stays released: the fire alarm is latched", gate.name)
+                continue
+            gate.to_safe_state()
+        self.hardware.close()
+        self.control.stop()
+        self.emit("agent.stopped", None, {})
+        self.store.close()
+        self.notifier.close()
+
+    def reload(self) -> bool:
+        """Re-read the config file (SIGHUP). An invalid file keeps the running config and says why."""
+        if self.config_path is None:
+            return False
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration:\n%s", exc.report())
+            self.notifier.notify(STATUS="reload refused: invalid config (see journal)")
+            return False
+        if new.storage != self.config.storage or new.node != self.config.node or \
+                new.hardware.pin_factory != self.config.hardware.pin_factory:
+            log.warning("node, storage and pin_factory changes take effect after a restart")
+            new = new.model_copy(update={"node": self.config.node, "storage": self.config.storage})
+        self.notifier.notify(RELOADING=1, STATUS="reloading")
+        old_hardware, old_config = self.hardware, self.config
+        old_hardware.close()
+        try:
+            self.hardware = build_hardware(new.hardware, self.pin_factory, self.fire, self.emit)
+            self.config = new
+        except Exception:
+            log.exception("reload failed while opening devices; going back to the previous configuration")
+            self.hardware = build_hardware(old_config.hardware, self.pin_factory, self.fire, self.emit)
+        self.hardware.start_cameras()
+        self.emit("agent.reloaded", None, {"ok": self.config is new})
+        self.notifier.notify(READY=1, STATUS=self.status_line())
+        return self.config is new
+
+    # -- health and state -------------------------------------------------------------------------
+    def healthy(self) -> bool:
+        return self._store_ok and not self.stopping.is_set()
+
+    def status_line(self) -> str:
+        if self.fire.latched:
+            return "FIRE ALARM latched: exits released"
+        parts = [f"{len(self.hardware.gates)} gate(s)", f"{len(self.hardware.smoke_detectors)} smoke detector(s)",
+                 f"{len(self.hardware.cameras)} camera(s)"]
+        return "running: " + ", ".join(parts)
+
+    def state(self) -> dict[str, dict[str, Any]]:
+        return {**self.hardware.state(), "fire": self.fire.state()}
+
+    def on_state_change(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
+        self._state_listeners.append(listener)
+
+    def _publish_changed_state(self) -> None:
+        state = self.state()
+        for key, value in state.items():
+            if self._last_state.get(key) != value:
+                for listener in list(self._state_listeners):
+                    try:
+                        listener(key, value)
+                    except Exception:
+                        log.exception("state listener failed")
+        self._last_state = state
+
+    def _purge(self) -> None:
+        try:
+            removed = self.store.purge(self.config.storage.retention_days, keep_undelivered=False)
+            if removed:
+                log.info("purged %d events older than %d days", removed, self.config.storage.retention_days)
+        except Exception:
+            log.exception("purging old events failed")
+
+    # -- technician commands ----------------------------------------------------------------------
+    def alarm_reset(self, source: str) -> list[str]:
+        in_alarm = [name for name, d in self.hardware.smoke_detectors.items() if d.input_active]
+        detectors = self.fire.reset(in_alarm)
+        self.notifier.notify(STATUS=self.status_line())
+        self.emit("alarm.reset", None, {"source": source, "detectors": detectors})
+        return detectors
+
+    def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
+        command = request.get("cmd")
+        if command == "status":
+            return {"ok": True, "status": self.status_line(), "state": self.state()}
+        if command == "alarm_reset":
+            try:
+                detectors = self.alarm_reset(str(request.get("source", "cli")))
+            except ResetRefused as exc:
+                return {"ok": False, "message": str(exc)}
+            return {"ok": True, "message": f"fire alarm reset ({', '.join(detectors) or 'no detector'})"}
+        return {"ok": False, "message": f"unknown command {command!r}"}
+
+
+def run_daemon(config: AgentConfig, config_path: Path | None) -> int:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads. Returns the process exit code."""
+    agent = Agent(config, config_path=config_path)
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop())
+    signal.signal(signal.SIGINT, lambda *_: agent.stop())
+    signal.signal(signal.SIGHUP, lambda *_: agent.reload_requested.set())
+    agent.start()
+    return agent.run()

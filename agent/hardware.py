@@ -1,0 +1,141 @@
+"""Build the configured devices and translate what they report into events.
+
+Drivers report happenings (``door.opened``, ``exit.pressed``, ``smoke.alarm``); this module decides
+what each one means for the building.  The fire path is first in line and touches only GPIO before
+any event is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gpiozero import Factory
+
+from agent.config import HardwareConfig
+from agent.fire import FireSafety
+from drivers.barrier import Barrier
+from drivers.gate import Gate
+from drivers.indicators import Indicator, Pattern
+from drivers.smoke import SmokeDetector
+
+if TYPE_CHECKING:
+    from drivers.camera import Camera
+
+log = logging.getLogger("edge_agent.hardware")
+
+Emit = Callable[[str, str | None, dict[str, Any]], object]
+
+# Driver happenings recorded as events of the same name; the rest are mapped in the handlers below.
+_RECORDED = {
+    "door.opened", "door.closed", "door.held_open", "door.forced",
+    "barrier.raised", "barrier.lowered", "barrier.lower_deferred", "barrier.fault", "smoke.fault",
+}
+
+
+@dataclass
+class Hardware:
+    gates: dict[str, Gate] = field(default_factory=dict)
+    barriers: dict[str, Barrier] = field(default_factory=dict)
+    smoke_detectors: dict[str, SmokeDetector] = field(default_factory=dict)
+    indicators: list[Indicator] = field(default_factory=list)
+    cameras: dict[str, Camera] = field(default_factory=dict)
+
+    def signal(self, pattern: Pattern, gate: str | None = None) -> None:
+        for indicator in self.indicators:
+            if indicator.shows(pattern, gate):
+                indicator.show(pattern)
+
+    def state(self) -> dict[str, dict[str, Any]]:
+        state: dict[str, dict[str, Any]] = {}
+        for name, gate in self.gates.items():
+            state[f"gate/{name}"] = gate.state()
+        for name, barrier in self.barriers.items():
+            state[f"barrier/{name}"] = barrier.state()
+        for name, detector in self.smoke_detectors.items():
+            state[f"smoke/{name}"] = detector.state()
+        for name, camera in self.cameras.items():
+            health = camera.health()
+            state[f"camera/{name}"] = {"state": health.state, "fps": round(health.fps, 1),
+                                       "last_frame_age": None if health.last_frame_age is None
+                                       else round(health.last_frame_age, 1)}
+        return state
+
+    def start_cameras(self) -> None:
+        for camera in self.cameras.values():
+            camera.start()
+
+    def close(self) -> None:
+        for camera in self.cameras.values():
+            camera.stop(timeout=2.0)
+        for device in [*self.gates.values(), *self.barriers.values(), *self.smoke_detectors.values(),
+                       *self.indicators]:
+            try:
+                device.close()
+            except Exception:
+                log.exception("closing %s failed", getattr(device, "name", device))
+
+
+def build_hardware(config: HardwareConfig, pin_factory: Factory, fire: FireSafety, emit: Emit,
+                   with_cameras: bool = True) -> Hardware:
+    """Create every device; on failure close what was already opened, so the pins are free again."""
+    hardware = Hardware()
+    try:
+        _build(hardware, config, pin_factory, fire, emit, with_cameras)
+    except BaseException:
+        hardware.close()
+        raise
+    return hardware
+
+
+def _build(hardware: Hardware, config: HardwareConfig, pin_factory: Factory, fire: FireSafety, emit: Emit,
+           with_cameras: bool) -> None:
+    for indicator_config in config.indicators:
+        hardware.indicators.append(Indicator(indicator_config, pin_factory))
+
+    for gate_config in config.gates:
+        def on_gate(kind: str, details: dict[str, Any], name: str = gate_config.name) -> None:
+            if kind == "exit.pressed":
+                hardware.signal("granted", name)
+                emit("gate.granted", name, {"method": "exit_button", **details})
+            elif kind == "assist.pressed":
+                emit("assist.requested", name, details)
+            elif kind in _RECORDED:
+                emit(kind, name, details)
+        hardware.gates[gate_config.name] = Gate(gate_config, pin_factory, on_gate)
+
+    for barrier_config in config.barriers:
+        def on_barrier(kind: str, details: dict[str, Any], name: str = barrier_config.name) -> None:
+            if kind in _RECORDED:
+                emit(kind, name, details)
+            else:
+                log.debug("barrier %s: %s", name, kind)
+        hardware.barriers[barrier_config.name] = Barrier(barrier_config, pin_factory, on_barrier)
+
+    for smoke_config in config.smoke_detectors:
+        def on_smoke(kind: str, details: dict[str, Any], name: str = smoke_config.name) -> None:
+            if kind == "smoke.alarm":
+                fire.alarm(name)  # release the exits before anything touches the disk
+                emit("smoke.alarm", name, {**details, "released": [
+                    g.name for g in hardware.gates.values() if g.config.fire_mode == "release"]})
+            elif kind == "smoke.cleared":
+                fire.cleared(name)
+                emit("smoke.cleared", name, {"latched": fire.latched})
+            elif kind in _RECORDED:
+                emit(kind, name, details)
+        hardware.smoke_detectors[smoke_config.name] = SmokeDetector(smoke_config, pin_factory, on_smoke)
+
+    if with_cameras and config.cameras:
+        from drivers.camera import Camera  # OpenCV is loaded only by nodes that have cameras
+
+        for camera_config in config.cameras:
+            name = camera_config.name
+            hardware.cameras[name] = Camera(
+                camera_config,
+                on_fault=lambda reason, name=name: emit("camera.fault", name, {"reason": reason[:200]}),
+                on_recovered=lambda name=name: emit("camera.recovered", name, {}),
+            )
+
+    fire.attach(hardware.gates.values(), hardware.barriers.values(), hardware.indicators)
