@@ -189,8 +189,8 @@ class Uplink:
                 self._say_goodbye(client)
         finally:
             lasted = time.monotonic() - self._connected_since if self._connected else 0.0
+            self._publisher.reset()  # flushes the PUBACKs that did arrive before we say "disconnected"
             self._connected = False
-            self._publisher.reset()
             with contextlib.suppress(Exception):  # the socket may already be gone
                 client.disconnect()
         return lasted >= STABLE_SECONDS
