@@ -24,6 +24,7 @@ from agent.events import Event
 from agent.fire import FireSafety, ResetRefused
 from agent.hardware import Hardware, build_hardware
 from agent.notify import SystemdNotifier
+from agent.recorder import Recorder
 from drivers.pins import make_pin_factory
 
 log = logging.getLogger("edge_agent")
@@ -51,39 +52,43 @@ class Agent:
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
         self.listeners: list[Callable[[Event], None]] = []
-        self._store_ok = True
+        self.recorder = Recorder(self._record)
         self._last_state: dict[str, dict[str, Any]] = {}
         self._state_listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
     # -- events -----------------------------------------------------------------------------------
-    def emit(self, type_: str, device: str | None = None, details: dict[str, Any] | None = None) -> Event | None:
+    def emit(self, type_: str, device: str | None = None, details: dict[str, Any] | None = None) -> Event:
+        """Record an event. Never blocks the caller: drivers call this from their pin callback threads,
+        and a slow disk must not delay the next door, button or smoke edge."""
         event = Event(node=self.config.node.node_id, type=type_, device=device, details=details or {})
-        try:
-            self.store.append(event)
-            self._store_ok = True
-        except Exception:
-            # The hardware keeps working; the watchdog stops being fed so systemd restarts us.
-            self._store_ok = False
-            log.exception("could not store event %s %s", type_, event.id)
         log.info("%s%s %s", type_, f" {device}" if device else "",
                  " ".join(f"{k}={v}" for k, v in event.details.items()))
+        self.recorder.put(event)
+        return event
+
+    def _record(self, event: Event) -> None:
+        try:
+            self.store.append(event)
+        except Exception:
+            log.exception("could not store event %s %s", event.type, event.id)
+            raise
         for listener in list(self.listeners):
             try:
                 listener(event)
             except Exception:
                 log.exception("event listener failed")
-        return event
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
-        self.hardware = build_hardware(self.config.hardware, self.pin_factory, self.fire, self.emit)
+        self.recorder.start()
+        hw = self.config.hardware
+        self.emit("agent.started", None, {
+            "gates": len(hw.gates), "barriers": len(hw.barriers), "smoke_detectors": len(hw.smoke_detectors),
+            "cameras": len(hw.cameras), "fire_latched": self.fire.latched,
+        })
+        self.hardware = build_hardware(hw, self.pin_factory, self.fire, self.emit)
         self.hardware.start_cameras()
         self.control.start()
-        self.emit("agent.started", None, {
-            "gates": len(self.hardware.gates), "barriers": len(self.hardware.barriers),
-            "smoke_detectors": len(self.hardware.smoke_detectors), "cameras": len(self.hardware.cameras),
-            "fire_latched": self.fire.latched,
-        })
         self.notifier.notify(READY=1, STATUS=self.status_line())
 
     def run(self) -> int:
@@ -120,6 +125,8 @@ class Agent:
         self.hardware.close()
         self.control.stop()
         self.emit("agent.stopped", None, {})
+        if not self.recorder.stop(timeout=2.0):
+            log.error("%d events could not be written before exit", self.recorder.backlog)
         self.store.close()
         self.notifier.close()
 
@@ -153,7 +160,7 @@ class Agent:
 
     # -- health and state -------------------------------------------------------------------------
     def healthy(self) -> bool:
-        return self._store_ok and not self.stopping.is_set()
+        return self.recorder.healthy() and not self.stopping.is_set()
 
     def status_line(self) -> str:
         if self.fire.latched:

@@ -103,14 +103,15 @@ class FireSafety:
                 "active": sorted(self._active)}
 
     def _release(self) -> None:
+        # Exits first, then the alarm sounder, then the car park.
         for gate in self._gates:
             if gate.config.fire_mode == "release":
                 gate.hold_unlocked()
-        for barrier in self._barriers:
-            barrier.hold_up()
         for indicator in self._indicators:
             if indicator.shows("alarm"):
                 indicator.show("alarm")
+        for barrier in self._barriers:
+            barrier.hold_up()
 
     def _persist(self) -> None:
         data = json.dumps({"since": self.latched_since, "detectors": self.triggered_by})

@@ -1,0 +1,144 @@
+"""The daemon as a real process: sd_notify over a real unix datagram socket, signals, exit codes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.config_loader import EX_CONFIG
+from agent.event_store import EventStore
+from tests.agent_configs import node_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class NotifySocket:
+    """What systemd does: bind a datagram socket and read the daemon's KEY=value messages."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.messages: list[dict[str, str]] = []
+
+    def wait_for(self, key: str, value: str | None = None, timeout: float = 20.0) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        for message in self.messages:
+            if key in message and (value is None or message[key] == value):
+                return message
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(4096).decode()
+            except TimeoutError:
+                break
+            message = dict(line.split("=", 1) for line in data.splitlines() if "=" in line)
+            self.messages.append(message)
+            if key in message and (value is None or message[key] == value):
+                return message
+        raise AssertionError(f"no {key}={value} from the daemon; got {self.messages}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path):
+    config = tmp_path / "agent.yaml"
+    config.write_text(node_config(tmp_path / "state"))
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}
+    env.pop("JOURNAL_STREAM", None)
+    process = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config)], cwd=ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    yield process, notify, config
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    notify.close()
+
+
+def test_ready_watchdog_and_clean_stop_on_sigterm(daemon) -> None:
+    process, notify, config = daemon
+    ready = notify.wait_for("READY", "1")
+    assert ready["STATUS"].startswith("running: 2 gate(s)")
+    notify.wait_for("WATCHDOG", "1", timeout=5)
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=5) == 0
+    assert time.monotonic() - started < 5
+    notify.wait_for("STOPPING", "1")
+    output = process.stdout.read()
+    assert "agent.stopped" in output and "Traceback" not in output
+    store = EventStore(config.parent / "state" / "events.db", readonly=True)
+    types = [s.event.type for s in store.query()]
+    assert types[0] == "agent.started" and types[-1] == "agent.stopped"
+
+
+def test_sighup_reloads_and_an_invalid_config_keeps_the_old_one(daemon) -> None:
+    process, notify, config = daemon
+    notify.wait_for("READY", "1")
+    text = config.read_text()
+    config.write_text(text.replace("    - {name: plant-room, lock_relay: 18, fire_mode: secure}\n", ""))
+    notify.messages.clear()
+    process.send_signal(signal.SIGHUP)
+    notify.wait_for("RELOADING", "1")
+    assert notify.wait_for("READY", "1")["STATUS"].startswith("running: 1 gate(s)")
+
+    config.write_text(text.replace("lock_relay: 17", "lock_relay: 17, unlock_secs: 2"))
+    process.send_signal(signal.SIGHUP)
+    notify.wait_for("STATUS", "reload refused: invalid config (see journal)")
+    assert process.poll() is None, "an invalid config must not stop a running node"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=5) == 0
+    output = process.stdout.read()
+    assert "reload refused" in output and "unlock_secs" in output and "Traceback" not in output
+
+
+def test_invalid_config_exits_78_without_traceback(tmp_path: Path) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text(node_config(tmp_path / "state").replace("lock_relay: 18", "lock_relay: 17"))
+    result = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--config", str(config)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == EX_CONFIG
+    assert "pin 17 is already used" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_journal_format_under_systemd(tmp_path: Path) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text(node_config(tmp_path / "state"))
+    env = {**os.environ, "JOURNAL_STREAM": "8:1234"}
+    process = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config)], cwd=ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=10)
+    assert "<6>agent.started" in err or any(line.startswith("<6>") for line in err.splitlines()), err
+
+
+def test_cli_events_status_and_reset_against_a_running_daemon(daemon) -> None:
+    process, notify, config = daemon
+    notify.wait_for("READY", "1")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "agent.cli", *args, "--config", str(config)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=30)
+
+    status = cli("status")
+    assert status.returncode == 0 and "gate/main" in status.stdout
+    reset = cli("alarm", "reset")
+    assert reset.returncode == 1 and "no fire alarm is latched" in reset.stderr
+    hw = cli("hw", "test")
+    assert hw.returncode == 1 and "stop it first" in hw.stderr
+    events = cli("events", "--json", "--type", "agent")
+    assert events.returncode == 0 and '"type":"agent.started"' in events.stdout
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=5)
+    assert cli("alarm", "reset").returncode == 1

@@ -1,0 +1,306 @@
+"""Gate, barrier, smoke detector and indicator drivers on gpiozero's MockFactory pins."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from agent.config import BarrierConfig, GateConfig, IndicatorConfig, SmokeDetectorConfig
+from drivers.barrier import Barrier
+from drivers.gate import Gate
+from drivers.indicators import Indicator
+from drivers.smoke import SmokeDetector
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict]] = []
+        self.changed = threading.Condition()
+
+    def __call__(self, kind: str, details: dict) -> None:
+        with self.changed:
+            self.events.append((kind, details))
+            self.changed.notify_all()
+
+    @property
+    def kinds(self) -> list[str]:
+        return [kind for kind, _ in self.events]
+
+    def wait_for(self, kind: str, timeout: float = 3.0) -> dict:
+        with self.changed:
+            assert self.changed.wait_for(lambda: kind in self.kinds, timeout), f"{kind} not seen: {self.kinds}"
+            return next(d for k, d in self.events if k == kind)
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.01)
+    return check()
+
+
+@pytest.fixture
+def gate(mock_factory):
+    recorder = Recorder()
+    mock_factory.pin(27).drive_low()  # door shut
+    config = GateConfig(name="main", lock_relay=17, door_contact=27, exit_button=22, assist_button=23,
+                        unlock_seconds=0.3, held_open_seconds=0.4)
+    device = Gate(config, mock_factory, recorder)
+    yield device, recorder, mock_factory
+    device.close()
+
+
+def test_gate_starts_locked_and_unlocks_for_the_pulse(gate) -> None:
+    device, _, pins = gate
+    relay = pins.pin(17)
+    assert device.locked and relay.state == 0
+    device.unlock()
+    assert not device.locked and relay.state == 1
+    assert wait_until(lambda: device.locked, 2.0)
+
+
+def test_active_low_relay(mock_factory) -> None:
+    device = Gate(GateConfig(name="g", lock_relay=5, active_high=False), mock_factory)
+    assert mock_factory.pin(5).state == 1  # de-energised relay on an active-low board
+    device.unlock(0.2)
+    assert mock_factory.pin(5).state == 0
+    device.close()
+
+
+def test_exit_button_unlocks_and_reports(gate) -> None:
+    device, recorder, pins = gate
+    pins.pin(22).drive_low()
+    pins.pin(22).drive_high()
+    assert recorder.wait_for("exit.pressed")["seconds"] == 0.3
+    assert not device.locked
+
+
+def test_door_open_after_grant_is_not_forced_and_close_relocks(gate) -> None:
+    device, recorder, pins = gate
+    device.unlock(5)
+    pins.pin(27).drive_high()
+    recorder.wait_for("door.opened")
+    assert "door.forced" not in recorder.kinds
+    pins.pin(27).drive_low()
+    recorder.wait_for("door.closed")
+    assert device.locked, "a closed door relocks without waiting for the rest of the pulse"
+
+
+def test_door_opened_while_locked_is_forced(gate) -> None:
+    _, recorder, pins = gate
+    pins.pin(27).drive_high()
+    recorder.wait_for("door.forced")
+
+
+def test_held_open_alarm(gate) -> None:
+    device, recorder, pins = gate
+    device.unlock()
+    pins.pin(27).drive_high()
+    assert recorder.wait_for("door.held_open")["open_seconds"] == 0.4
+    pins.pin(27).drive_low()
+    assert recorder.wait_for("door.closed")["open_seconds"] >= 0.4
+
+
+def test_door_closed_in_time_raises_no_held_open(gate) -> None:
+    device, recorder, pins = gate
+    device.unlock()
+    pins.pin(27).drive_high()
+    pins.pin(27).drive_low()
+    time.sleep(0.6)
+    assert "door.held_open" not in recorder.kinds
+
+
+def test_assist_button(gate) -> None:
+    _, recorder, pins = gate
+    pins.pin(23).drive_low()
+    recorder.wait_for("assist.pressed")
+
+
+def test_fire_hold_survives_lock_and_pulses(gate) -> None:
+    device, recorder, pins = gate
+    device.hold_unlocked()
+    device.unlock(0.1)
+    device.lock()
+    time.sleep(0.3)
+    assert not device.locked
+    pins.pin(27).drive_high()
+    recorder.wait_for("door.opened")
+    assert "door.forced" not in recorder.kinds
+    device.release_hold()
+    assert device.locked
+
+
+def test_safe_state(mock_factory) -> None:
+    locked = Gate(GateConfig(name="a", lock_relay=5), mock_factory)
+    unlocked = Gate(GateConfig(name="b", lock_relay=6, safe_state="unlocked"), mock_factory)
+    locked.unlock(10)
+    locked.to_safe_state()
+    unlocked.to_safe_state()
+    assert locked.locked and not unlocked.locked
+    locked.close()
+    unlocked.close()
+
+
+def test_broken_listener_does_not_break_the_gate(mock_factory) -> None:
+    def explode(kind: str, details: dict) -> None:
+        raise RuntimeError("listener bug")
+
+    device = Gate(GateConfig(name="g", lock_relay=5, exit_button=6), mock_factory, explode)
+    mock_factory.pin(6).drive_low()
+    assert not device.locked
+    device.close()
+
+
+# -- barrier --------------------------------------------------------------------------------------
+@pytest.fixture
+def barrier(mock_factory):
+    recorder = Recorder()
+    config = BarrierConfig(name="car-in", raise_relay=5, lower_relay=6, safety_loop=13, pulse_seconds=0.05,
+                           position_sensor=19, travel_seconds=0.2)
+    device = Barrier(config, mock_factory, recorder)
+    yield device, recorder, mock_factory
+    device.close()
+
+
+def pulsed(pin) -> bool:
+    return any(state.state for state in pin.states)
+
+
+def test_barrier_raises_and_lowers_after_the_vehicle_clears(barrier) -> None:
+    device, recorder, pins = barrier
+    device.raise_arm()
+    assert device.arm == "up" and wait_until(lambda: pulsed(pins.pin(5)))
+    pins.pin(13).drive_low()  # car on the loop
+    recorder.wait_for("vehicle.present")
+    assert device.arm == "up"
+    pins.pin(13).drive_high()  # cleared
+    recorder.wait_for("barrier.lowered")
+    assert device.arm == "down" and pulsed(pins.pin(6))
+
+
+def test_barrier_never_lowers_on_a_vehicle(barrier) -> None:
+    device, recorder, pins = barrier
+    device.raise_arm()
+    pins.pin(13).drive_low()
+    assert device.lower() is False
+    recorder.wait_for("barrier.lower_deferred")
+    time.sleep(0.1)
+    assert device.arm == "up" and not pulsed(pins.pin(6))
+    pins.pin(13).drive_high()
+    recorder.wait_for("barrier.lowered")
+
+
+def test_barrier_fire_hold_stays_up(barrier) -> None:
+    device, recorder, pins = barrier
+    device.hold_up()
+    pins.pin(13).drive_low()
+    pins.pin(13).drive_high()
+    assert device.lower() is False
+    assert device.arm == "up"
+    device.release_hold()
+    assert device.arm == "down"
+
+
+def test_position_sensor_disagreeing_is_a_fault(barrier) -> None:
+    device, recorder, pins = barrier
+    device.raise_arm()  # the sensor pin stays at "down": a stuck arm
+    details = recorder.wait_for("barrier.fault")
+    assert details["commanded"] == "up" and details["sensed"] == "down"
+
+
+def test_position_sensor_agreeing_is_quiet(barrier) -> None:
+    device, recorder, pins = barrier
+    device.raise_arm()
+    pins.pin(19).drive_low()  # limit switch: arm up
+    time.sleep(0.4)
+    assert "barrier.fault" not in recorder.kinds
+
+
+def test_pulse_relay_barrier_toggles_once_per_change(mock_factory) -> None:
+    config = BarrierConfig(name="b", pulse_relay=5, safety_loop=13, pulse_seconds=0.02)
+    device = Barrier(config, mock_factory)
+    device.raise_arm()
+    device.raise_arm()
+    time.sleep(0.1)
+    assert sum(1 for s in mock_factory.pin(5).states if s.state) == 1
+    device.close()
+
+
+# -- smoke detector -------------------------------------------------------------------------------
+@pytest.fixture
+def smoke(mock_factory):
+    recorder = Recorder()
+    device = SmokeDetector(SmokeDetectorConfig(name="hall", alarm_pin=24, confirm_ms=200, fault_pin=25),
+                           mock_factory, recorder)
+    yield device, recorder, mock_factory
+    device.close()
+
+
+def test_smoke_alarm_is_confirmed_after_the_confirm_time(smoke) -> None:
+    device, recorder, pins = smoke
+    started = time.monotonic()
+    pins.pin(24).drive_low()
+    recorder.wait_for("smoke.alarm")
+    assert time.monotonic() - started >= 0.19
+    assert device.in_alarm
+    pins.pin(24).drive_high()
+    recorder.wait_for("smoke.cleared")
+    assert not device.in_alarm
+
+
+def test_smoke_glitch_shorter_than_confirm_is_ignored(smoke) -> None:
+    device, recorder, pins = smoke
+    for _ in range(5):
+        pins.pin(24).drive_low()
+        time.sleep(0.02)
+        pins.pin(24).drive_high()
+    time.sleep(0.4)
+    assert recorder.kinds == [] and not device.in_alarm
+
+
+def test_smoke_fault_line(smoke) -> None:
+    device, recorder, pins = smoke
+    pins.pin(25).drive_low()
+    assert recorder.wait_for("smoke.fault") == {"active": True} and device.fault
+    pins.pin(25).drive_high()
+    assert recorder.events[-1] == ("smoke.fault", {"active": False})
+
+
+def test_detector_already_in_alarm_at_start(mock_factory) -> None:
+    mock_factory.pin(24).drive_low()
+    recorder = Recorder()
+    device = SmokeDetector(SmokeDetectorConfig(name="hall", alarm_pin=24, confirm_ms=50), mock_factory, recorder)
+    recorder.wait_for("smoke.alarm")
+    device.close()
+
+
+# -- indicators -----------------------------------------------------------------------------------
+def test_led_patterns_and_alarm_priority(mock_factory) -> None:
+    led = Indicator(IndicatorConfig(name="red", kind="led", pin=20), mock_factory)
+    pin = mock_factory.pin(20)
+    led.show("denied")
+    assert wait_until(lambda: sum(1 for s in pin.states if s.state) >= 4, 2.0)
+    before = len(pin.states)
+    led.show("alarm")
+    led.show("granted")  # must not silence the alarm
+    assert led.alarm_active
+    time.sleep(1.3)
+    assert len(pin.states[before:]) >= 2, "the alarm keeps blinking"
+    led.stop_alarm()
+    assert pin.state == 0
+    led.close()
+
+
+def test_buzzer_and_gate_filter(mock_factory) -> None:
+    buzzer = Indicator(IndicatorConfig(name="bz", kind="buzzer", pin=21, gate="main", shows=["granted"]),
+                       mock_factory)
+    assert buzzer.shows("granted", "main") and not buzzer.shows("granted", "side")
+    assert not buzzer.shows("denied", "main")
+    buzzer.show("granted")
+    assert wait_until(lambda: any(s.state for s in mock_factory.pin(21).states))
+    buzzer.close()
