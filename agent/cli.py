@@ -194,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     hw_test.add_argument("--pulse", action="store_true", help="also click relays and sound indicators")
     hw_test.set_defaults(func=cmd_hw_test)
 
+    evaluate = commands.add_parser("eval", help="measure recognition on a labelled data set")
+    eval_commands = evaluate.add_subparsers(dest="eval_command", required=True, metavar="SUBCOMMAND")
+    from agent import eval_faces, eval_plates  # light: the models load only when a command runs
+
+    eval_faces.register(eval_commands)
+    eval_plates.register(eval_commands)
+
     simulate = commands.add_parser("simulate", help="run the agent on mock pins with a scripted scenario")
     simulate.add_argument("config", nargs="?", type=Path, default=Path("config/simulation.yaml"))
     simulate.add_argument("--keep-running", action="store_true", help="keep running after the scenario")

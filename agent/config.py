@@ -1,7 +1,8 @@
 """Typed configuration: one pydantic model per YAML section.
 
 Every model forbids unknown keys so that a technician's typo (``unlock_secnods``) is an
-error rather than a silently ignored setting.  Loading, line/column reporting and the
+error rather than a silently ignored setting.  The root model that gathers every section is
+:class:`agent.agent_config.AgentConfig`.  Loading, line/column reporting and the
 cross-section checks (pin conflicts, camera → gate references, missing files) live in
 :mod:`agent.config_loader`.
 """
@@ -16,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/agent.yaml")
 
-Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="lowercase id: letters, digits, _ and -")]
+Name = Annotated[
+    str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="lowercase id: letters, digits, _ and -")
+]
 Seconds = Annotated[float, Field(gt=0, le=3600)]
 
 # gpiozero accepts BCM numbers (17), "GPIO17", "BCM17", "BOARD11" and "J8:11".
@@ -175,15 +178,6 @@ class LoggingConfig(Section):
     format: Literal["auto", "journal", "text"] = Field(
         "auto", description="journal: syslog priority prefixes, no timestamps; auto: journal under systemd"
     )
-
-
-class AgentConfig(Section):
-    """The whole node. ``node`` is required; every other section has defaults."""
-
-    node: NodeConfig
-    hardware: HardwareConfig = Field(default_factory=HardwareConfig)
-    storage: StorageConfig = Field(default_factory=StorageConfig)
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 
 class SecretRef(Section):

@@ -14,7 +14,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from agent.config import AgentConfig, CameraConfig
+from agent.agent_config import AgentConfig
+from agent.config import CameraConfig
 
 EX_CONFIG = 78  # sysexits.h: configuration error; systemd's RestartPreventExitStatus uses it
 
@@ -271,7 +272,8 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
     except yaml.YAMLError as exc:
         raise ConfigError(source, [ConfigProblem("", f"YAML error: {exc}")]) from None
     if root is None or not isinstance(data, dict):
-        raise ConfigError(source, [ConfigProblem("", "the file must be a YAML mapping with at least a `node:` section")])
+        message = "the file must be a YAML mapping with at least a `node:` section"
+        raise ConfigError(source, [ConfigProblem("", message)])
     marks = _Marks()
     marks.walk(root)
     problems = marks.duplicates + _pin_conflicts(data, marks)

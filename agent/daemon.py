@@ -16,7 +16,7 @@ from typing import Any
 
 from gpiozero import Factory
 
-from agent.config import AgentConfig
+from agent.agent_config import AgentConfig
 from agent.config_loader import ConfigError, load_config
 from agent.control import ControlServer
 from agent.event_store import EventStore

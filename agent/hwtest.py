@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from gpiozero import Factory
 
-from agent.config import AgentConfig
+from agent.agent_config import AgentConfig
 from agent.config_loader import camera_source_problem
 
 

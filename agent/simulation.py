@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 from gpiozero import Factory
 
-from agent.config import AgentConfig
+from agent.agent_config import AgentConfig
 from agent.daemon import Agent
 from agent.fire import ResetRefused
 from drivers.pins import make_pin_factory
@@ -34,7 +34,8 @@ class Step:
     action: Callable[[Agent], None]
 
 
-def generate_street_video(path: Path, seconds: float = 10.0, fps: float = 15.0, size: tuple[int, int] = (640, 360)) -> None:
+def generate_street_video(path: Path, seconds: float = 10.0, fps: float = 15.0,
+                          size: tuple[int, int] = (640, 360)) -> None:
     """An entrance scene: a still background with a figure walking across, written as MJPG/AVI."""
     import cv2
     import numpy as np
@@ -113,7 +114,8 @@ def building_scenario(config: AgentConfig) -> list[Step]:
         Step(9.5, "the door closes", lambda a: _drive(a, gate.door_contact, low=True)),
         Step(11, "exit button, and the door is propped open", lambda a: _pulse(a, gate.exit_button)),
         Step(11.5, "the door opens", lambda a: _drive(a, gate.door_contact, low=False)),
-        Step(12 + held, f"the door is closed after {held + 0.5:.0f} s", lambda a: _drive(a, gate.door_contact, low=True)),
+        Step(12 + held, f"the door is closed after {held + 0.5:.0f} s",
+             lambda a: _drive(a, gate.door_contact, low=True)),
         Step(14 + held, f"smoke detector {smoke.name} goes into alarm",
              lambda a: _drive(a, smoke.alarm_pin, low=smoke.active_low)),
         Step(19 + held, "a technician tries to reset while the alarm still sounds", _reset),

@@ -196,7 +196,7 @@ def test_barrier_never_lowers_on_a_vehicle(barrier) -> None:
 
 
 def test_barrier_fire_hold_stays_up(barrier) -> None:
-    device, recorder, pins = barrier
+    device, _recorder, pins = barrier
     device.hold_up()
     pins.pin(13).drive_low()
     pins.pin(13).drive_high()
@@ -207,7 +207,7 @@ def test_barrier_fire_hold_stays_up(barrier) -> None:
 
 
 def test_position_sensor_disagreeing_is_a_fault(barrier) -> None:
-    device, recorder, pins = barrier
+    device, recorder, _pins = barrier
     device.raise_arm()  # the sensor pin stays at "down": a stuck arm
     details = recorder.wait_for("barrier.fault")
     assert details["commanded"] == "up" and details["sensed"] == "down"

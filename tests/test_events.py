@@ -69,7 +69,8 @@ def test_append_query_and_outbox(tmp_path: Path) -> None:
     store.mark_delivered([1, 2, 3])
     pending = store.pending(limit=100)
     assert [p.seq for p in pending] == list(range(4, 11))
-    assert store.oldest_pending_ts() == stored[3].event.ts.replace(microsecond=stored[3].event.ts.microsecond // 1000 * 1000)
+    fourth = stored[3].event.ts
+    assert store.oldest_pending_ts() == fourth.replace(microsecond=fourth.microsecond // 1000 * 1000)
     assert store.pending(limit=2, after_seq=5)[0].seq == 6
     store.close()
 

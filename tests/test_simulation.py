@@ -1,0 +1,28 @@
+"""`make run`: the simulation runs the real daemon on mock pins and a generated video, no ../shared needed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from agent.event_store import EventStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_simulation_scenario_records_the_building_story(tmp_path: Path) -> None:
+    text = (ROOT / "config" / "simulation.yaml").read_text()
+    config = tmp_path / "simulation.yaml"
+    config.write_text(text.replace("../var/simulation/state", "state").replace("../var/simulation/", "media/"))
+    result = subprocess.run([sys.executable, "-m", "agent.cli", "simulate", str(config)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert (tmp_path / "media" / "entrance.avi").stat().st_size > 10_000, "the replay video is generated"
+    types = [s.event.type for s in EventStore(tmp_path / "state" / "events.db", readonly=True).query()]
+    story = ["agent.started", "gate.granted", "door.opened", "door.closed", "door.forced", "door.held_open",
+             "smoke.alarm", "smoke.cleared", "alarm.reset", "agent.stopped"]
+    positions = [types.index(kind) for kind in story]
+    assert positions == sorted(positions), types
+    assert "camera.fault" not in types
