@@ -1,0 +1,79 @@
+"""The ``plates:`` section: how vehicle plates are read, voted and reported.
+
+Defaults were chosen on the shared plate data (``bench/bench_plates.py``: 222 US scenes from the
+openalpr benchmark, 500 Chinese plate crops) on one core; each field says how.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from agent.config import Section
+from models.plate import PlateSettings
+from models.plate_formats import NAMED_FORMATS, PlateFormat, formats_from_spec
+
+
+class PlateConfig(Section):
+    """Licence-plate reading for vehicle barriers."""
+
+    formats: list[str] = Field(
+        default_factory=lambda: ["cn"],
+        description=f"plate formats read: named ({', '.join(NAMED_FORMATS)}) and/or regexes over the "
+        "uppercase text without separators, e.g. '[A-Z]{2}[0-9]{2}[A-Z]{3}'",
+    )
+    # 960 px: at 640 the detector missed a third of the US plates (about 60 px wide in 1280 px
+    # frames); 1280 found no more than 960 and costs twice the time.
+    detect_width: int = Field(
+        960, ge=320, le=2560, description="long side (px) the frame is scaled to for finding text"
+    )
+    # 0.5: below it the reads were mostly shop signs and bumper stickers, above it real plates were lost.
+    min_confidence: float = Field(0.5, ge=0.0, le=1.0, description="reads less sure than this are dropped")
+    max_candidates: int = Field(6, ge=1, le=50, description="text boxes per frame given a quick read")
+    refine_candidates: int = Field(
+        3, ge=1, le=10, description="best quick reads per frame re-read carefully (each costs ~40 ms on a Pi 4 core)"
+    )
+    frames_to_vote: int = Field(3, ge=1, le=30, description="reads of one vehicle pass voted into one decision")
+    vote_min_confidence: float = Field(
+        0.5, ge=0.0, le=1.0, description="a pass's voted plate below this is not decided"
+    )
+    # 1: one misread character still matches a resident's plate; 2 would let neighbours' plates
+    # (京A12345 / 京A12354) collide.  Ties between two whitelisted plates never match.
+    max_edit_distance: int = Field(
+        1, ge=0, le=3, description="character edits allowed when matching the whitelist"
+    )
+    upstream_plate: Literal["clear", "masked", "hashed"] = Field(
+        "masked", description="how plates appear upstream: clear, masked (京A***45) or hashed"
+    )
+    threads: int = Field(1, ge=1, le=4, description="onnxruntime threads; 1 leaves the Pi's other cores to the agent")
+
+    @field_validator("formats")
+    @classmethod
+    def _formats_valid(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give at least one plate format")
+        for item in value:
+            if item.strip().lower() in NAMED_FORMATS:
+                continue
+            try:
+                re.compile(item)
+            except re.error as error:
+                raise ValueError(f"{item!r} is neither a named format nor a valid regex: {error}") from None
+        return value
+
+
+def plate_settings(config: PlateConfig) -> PlateSettings:
+    """The model's plain settings from the YAML section."""
+    return PlateSettings(
+        detect_width=config.detect_width,
+        min_confidence=config.min_confidence,
+        max_candidates=config.max_candidates,
+        refine_candidates=config.refine_candidates,
+        threads=config.threads,
+    )
+
+
+def plate_formats(config: PlateConfig) -> list[PlateFormat]:
+    return formats_from_spec(config.formats)

@@ -1,0 +1,165 @@
+"""``edge-agent eval plates DIR``: how well the gate's plate reader reads a labelled folder.
+
+DIR holds ``labels.csv`` with ``image,plate`` and optionally ``x,y,w,h`` (the plate's box).  Each
+image goes through the same :class:`models.plate.PlateReader` and settings the gate uses.  The box,
+when given, is never shown to the reader for whole scenes (the reader must find the plate); it only
+tells whether the found plate is where the label says.  An image whose labelled box covers most of
+it, or that has plate-like proportions itself, is a plate crop and is read as one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import yaml
+
+from agent.config_plates import PlateConfig, plate_formats, plate_settings
+from models.plate import PlateReader
+from models.plate_formats import clean, edit_distance, formats_from_spec, same_plate
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: str
+    plate: str
+    box: tuple[int, int, int, int] | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    image: str
+    expected: str
+    read: str
+    ms: float
+    box_overlaps: bool | None
+
+
+def load_samples(folder: Path) -> list[Sample]:
+    with (folder / "labels.csv").open(newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    samples = []
+    for row in rows:
+        box = None
+        if all((row.get(k) or "").strip() for k in ("x", "y", "w", "h")):
+            box = tuple(int(float(row[k])) for k in ("x", "y", "w", "h"))
+        samples.append(Sample(row["image"].strip(), clean(row["plate"]), box))  # type: ignore[arg-type]
+    return samples
+
+
+def _is_crop(box: tuple[int, int, int, int] | None, width: int, height: int) -> bool:
+    return box is not None and box[2] * box[3] >= 0.6 * width * height
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Intersection over the smaller box: the reader's box is the text line, the label the whole plate."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    smaller = min(a[2] * a[3], b[2] * b[3])
+    return smaller > 0 and ix * iy / smaller >= 0.5
+
+
+def evaluate(folder: Path, reader: PlateReader) -> list[Outcome]:
+    outcomes = []
+    for sample in load_samples(folder):
+        image = cv2.imread(str(folder / sample.image), cv2.IMREAD_COLOR)
+        if image is None:
+            print(f"warning: cannot read {sample.image}", file=sys.stderr)
+            outcomes.append(Outcome(sample.image, sample.plate, "", 0.0, None))
+            continue
+        height, width = image.shape[:2]
+        start = time.perf_counter()
+        crop_box = (0, 0, width, height) if _is_crop(sample.box, width, height) else None
+        reads = reader.read(image, crop_box)
+        ms = (time.perf_counter() - start) * 1000.0
+        best = reads[0] if reads else None
+        overlaps = None
+        if sample.box is not None and not _is_crop(sample.box, width, height):
+            overlaps = bool(best and best.box and _overlap(best.box, sample.box))
+        outcomes.append(Outcome(sample.image, sample.plate, best.text if best else "", ms, overlaps))
+    return outcomes
+
+
+def summarise(outcomes: list[Outcome], formats: str) -> dict[str, object]:
+    exact = sum(same_plate(o.expected, o.read) for o in outcomes)
+    total_chars = sum(len(o.expected) for o in outcomes)
+    right_chars = sum(
+        max(0, len(o.expected) - edit_distance(o.expected.replace("O", "0"), o.read.replace("O", "0")))
+        if o.expected.isascii() and o.read.isascii() else max(0, len(o.expected) - edit_distance(o.expected, o.read))
+        for o in outcomes
+    )
+    boxed = [o.box_overlaps for o in outcomes if o.box_overlaps is not None]
+    n = len(outcomes)
+    return {
+        "images": n,
+        "exact": exact,
+        "exact_rate": round(exact / n, 4) if n else 0.0,
+        "char_accuracy": round(right_chars / total_chars, 4) if total_chars else 0.0,
+        "no_read": sum(not o.read for o in outcomes),
+        "median_ms": round(statistics.median(o.ms for o in outcomes), 1) if outcomes else 0.0,
+        "box_found_rate": round(sum(boxed) / len(boxed), 4) if boxed else None,
+        "formats": formats,
+    }
+
+
+def _load_config(path: str | None) -> PlateConfig:
+    if not path:
+        return PlateConfig()
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    return PlateConfig.model_validate(data.get("plates") or {})
+
+
+def run(args: argparse.Namespace) -> int:
+    folder = Path(args.dir)
+    if not (folder / "labels.csv").is_file():
+        print(f"error: {folder / 'labels.csv'} not found", file=sys.stderr)
+        return 2
+    try:
+        config = _load_config(args.config)
+        formats = formats_from_spec(args.formats) if args.formats else plate_formats(config)
+    except Exception as error:  # a bad regex or config is the operator's error, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    reader = PlateReader(formats, plate_settings(config))
+    outcomes = evaluate(folder, reader)
+    summary = summarise(outcomes, args.formats or ",".join(config.formats))
+    if args.details:
+        with open(args.details, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["image", "expected", "read", "ms"])
+            for o in outcomes:
+                writer.writerow([o.image, o.expected, o.read, f"{o.ms:.1f}"])
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        for key, value in summary.items():
+            print(f"{key:>15}: {value}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("plates", help="read a labelled folder of plate images and score it")
+    parser.add_argument("dir", help="folder with labels.csv (image,plate[,x,y,w,h]) and the images")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--formats", help="plate formats: cn, us, cn,us or a regex (default: from --config)")
+    parser.add_argument("--details", metavar="FILE", help="write image,expected,read,ms per image to this CSV")
+    parser.add_argument("--config", metavar="FILE", help="agent YAML whose plates: section sets the reader")
+    parser.set_defaults(func=run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="eval")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,366 @@
+"""Offline licence-plate reading with the PP-OCRv4 models shipped inside rapidocr-onnxruntime.
+
+Pipeline for one frame:
+
+1. *Find*: text detection on the frame scaled to ``detect_width``; each text box wide enough to be
+   a plate line is a candidate.  A frame that is itself a plate crop (plate-like aspect, small) or a
+   caller-given ``box`` skips this step.
+2. *Refine*: the candidate's neighbourhood is cut from the full-resolution frame, scaled to a fixed
+   width and detected again, which gives a tight box around the plate's main character line
+   (state names and dealer frames are separate, smaller lines).
+3. *Recognise*: a few crops of that line (padding, horizontal stretch) go through the recogniser;
+   each output is decoded *constrained to the plate formats* (a CTC Viterbi over the formats'
+   per-position character classes), so look-alikes are resolved by position, not after the fact.
+4. *Vote*: the variants are combined per character (:mod:`models.plate_vote`).
+
+No I/O beyond loading the models once, no GPIO.  onnxruntime uses one intra-op thread by default.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from models.plate_formats import (
+    SEPARATORS,
+    PlateFormat,
+    edit_distance,
+    formats_from_spec,
+    match_plate,
+    normalise,
+    same_plate,
+)
+from models.plate_vote import PlateDecision, PlateRead, PlateVoter, vote
+
+__all__ = [
+    "PlateDecision", "PlateFormat", "PlateRead", "PlateReader", "PlateSettings", "PlateVoter",
+    "edit_distance", "formats_from_spec", "match_plate", "normalise", "same_plate",
+]
+
+_REC_HEIGHT = 48  # the PP-OCRv4 recogniser's input height
+_REC_MIN_WIDTH = 320  # and the width it was trained at
+_REFINE_WIDTH = 256  # plate neighbourhood is rescaled to this width before the second detection
+
+
+def _model_dir() -> Path:
+    import rapidocr_onnxruntime
+
+    return Path(rapidocr_onnxruntime.__file__).resolve().parent / "models"
+
+
+@dataclass(frozen=True)
+class PlateSettings:
+    """Plain settings for :class:`PlateReader` (``agent.config_plates`` builds them from YAML)."""
+
+    detect_width: int = 960
+    min_confidence: float = 0.5
+    max_candidates: int = 6
+    refine_candidates: int = 3
+    threads: int = 1
+    det_threshold: float = 0.3
+    det_box_threshold: float = 0.5
+
+
+@dataclass
+class _Path:
+    text: str
+    char_confidences: tuple[float, ...]
+    log_score: float
+
+
+class _Decoder:
+    """CTC decoding restricted to what the plate formats allow at each position."""
+
+    def __init__(self, charset: list[str], formats: list[PlateFormat]):
+        self.charset = charset
+        index = {c: i for i, c in enumerate(charset)}
+        self.blank_like = np.array([0] + [index[c] for c in SEPARATORS if c in index and index[c] != 0])
+        self.templates: list[list[np.ndarray]] = []
+        for fmt in formats:
+            for template in fmt.templates:
+                cols = [np.array([index[c] for c in allowed if c in index]) for allowed in template]
+                if all(len(c) for c in cols):
+                    self.templates.append(cols)
+        # The recogniser also knows lowercase; plates are uppercase, so lowercase evidence counts
+        # for the capital (mass split between "s" and "S" would otherwise lose to "5").
+        self.fold = [(index[c.lower()], index[c]) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c.lower() in index]
+        self.formats = formats
+        self.regex_only = [f for f in formats if not f.templates]
+
+    def decode(self, probs: np.ndarray) -> _Path | None:
+        best: _Path | None = None
+        probs = probs.copy()
+        lower, upper = zip(*self.fold, strict=True)
+        probs[:, list(upper)] += probs[:, list(lower)]
+        probs[:, list(lower)] = 0.0
+        blank = probs[:, self.blank_like].sum(axis=1)
+        log_blank = np.log(blank + 1e-9)
+        for cols in self.templates:
+            path = self._viterbi(probs, log_blank, cols)
+            if path is not None and (best is None or path.log_score > best.log_score):
+                best = path
+        if best is not None and best.text:
+            # Evidence the format could not explain (a date stamp's extra digits, a state name
+            # squeezed into blanks) lowers every character's confidence: the gap between the
+            # unconstrained best path and the format's, per character.
+            other = probs.copy()
+            other[:, self.blank_like] = 0.0
+            free = float(np.log(np.maximum(blank, other.max(axis=1)) + 1e-9).sum())
+            factor = math.exp(min(0.0, best.log_score - free) / len(best.text))
+            best.char_confidences = tuple(c * factor for c in best.char_confidences)
+        if self.regex_only:
+            greedy = self._greedy(probs)
+            text = normalise(greedy.text, self.regex_only)
+            if text is not None and len(text) == len(greedy.text):
+                greedy.text = text
+                if best is None or greedy.log_score >= best.log_score:
+                    best = greedy
+        return best
+
+    def _greedy(self, probs: np.ndarray) -> _Path:
+        idx = probs.argmax(axis=1)
+        chars, confs, previous = [], [], 0
+        for t, i in enumerate(idx):
+            if i != 0 and i != previous and self.charset[i] not in SEPARATORS:
+                chars.append(self.charset[i].upper())
+                confs.append(float(probs[t, i]))
+            previous = i
+        score = float(np.log(probs.max(axis=1) + 1e-9).sum())
+        return _Path("".join(chars), tuple(confs), score)
+
+    def _viterbi(self, probs: np.ndarray, log_blank: np.ndarray, cols: list[np.ndarray]) -> _Path | None:
+        steps, k = probs.shape[0], len(cols)
+        if steps < k:
+            return None
+        # Per frame, the best allowed character of each position (its class) and its log-prob.
+        choice = np.stack([c[probs[:, c].argmax(axis=1)] for c in cols], axis=1)  # T x K
+        log_char = np.log(np.take_along_axis(probs, choice, axis=1) + 1e-9)  # T x K
+        n_states = 2 * k + 1  # blank, char1, blank, char2, ..., blank
+        emit = np.empty((steps, n_states))
+        emit[:, 0::2] = log_blank[:, None]
+        emit[:, 1::2] = log_char
+        neg = -1e18
+        score = np.full(n_states, neg)
+        score[0], score[1] = emit[0, 0], emit[0, 1]
+        back = np.zeros((steps, n_states), dtype=np.int16)
+        states = np.arange(n_states)
+        for t in range(1, steps):
+            stay = score
+            step1 = np.concatenate(([neg], score[:-1]))
+            # char k-1 -> char k directly (odd states only): the relaxation that allows adjacent
+            # distinct characters without a blank between them.
+            step2 = np.concatenate(([neg, neg], score[:-2]))
+            step2[0::2] = neg
+            stacked = np.stack([stay, step1, step2])
+            arg = stacked.argmax(axis=0)
+            score = stacked[arg, states] + emit[t]
+            back[t] = arg
+        end = n_states - 1 if score[-1] >= score[-2] else n_states - 2
+        total = float(score[end])
+        frames: list[list[int]] = [[] for _ in range(k)]
+        state = end
+        for t in range(steps - 1, -1, -1):
+            if state % 2 == 1:
+                frames[state // 2].append(t)
+            state -= int(back[t, state])
+        text, confs = [], []
+        for position, frame_list in enumerate(frames):
+            if not frame_list:
+                return None
+            sub = probs[np.ix_(frame_list, cols[position])]
+            best_col = int(sub.max(axis=0).argmax())
+            text.append(self.charset[int(cols[position][best_col])])
+            confs.append(float(sub[:, best_col].max()))
+        return _Path("".join(text), tuple(confs), total)
+
+
+class PlateReader:
+    """Loads the detection and recognition models once; ``read`` finds and reads plates in a frame."""
+
+    def __init__(self, formats: list[PlateFormat] | str, settings: PlateSettings | None = None):
+        self.formats = formats_from_spec(formats) if isinstance(formats, str) else list(formats)
+        self.settings = settings or PlateSettings()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.settings.threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        models = _model_dir()
+        providers = ["CPUExecutionProvider"]
+        self._det = ort.InferenceSession(str(models / "ch_PP-OCRv4_det_infer.onnx"), options, providers=providers)
+        self._rec = ort.InferenceSession(str(models / "ch_PP-OCRv4_rec_infer.onnx"), options, providers=providers)
+        charset = self._rec.get_modelmeta().custom_metadata_map["character"].splitlines()
+        self._charset = ["<blank>", *charset, " "]
+        self._decoder = _Decoder(self._charset, self.formats)
+        from rapidocr_onnxruntime.ch_ppocr_det.utils import DBPostProcess
+
+        self._post = DBPostProcess(thresh=self.settings.det_threshold, box_thresh=self.settings.det_box_threshold,
+                                   unclip_ratio=1.6, use_dilation=True)
+
+    # ---- model calls -------------------------------------------------------------------------
+    def _detect(self, image: np.ndarray, long_side: int) -> list[tuple[int, int, int, int]]:
+        h, w = image.shape[:2]
+        scale = long_side / max(h, w)
+        nh, nw = max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32)
+        x = cv2.resize(image, (nw, nh)).astype(np.float32) / 127.5 - 1.0
+        pred = self._det.run(None, {self._det.get_inputs()[0].name: x.transpose(2, 0, 1)[None]})[0]
+        quads, _ = self._post(pred, (h, w))
+        boxes = []
+        for quad in quads:
+            x0, y0 = quad.min(axis=0)
+            x1, y1 = quad.max(axis=0)
+            if x1 - x0 > 3 and y1 - y0 > 3:
+                boxes.append((int(x0), int(y0), int(x1 - x0), int(y1 - y0)))
+        return boxes
+
+    def _recognise(self, crop: np.ndarray) -> np.ndarray:
+        h, w = crop.shape[:2]
+        width = max(_REC_HEIGHT // 2, math.ceil(_REC_HEIGHT * w / h))
+        x = cv2.resize(crop, (width, _REC_HEIGHT), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        # Neutral (zero after normalising) padding up to the width the model was trained at, as
+        # PaddleOCR does: short plate lines read better with it.
+        canvas = np.zeros((_REC_HEIGHT, max(width, _REC_MIN_WIDTH), 3), dtype=np.float32)
+        canvas[:, :width] = x / 127.5 - 1.0
+        return self._rec.run(None, {self._rec.get_inputs()[0].name: canvas.transpose(2, 0, 1)[None]})[0][0]
+
+    def _read_line(self, crop: np.ndarray) -> PlateRead | None:
+        if crop.size == 0 or min(crop.shape[:2]) < 4:
+            return None
+        path = self._decoder.decode(self._recognise(crop))
+        if path is None or not path.text:
+            return None
+        confidence = float(np.mean(path.char_confidences)) if path.char_confidences else 0.0
+        return PlateRead(path.text, confidence, None, path.char_confidences)
+
+    # ---- pipeline ----------------------------------------------------------------------------
+    def read(self, frame_bgr: np.ndarray, box: tuple[int, int, int, int] | None = None) -> list[PlateRead]:
+        """Plates in ``frame_bgr``, best first. ``box`` (x, y, w, h) restricts reading to that region."""
+        frame = frame_bgr if frame_bgr.ndim == 3 else cv2.cvtColor(frame_bgr, cv2.COLOR_GRAY2BGR)
+        if box is not None:
+            read = self._read_region(frame, box, tight=True)
+            return [read] if read else []
+        if looks_like_crop(frame.shape[1], frame.shape[0]):
+            read = self._read_region(frame, (0, 0, frame.shape[1], frame.shape[0]), tight=True)
+            if read is not None:
+                return [read]
+        return self._read_scene(frame)
+
+    def _read_scene(self, frame: np.ndarray) -> list[PlateRead]:
+        h, w = frame.shape[:2]
+        margin = 0.01 * max(h, w)
+        # Text touching the frame edge is a cut-off plate (unreadable anyway) or, far more
+        # often, a camera's burnt-in date stamp; plate lines are wider than tall.
+        boxes = [b for b in self._detect(frame, min(self.settings.detect_width, max(h, w) * 2))
+                 if b[2] >= 1.2 * b[3] and b[3] >= 6 and b[0] > margin and b[1] > margin
+                 and b[0] + b[2] < w - margin and b[1] + b[3] < h - margin]
+        boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
+        # Quick pass: one read per text box, to pick the few worth the full treatment.
+        quick: list[tuple[float, tuple[int, int, int, int]]] = []
+        for bx in boxes[: self.settings.max_candidates]:
+            read = self._read_line(_cut(frame, bx, 0.1, 0.1))
+            if read is not None:
+                quick.append((_plate_likeness(read), bx))
+        quick.sort(key=lambda item: item[0], reverse=True)
+        reads = []
+        for _, bx in quick[: self.settings.refine_candidates]:
+            region = _grow(bx, frame.shape, 0.5, 0.6)
+            read = self._read_region(frame, region)
+            if read is not None and read.confidence >= self.settings.min_confidence:
+                reads.append(read)
+        reads.sort(key=_plate_likeness, reverse=True)
+        unique: dict[str, PlateRead] = {}
+        for read in reads:
+            unique.setdefault(read.text, read)
+        return list(unique.values())
+
+    def _read_region(
+        self, frame: np.ndarray, region: tuple[int, int, int, int], tight: bool = False
+    ) -> PlateRead | None:
+        """Read the plate inside ``region``: find its main text line again at a fixed scale."""
+        x, y, w, h = region
+        patch = frame[max(0, y): y + h, max(0, x): x + w]
+        if patch.size == 0:
+            return None
+        scale = _REFINE_WIDTH / patch.shape[1]
+        patch = cv2.resize(patch, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        variants: list[PlateRead] = []
+        line = None if tight else _main_line(self._detect(patch, _REFINE_WIDTH + 64), patch.shape)
+        whole = (0, 0, patch.shape[1], patch.shape[0])
+        # Chosen on the shared data (bench/bench_plates.py): a tight plate crop reads best whole
+        # and unstretched (98.5% vs 93% for its detected line); in a scene region the detected
+        # main line stretched 1.4x reads best (narrow Latin fonts otherwise merge under CTC:
+        # 62% at 1.4x against 30% unstretched), the whole region only when no line was found.
+        crops: list[tuple[tuple[int, int, int, int], float, float]]
+        if tight:
+            crops = [(whole, 0.0, 1.0)]
+        elif line is not None:
+            crops = [(line, 0.05, 1.4), (line, 0.05, 1.8)]
+        else:
+            crops = [(whole, 0.0, 1.4)]
+        for rect, pad, stretch in crops:
+            crop = _cut(patch, rect, pad, pad)
+            crop = cv2.resize(crop, None, fx=stretch, fy=1.0, interpolation=cv2.INTER_CUBIC)
+            read = self._read_line(crop)
+            if read is not None:
+                variants.append(read)
+        decided = vote(variants, self.formats)
+        if decided is None:
+            return None
+        chars = _char_confidences(decided.text, variants)
+        box = (int(x + (line[0] if line else 0) / scale), int(y + (line[1] if line else 0) / scale),
+               int((line[2] if line else patch.shape[1]) / scale), int((line[3] if line else patch.shape[0]) / scale))
+        return PlateRead(decided.text, decided.confidence, box, chars)
+
+
+def looks_like_crop(width: int, height: int) -> bool:
+    """A frame that is itself a plate: plate-like aspect and too small to be a camera scene."""
+    return 1.5 <= width / max(1, height) <= 6.0 and width <= 640 and height <= 240
+
+
+def _plate_likeness(read: PlateRead) -> float:
+    # Plates nearly everywhere mix letters and digits; model names ("JEEP") have no digits and
+    # phone numbers or date stamps no letters.  All-digit plates exist, so it is a mild prior.
+    digits = sum(c.isdigit() for c in read.text)
+    prior = 1.0 if 0 < digits < len(read.text) else (0.85 if digits else 0.6)
+    return read.confidence * prior
+
+
+def _char_confidences(text: str, variants: list[PlateRead]) -> tuple[float, ...]:
+    agreeing = [v for v in variants if v.text == text and len(v.char_confidences) == len(text)]
+    if not agreeing:
+        return ()
+    return tuple(float(max(col)) for col in zip(*(v.char_confidences for v in agreeing), strict=True))
+
+
+def _main_line(boxes: list[tuple[int, int, int, int]], shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+    """The plate's registration line: the tallest line with a text-line aspect, near the middle."""
+    height = shape[0]
+    best, best_score = None, 0.0
+    for bx, by, bw, bh in boxes:
+        if bw < bh:
+            continue
+        centre = abs((by + bh / 2) - height / 2) / height
+        score = bh * min(1.0, bw / (2.5 * bh)) * (1.0 - centre)
+        if score > best_score:
+            best, best_score = (bx, by, bw, bh), score
+    return best
+
+
+def _grow(box: tuple[int, int, int, int], shape: tuple[int, ...], fx: float, fy: float) -> tuple[int, int, int, int]:
+    x, y, w, h = box
+    height, width = shape[:2]
+    x0, y0 = max(0, int(x - fx * h)), max(0, int(y - fy * h))
+    x1, y1 = min(width, int(x + w + fx * h)), min(height, int(y + h + fy * h))
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def _cut(image: np.ndarray, box: tuple[int, int, int, int], px: float, py: float) -> np.ndarray:
+    x, y, w, h = box
+    height, width = image.shape[:2]
+    x0, y0 = max(0, int(x - px * h)), max(0, int(y - py * h))
+    x1, y1 = min(width, int(x + w + px * h)), min(height, int(y + h + py * h))
+    return image[y0:y1, x0:x1]

@@ -1,0 +1,265 @@
+"""Licence-plate formats: what a plate may look like, position by position.
+
+A :class:`PlateFormat` is a regular expression plus, when the expression is simple enough, its
+expansion into *templates*: one tuple per possible length, giving the characters allowed at each
+position.  Templates let the recogniser decode only strings that can be plates (a province
+character first, a letter second, ...) and let :func:`normalise` repair look-alike characters
+(``O``/``0``, ``B``/``8``) by where they stand.  Formats given as arbitrary regexes that cannot be
+expanded still work, matched after the read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+try:  # the regex parser is private but stable; without it custom regexes are matched only
+    from re import _parser as sre_parse  # type: ignore[attr-defined]
+    from re._constants import IN, LITERAL, MAX_REPEAT, MIN_REPEAT, RANGE, SUBPATTERN
+except ImportError:  # pragma: no cover - other Pythons
+    sre_parse = None
+
+DIGITS = "0123456789"
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+ALNUM = LETTERS + DIGITS
+# Mainland letters exclude I and O (GA 36-2018) so they are never confused with 1 and 0.
+CN_LETTERS = LETTERS.replace("I", "").replace("O", "")
+CN_ALNUM = CN_LETTERS + DIGITS
+PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+CN_SUFFIXES = "挂学警港澳"
+SEPARATORS = "·•・-–—_ .。,:'\"|/\\"
+
+# Look-alike pairs the recogniser mixes up; a character outside a position's class is replaced
+# by its look-alike when that one fits.  Both directions: 8 on a letter position is a B.
+CONFUSABLES: dict[str, str] = {
+    "O": "0", "Q": "0", "D": "0", "I": "1", "B": "8", "S": "5", "Z": "2", "G": "6",
+    "0": "O", "1": "I", "8": "B", "5": "S", "2": "Z", "6": "G",
+}
+# Second choice when the first look-alike is not allowed either (0 on a CN letter slot is a D).
+# O is deliberately absent: an O where a CN letter must stand is not read as anything.
+CONFUSABLES_2: dict[str, str] = {"0": "D"}
+
+_MAX_TEMPLATES = 64
+
+
+@dataclass(frozen=True)
+class PlateFormat:
+    """One kind of plate. ``templates`` is empty when ``regex`` is too complex to expand."""
+
+    name: str
+    regex: str
+    templates: tuple[tuple[str, ...], ...] = field(default=())
+
+    def matches(self, text: str) -> bool:
+        return re.fullmatch(self.regex, text) is not None
+
+
+def _cn_standard() -> PlateFormat:
+    templates = (
+        (PROVINCES, CN_LETTERS, *([CN_ALNUM] * 5)),
+        (PROVINCES, CN_LETTERS, *([CN_ALNUM] * 4), CN_SUFFIXES),
+    )
+    return PlateFormat("cn", f"[{PROVINCES}][{CN_LETTERS}]([{CN_ALNUM}]{{5}}|[{CN_ALNUM}]{{4}}[{CN_SUFFIXES}])",
+                       templates)
+
+
+def _cn_new_energy() -> PlateFormat:
+    # GA 36-2018: small cars D/F then a letter or digit then 4 digits; large vehicles 5 digits then D/F.
+    templates = (
+        (PROVINCES, CN_LETTERS, "DF", CN_ALNUM, *([DIGITS] * 4)),
+        (PROVINCES, CN_LETTERS, *([DIGITS] * 5), "DF"),
+    )
+    return PlateFormat("cn-ne", f"[{PROVINCES}][{CN_LETTERS}]([DF][{CN_ALNUM}][0-9]{{4}}|[0-9]{{5}}[DF])",
+                       templates)
+
+
+def _latin(name: str, low: int, high: int) -> PlateFormat:
+    templates = tuple(tuple([ALNUM] * n) for n in range(low, high + 1))
+    return PlateFormat(name, f"[A-Z0-9]{{{low},{high}}}", templates)
+
+
+NAMED_FORMATS: dict[str, list[PlateFormat]] = {
+    "cn": [_cn_standard(), _cn_new_energy()],
+    "us": [_latin("us", 2, 8)],
+    # Generic Latin plates (EU, UK, ...) after separators are dropped.
+    "latin": [_latin("latin", 2, 10)],
+}
+
+
+def _expand(pattern: str) -> tuple[tuple[str, ...], ...]:
+    """Templates of a simple regex (classes, literals, bounded repeats, groups, alternation)."""
+    if sre_parse is None:
+        return ()
+
+    def chars_of(op: object, arg: object) -> str | None:
+        if op is LITERAL:
+            return chr(arg)  # type: ignore[arg-type]
+        if op is IN:
+            out: list[str] = []
+            for sub_op, sub_arg in arg:  # type: ignore[attr-defined]
+                if sub_op is LITERAL:
+                    out.append(chr(sub_arg))
+                elif sub_op is RANGE:
+                    out.extend(chr(c) for c in range(sub_arg[0], sub_arg[1] + 1))
+                else:
+                    return None
+            return "".join(dict.fromkeys(out))
+        return None
+
+    def seq(items: Iterable) -> list[tuple[str, ...]] | None:
+        results: list[tuple[str, ...]] = [()]
+        for op, arg in items:
+            options = one(op, arg)
+            if options is None:
+                return None
+            results = [r + o for r in results for o in options]
+            if len(results) > _MAX_TEMPLATES:
+                return None
+        return results
+
+    def one(op: object, arg: object) -> list[tuple[str, ...]] | None:
+        single = chars_of(op, arg)
+        if single is not None:
+            return [(single,)]
+        if op in (MAX_REPEAT, MIN_REPEAT):
+            low, high, body = arg  # type: ignore[misc]
+            if high > 16:
+                return None
+            inner = seq(body)
+            if inner is None:
+                return None
+            out: list[tuple[str, ...]] = []
+            for count in range(low, high + 1):
+                combos: list[tuple[str, ...]] = [()]
+                for _ in range(count):
+                    combos = [c + i for c in combos for i in inner]
+                    if len(combos) > _MAX_TEMPLATES:
+                        return None
+                out.extend(combos)
+            return out
+        if op is SUBPATTERN:
+            return seq(arg[-1])  # type: ignore[index]
+        if str(op) == "BRANCH":
+            out = []
+            for branch in arg[1]:  # type: ignore[index]
+                part = seq(branch)
+                if part is None:
+                    return None
+                out.extend(part)
+            return out
+        return None
+
+    try:
+        parsed = sre_parse.parse(pattern)
+    except re.error:
+        return ()
+    templates = seq(parsed)
+    if not templates or len(templates) > _MAX_TEMPLATES:
+        return ()
+    return tuple(dict.fromkeys(t for t in templates if t))
+
+
+def formats_from_spec(spec: str | Iterable[str]) -> list[PlateFormat]:
+    """``"cn"``, ``"us"``, ``"cn,us"``, a regex, or a list of these -> formats.
+
+    Anything that is not a known name is a regular expression over the normalised text
+    (uppercase, separators removed), e.g. ``[A-Z]{2}[0-9]{2}[A-Z]{3}`` for UK plates.
+    """
+    parts = [spec] if isinstance(spec, str) else list(spec)
+    formats: list[PlateFormat] = []
+    for part in parts:
+        items = part.split(",") if all(name.strip().lower() in NAMED_FORMATS for name in part.split(",")) \
+            else [part]
+        for item in items:
+            key = item.strip()
+            if key.lower() in NAMED_FORMATS:
+                formats.extend(NAMED_FORMATS[key.lower()])
+            elif key:
+                re.compile(key)  # raises re.error for a technician's typo
+                formats.append(PlateFormat(f"regex:{key}", key, _expand(key)))
+    if not formats:
+        raise ValueError(f"no plate format in {spec!r}")
+    return formats
+
+
+def clean(raw: str) -> str:
+    """Uppercase with separators and whitespace removed (full-width letters folded)."""
+    folded = "".join(chr(ord(c) - 0xFEE0) if "！" <= c <= "～" else c for c in raw)
+    return "".join(c for c in folded.upper() if c not in SEPARATORS and not c.isspace())
+
+
+def _fit(text: str, template: tuple[str, ...]) -> tuple[str, int] | None:
+    """``text`` bent onto ``template`` with look-alike swaps, and how many swaps it took."""
+    if len(text) != len(template):
+        return None
+    out, swaps = [], 0
+    for char, allowed in zip(text, template, strict=True):
+        if char in allowed:
+            out.append(char)
+            continue
+        for table in (CONFUSABLES, CONFUSABLES_2):
+            alt = table.get(char)
+            if alt is not None and alt in allowed:
+                out.append(alt)
+                swaps += 1
+                break
+        else:
+            return None
+    return "".join(out), swaps
+
+
+def normalise(raw: str, formats: Iterable[PlateFormat]) -> str | None:
+    """Canonical plate text, or None when ``raw`` fits no format even after look-alike fixes."""
+    text = clean(raw)
+    if not text:
+        return None
+    best: tuple[int, str] | None = None
+    for fmt in formats:
+        if fmt.matches(text) and (best is None or best[0] > 0):
+            best = (0, text)
+        for template in fmt.templates:
+            fitted = _fit(text, template)
+            if fitted is not None and (best is None or fitted[1] < best[0]) and fmt.matches(fitted[0]):
+                best = (fitted[1], fitted[0])
+    return None if best is None else best[1]
+
+
+def is_latin(text: str) -> bool:
+    return all(c.isascii() for c in text)
+
+
+def same_plate(expected: str, read: str) -> bool:
+    """Exact comparison; on Latin plates O and 0 count as one character (CN plates have no O)."""
+    if is_latin(expected) and is_latin(read):
+        return expected.replace("O", "0") == read.replace("O", "0")
+    return expected == read
+
+
+def edit_distance(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def match_plate(read: str, whitelist: Iterable[str], max_distance: int) -> str | None:
+    """The whitelisted plate within ``max_distance`` edits of ``read``; None if none or a tie.
+
+    A tie means the read cannot tell two residents' cars apart, so neither is matched.  O and 0
+    are one character here as in :func:`same_plate`.
+    """
+    key = read.replace("O", "0")
+    best: str | None = None
+    best_distance = max_distance + 1
+    tied = False
+    for plate in dict.fromkeys(whitelist):
+        distance = edit_distance(key, plate.replace("O", "0"))
+        if distance < best_distance:
+            best, best_distance, tied = plate, distance, False
+        elif distance == best_distance and best is not None and plate.replace("O", "0") != best.replace("O", "0"):
+            tied = True
+    return None if best is None or tied else best

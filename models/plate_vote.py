@@ -1,0 +1,106 @@
+"""Combining several reads of one plate into one decision.
+
+Used twice: inside :class:`models.plate.PlateReader` over the variants of one crop, and by the
+gate over the frames of one vehicle pass (approach and stop).  Each character position is voted
+separately, weighted by that character's confidence, so a frame that blurred one character still
+contributes the others.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from models.plate_formats import PlateFormat, normalise
+
+
+@dataclass(frozen=True)
+class PlateRead:
+    """One reading of a plate: canonical text, mean confidence, box (x, y, w, h) in the frame."""
+
+    text: str
+    confidence: float
+    box: tuple[int, int, int, int] | None = None
+    char_confidences: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlateDecision:
+    """The plate a pass was decided as, how sure, and how many reads agreed."""
+
+    text: str
+    confidence: float
+    reads: int
+    agreeing: int
+
+
+class PlateVoter:
+    """Collects reads of one vehicle pass; ``decide()`` gives at most one decision per pass."""
+
+    def __init__(self, formats: Iterable[PlateFormat], min_reads: int = 1, min_confidence: float = 0.0):
+        self.formats = list(formats)
+        self.min_reads = min_reads
+        self.min_confidence = min_confidence
+        self._reads: list[PlateRead] = []
+        self._decided = False
+
+    @property
+    def reads(self) -> list[PlateRead]:
+        return list(self._reads)
+
+    def add(self, read: PlateRead | None) -> None:
+        if read is not None and read.text:
+            self._reads.append(read)
+
+    def reset(self) -> None:
+        """Start a new pass (vehicle left, or the barrier decision was taken)."""
+        self._reads.clear()
+        self._decided = False
+
+    def decide(self) -> PlateDecision | None:
+        """The voted plate once enough reads are in; None before that and after it was given once."""
+        if self._decided or len(self._reads) < self.min_reads:
+            return None
+        decision = vote(self._reads, self.formats)
+        if decision is None or decision.confidence < self.min_confidence:
+            return None
+        self._decided = True
+        return decision
+
+
+def _weights(read: PlateRead) -> tuple[float, ...]:
+    if len(read.char_confidences) == len(read.text):
+        return read.char_confidences
+    return (read.confidence,) * len(read.text)
+
+
+def vote(reads: list[PlateRead], formats: Iterable[PlateFormat]) -> PlateDecision | None:
+    """Per-character confidence-weighted vote among the reads of the winning length."""
+    if not reads:
+        return None
+    by_length: dict[int, float] = defaultdict(float)
+    for read in reads:
+        by_length[len(read.text)] += read.confidence
+    length = max(by_length, key=lambda n: (by_length[n], n))
+    same = [r for r in reads if len(r.text) == length]
+    chars: list[str] = []
+    shares: list[float] = []
+    for position in range(length):
+        tally: dict[str, float] = defaultdict(float)
+        for read in same:
+            tally[read.text[position]] += _weights(read)[position]
+        winner = max(tally, key=lambda c: tally[c])
+        chars.append(winner)
+        total = sum(tally.values())
+        shares.append(tally[winner] / total if total else 0.0)
+    text = normalise("".join(chars), formats)
+    if text is None:
+        # The per-position mix fits no format (e.g. two templates disagree): fall back to the
+        # single strongest whole read, which fitted one when it was made.
+        text = max(same, key=lambda r: r.confidence).text
+    agreeing = [r for r in same if r.text == text]
+    # Confidence: how sure the agreeing reads were, scaled by how unanimous each position was.
+    base = max((r.confidence for r in agreeing), default=max(r.confidence for r in same))
+    confidence = base * min(shares) if shares else 0.0
+    return PlateDecision(text, round(confidence, 4), len(reads), len(agreeing))
