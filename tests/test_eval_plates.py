@@ -1,0 +1,59 @@
+"""``eval plates`` end to end on a small subset of the shared plate data, with the real models."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.eval_plates import main, register
+
+
+def _subset(source: Path, target: Path, count: int) -> None:
+    """A labelled folder of the first ``count`` images, linked (never copied) from the shared data."""
+    with (source / "labels.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    target.mkdir()
+    with (target / "labels.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(rows[0])
+        for row in rows[1: count + 1]:
+            writer.writerow(row)
+            (target / row[0]).symlink_to(source / row[0])
+
+
+@pytest.mark.parametrize(
+    ("folder", "formats", "count", "least"), [("us", "us", 10, 0.6), ("cn-crops", "cn", 20, 0.9)]
+)
+def test_eval_subset_json_and_details(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    folder: str, formats: str, count: int, least: float,
+) -> None:
+    data = tmp_path / folder
+    _subset(shared_data / "plates" / folder, data, count)
+    details = tmp_path / "details.csv"
+    assert main(["plates", str(data), "--json", "--formats", formats, "--details", str(details)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == count
+    assert {"exact", "exact_rate", "char_accuracy", "median_ms"} <= summary.keys()
+    assert summary["exact_rate"] >= least  # far below the bench figures: a regression guard
+    rows = list(csv.DictReader(details.open(encoding="utf-8")))
+    assert len(rows) == count and all(r["image"] for r in rows)
+    assert sum(r["expected"] == r["read"] for r in rows) <= summary["exact"]
+    assert all(float(r["ms"]) > 0 for r in rows)
+
+
+def test_bad_regex_is_an_error_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "labels.csv").write_text("image,plate\n", encoding="utf-8")
+    assert main(["plates", str(tmp_path), "--formats", "[A-Z"]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_register_adds_plates_with_run() -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["plates", "somewhere", "--json"])
+    assert args.func.__name__ == "run" and args.json and args.dir == "somewhere"

@@ -1,0 +1,157 @@
+"""Plate formats, normalisation, whitelist matching, voting, and reading rendered plates with the real models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from models.plate import PlateReader, PlateSettings, looks_like_crop
+from models.plate_formats import formats_from_spec, match_plate, normalise, same_plate
+from models.plate_vote import PlateRead, PlateVoter
+
+CN = formats_from_spec("cn")
+US = formats_from_spec("us")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("京A12345", "京A12345"),
+        ("京a·12345", "京A12345"),  # lowercase and the plate's middle dot
+        ("京A 123-45", "京A12345"),
+        ("京A1234S", "京A1234S"),  # S on a letter-or-digit slot stays S: it is a valid letter there
+        ("粤BD12345", "粤BD12345"),  # new-energy small car: D then 5
+        ("粤B12345F", "粤B12345F"),  # new-energy large vehicle: 5 digits then F
+        ("粤BDI2345", "粤BD12345"),  # I never appears on CN plates: it is a 1
+        ("沪A1O345", "沪A10345"),  # nor O: it is a 0
+        ("沪012345", "沪D12345"),  # a 0 on the letter slot is a D
+        ("粤BD1234S", "粤BD12345"),  # new-energy last four are digits: S -> 5
+        ("粤B1234学", "粤B1234学"),
+        ("京O12345", None),  # O cannot stand on the letter slot
+        ("京I12345", None),
+        ("A12345", None),  # no province
+        ("京A1234", None),  # too short
+        ("京A123456", None),  # 6 after the letter without D/F is not new-energy
+    ],
+)
+def test_normalise_cn(raw: str, expected: str | None) -> None:
+    assert normalise(raw, CN) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("7abc-123", "7ABC123"), ("ab 12", "AB12"), ("X", None), ("ABCDEFGHJ", None), ("6·TRJ·244", "6TRJ244")],
+)
+def test_normalise_us(raw: str, expected: str | None) -> None:
+    assert normalise(raw, US) == expected
+
+
+def test_custom_regex_fixes_confusables_by_position() -> None:
+    uk = formats_from_spec("[A-Z]{2}[0-9]{2}[A-Z]{3}")
+    assert len(uk) == 1 and uk[0].templates  # simple enough to expand into per-position classes
+    assert normalise("AB1Z CDE", uk) == "AB12CDE"
+    assert normalise("A8I2CDE", uk) == "AB12CDE"
+    assert normalise("ABCDEFG", uk) is None
+
+
+def test_format_specs() -> None:
+    assert [f.name for f in formats_from_spec("cn,us")] == ["cn", "cn-ne", "us"]
+    unbounded = formats_from_spec("[A-Z]+[0-9]*")
+    assert unbounded[0].templates == () and normalise("abc12", unbounded) == "ABC12"
+    with pytest.raises(Exception):  # noqa: B017 - re.error for a typo'd regex
+        formats_from_spec("[A-Z")
+
+
+def test_same_plate_treats_o_and_zero_alike_only_on_latin_plates() -> None:
+    assert same_plate("HK0E7C", "HKOE7C")
+    assert not same_plate("HK0E7C", "HK0E7G")
+
+
+@pytest.mark.parametrize(
+    ("read", "whitelist", "distance", "expected"),
+    [
+        ("京A12345", ["京A12345", "京B99999"], 0, "京A12345"),
+        ("京A12346", ["京A12345"], 0, None),
+        ("京A12346", ["京A12345"], 1, "京A12345"),
+        ("京A1234", ["京A12345"], 1, "京A12345"),  # a dropped character
+        ("京A12340", ["京A12345", "京A12349"], 1, None),  # equally close to two residents: no match
+        ("京A12340", ["京A12345", "京A12340"], 1, "京A12340"),  # exact beats near
+        ("7ABC0O1", ["7ABCO01"], 0, "7ABCO01"),
+        ("ZZZ999", [], 1, None),
+    ],
+)
+def test_match_plate(read: str, whitelist: list[str], distance: int, expected: str | None) -> None:
+    assert match_plate(read, whitelist, distance) == expected
+
+
+def test_voter_weights_characters_and_decides_once_per_pass() -> None:
+    voter = PlateVoter(CN, min_reads=3)
+    voter.add(PlateRead("京A12345", 0.9, None, (0.9,) * 7))
+    voter.add(PlateRead("京A12846", 0.6, None, (0.9, 0.9, 0.9, 0.9, 0.3, 0.9, 0.2)))
+    assert voter.decide() is None  # not enough frames yet
+    voter.add(PlateRead("京A12346", 0.8, None, (0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.4)))
+    decision = voter.decide()
+    # position 5: 3 (0.9 + 0.9) beats 8 (0.3); position 7: 5 (0.9) beats 6 (0.2 + 0.4)
+    assert decision is not None and decision.text == "京A12345"
+    assert decision.reads == 3 and decision.agreeing == 1
+    voter.add(PlateRead("京A12345", 0.9, None, (0.9,) * 7))
+    assert voter.decide() is None  # one decision per pass
+    voter.reset()
+    for _ in range(3):
+        voter.add(PlateRead("京B77777", 0.9, None, (0.9,) * 7))
+    assert voter.decide().text == "京B77777"  # type: ignore[union-attr]
+
+
+def test_voter_prefers_the_length_most_reads_agree_on() -> None:
+    voter = PlateVoter(US)
+    voter.add(PlateRead("7ABC123", 0.7))
+    voter.add(PlateRead("7ABC1234", 0.5))
+    voter.add(PlateRead("7ABC123", 0.6))
+    assert voter.decide().text == "7ABC123"  # type: ignore[union-attr]
+
+
+# --- the real models on plates rendered here -------------------------------------------------
+# No CJK font is installed on this machine (`fc-list :lang=zh` is empty), so the rendered plates
+# are Latin; Chinese reading is covered by the shared-data crops in tests/test_eval_plates.py.
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf"
+
+
+def render_plate(text: str) -> np.ndarray:
+    """White characters on a blue plate with a white rim, as BGR."""
+    font = ImageFont.truetype(FONT, 40)
+    plate = Image.new("RGB", (40 + 26 * len(text), 64), (20, 60, 170))
+    draw = ImageDraw.Draw(plate)
+    draw.rectangle((2, 2, plate.width - 3, plate.height - 3), outline=(235, 235, 235), width=2)
+    draw.text((plate.width // 2, plate.height // 2), text, font=font, fill=(245, 245, 245), anchor="mm")
+    return np.asarray(plate)[:, :, ::-1].copy()
+
+
+@pytest.fixture(scope="session")
+def reader() -> PlateReader:
+    return PlateReader(US, PlateSettings())
+
+
+def test_reads_a_rendered_plate_crop(reader: PlateReader) -> None:
+    crop = render_plate("7ABC123")
+    assert looks_like_crop(crop.shape[1], crop.shape[0])
+    reads = reader.read(crop)
+    assert reads and reads[0].text == "7ABC123"
+    assert len(reads[0].char_confidences) == 7 and reads[0].confidence > 0.5
+
+
+def test_finds_and_reads_a_rendered_plate_in_a_scene(reader: PlateReader) -> None:
+    rng = np.random.default_rng(7)
+    scene = rng.integers(60, 120, size=(720, 1280, 3), dtype=np.uint8)
+    scene[300:560, 400:900] = (90, 90, 95)  # a car's rear
+    plate = render_plate("KX42PL7")
+    y, x = 440, 560
+    scene[y: y + plate.shape[0], x: x + plate.shape[1]] = plate
+    reads = reader.read(scene)
+    assert reads and reads[0].text == "KX42PL7"
+    bx, by, _, _ = reads[0].box  # type: ignore[misc]
+    assert x - 10 <= bx <= x + plate.shape[1] and y - 10 <= by <= y + plate.shape[0]
+
+
+def test_blank_scene_reads_nothing(reader: PlateReader) -> None:
+    assert reader.read(np.full((480, 640, 3), 128, dtype=np.uint8)) == []
