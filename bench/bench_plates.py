@@ -1,0 +1,81 @@
+"""Plate reading on the shared data beside raw rapidocr, on one core.
+
+Run: ``taskset -c 0 .venv/bin/python bench/bench_plates.py [--limit N]``.  Prints, per data set,
+the exact-read rate and median ms per image for the gate's reader (same pipeline and defaults as
+``edge-agent eval plates``) and for the baseline: ``RapidOCR()(image)`` on the whole image, its most
+confident line uppercased with separators dropped.  Also the baseline without detection
+(``use_det=False``), the fairer one for tight crops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agent.config_plates import PlateConfig, plate_settings
+from agent.eval_plates import evaluate, load_samples, summarise
+from models.plate import PlateReader
+from models.plate_formats import clean, formats_from_spec, same_plate
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "plates"
+
+
+def baseline(folder: Path, limit: int, use_det: bool) -> tuple[float, float]:
+    from rapidocr_onnxruntime import RapidOCR
+
+    engine = RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1)
+    hits, times = 0, []
+    samples = load_samples(folder)[:limit]
+    for sample in samples:
+        image = cv2.imread(str(folder / sample.image))
+        start = time.perf_counter()
+        result, _ = engine(image, use_det=use_det)
+        times.append((time.perf_counter() - start) * 1000)
+        lines = [(r[1], float(r[2])) for r in result] if use_det and result else \
+            [(r[0], float(r[1])) for r in result or []]
+        best = max(lines, key=lambda line: line[1])[0] if lines else ""
+        hits += same_plate(sample.plate, clean(best))
+    return hits / len(samples), statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--limit", type=int, default=100_000, help="images per data set (for quick runs)")
+    args = parser.parse_args()
+    settings = plate_settings(PlateConfig())
+    for name, spec in (("us", "us"), ("cn-crops", "cn")):
+        folder = DATA / name
+        if not folder.is_dir():
+            print(f"{name}: no data at {folder}")
+            continue
+        reader = PlateReader(formats_from_spec(spec), settings)
+        outcomes = evaluate(folder, reader)[: args.limit] if args.limit >= 100_000 else None
+        if outcomes is None:  # a subset: evaluate only the first N samples
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                sub = Path(tmp)
+                lines = (folder / "labels.csv").read_text(encoding="utf-8").splitlines()
+                (sub / "labels.csv").write_text("\n".join(lines[: args.limit + 1]) + "\n", encoding="utf-8")
+                for line in lines[1: args.limit + 1]:
+                    (sub / line.split(",")[0]).symlink_to(folder / line.split(",")[0])
+                outcomes = evaluate(sub, reader)
+        summary = summarise(outcomes, spec)
+        raw_rate, raw_ms = baseline(folder, min(args.limit, len(outcomes)), use_det=True)
+        print(f"{name:9} reader : exact {summary['exact_rate']:.1%} ({summary['exact']}/{summary['images']}), "
+              f"chars {summary['char_accuracy']:.1%}, median {summary['median_ms']} ms")
+        print(f"{name:9} raw    : exact {raw_rate:.1%}, median {raw_ms:.1f} ms   (RapidOCR()(image), best line)")
+        if name != "us":
+            rec_rate, rec_ms = baseline(folder, min(args.limit, len(outcomes)), use_det=False)
+            print(f"{name:9} raw rec: exact {rec_rate:.1%}, median {rec_ms:.1f} ms   (RapidOCR, use_det=False)")
+
+
+if __name__ == "__main__":
+    main()
