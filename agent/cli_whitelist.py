@@ -1,0 +1,373 @@
+"""``edge-agent whitelist …`` (the node's encrypted whitelist) and ``edge-agent bundle build`` (platform).
+
+Every change is atomic and audited (time, actor, action, person id; never a name or template). A running
+daemon sees the change through the file's mtime. Photos are read, turned into templates and dropped.
+
+Key rotation, in this order (the old key stops opening the file at step 2)::
+
+    edge-agent whitelist keygen --out /etc/edge-agent/whitelist.key.new
+    edge-agent whitelist rekey --new-key /etc/edge-agent/whitelist.key.new
+    mv /etc/edge-agent/whitelist.key.new /etc/edge-agent/whitelist.key
+    systemctl restart edge-agent      # LoadCredential= copies the key only when the service starts
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.config import DEFAULT_CONFIG_PATH
+from agent.config_loader import EX_CONFIG, ConfigError, ConfigProblem, load_config, parse_config
+from agent.config_whitelist import WhitelistConfig, WhitelistPaths, read_whitelist_key, whitelist_paths
+from agent.whitelist import Person, Window, check_person_id, parse_instant
+from agent.whitelist_store import WhitelistError, WhitelistStore, read_key_file, write_new_key
+
+EX_FAILED = 1
+
+
+@dataclass
+class Context:
+    config: Any  # AgentConfig
+    whitelist: WhitelistConfig
+    base_dir: Path
+    paths: WhitelistPaths
+
+    def store(self) -> WhitelistStore:
+        key = read_whitelist_key(self.whitelist, self.base_dir)
+        return WhitelistStore(self.paths.file, key, self.paths.audit_log)
+
+    @property
+    def node(self) -> str:
+        node = self.config.node
+        return f"{node.site}/{node.building}/{node.node_id}"
+
+
+def load_context(path: Path) -> Context:
+    from agent.agent_config import AgentConfig
+
+    base_dir = path.resolve().parent
+    if "whitelist" in AgentConfig.model_fields:
+        config = load_config(path)
+        section = config.whitelist
+    else:  # until the root model has the section: validate it here, the rest with the loader
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            load_config(path)  # reports the problem the way every other command does
+            raise
+        raw = data.pop("whitelist", None) if isinstance(data, dict) else None
+        config = parse_config(yaml.safe_dump(data, allow_unicode=True), str(path), base_dir)
+        try:
+            section = WhitelistConfig.model_validate(raw or {})
+        except ValueError as exc:
+            raise ConfigError(str(path), [ConfigProblem("whitelist", str(exc))]) from None
+    return Context(config, section, base_dir, whitelist_paths(section, config.storage.state_dir, base_dir))
+
+
+# --- person options -------------------------------------------------------------------------------
+
+def _person_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--id", dest="person_id", required=True, help="pseudonymous id, e.g. R-0203-1")
+    parser.add_argument("--name", help="display name, kept on this node only")
+    parser.add_argument("--gate", action="append", default=[], help="allowed gate (repeatable; none = every gate)")
+    parser.add_argument("--schedule", action="append", default=[],
+                        help="weekly window, e.g. 'mon-fri 06:00-23:00' or '22:00-06:00' (repeatable; none = always)")
+    parser.add_argument("--valid-from", help="ISO date or date-time (visitors)")
+    parser.add_argument("--valid-until", help="ISO date (inclusive) or date-time (visitors)")
+    parser.add_argument("--plate", action="append", default=[], help="vehicle plate (repeatable)")
+    parser.add_argument("--disabled", action="store_true", help="enrol but do not admit yet")
+    parser.add_argument("--replace", action="store_true", help="replace a person already in the whitelist")
+
+
+def _person(args: argparse.Namespace, templates: Any) -> Person:
+    return Person(
+        id=check_person_id(args.person_id), templates=templates, name=args.name, gates=tuple(args.gate),
+        schedule=tuple(Window.parse(w) for w in args.schedule),
+        valid_from=parse_instant(args.valid_from) if args.valid_from else None,
+        valid_until=parse_instant(args.valid_until, end_of_day=True) if args.valid_until else None,
+        enabled=not args.disabled, plates=tuple(args.plate),
+    )
+
+
+def _save_person(ctx: Context, person: Person, replace: bool, action: str) -> int:
+    store = ctx.store()
+    with store.edit() as whitelist:
+        existed = person.id in whitelist
+        if existed and not replace:
+            raise WhitelistError(f"{person.id} is already in the whitelist (use --replace, or remove it first)")
+        whitelist.put(person)
+    store.audit.write("replace" if existed else action, person.id, templates=len(person.templates))
+    print(f"{'replaced' if existed else 'added'} {person.id} with {len(person.templates)} face template(s)")
+    return 0
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    write_new_key(Path(args.out))
+    print(f"wrote a new AES-256 key to {args.out} (mode 0600); keep it out of agent.yaml and backups in clear")
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from agent.whitelist_enrol import make_engine, templates_from_photo
+
+    ctx = load_context(args.config)
+    _person(args, [])  # check every option before loading the face models
+    engine = make_engine(ctx.config.faces)
+    templates = [templates_from_photo(engine, Path(photo)) for photo in args.photo]
+    return _save_person(ctx, _person(args, templates), args.replace, "add")
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from agent.whitelist_enrol import enrol_from_camera, make_engine
+
+    ctx = load_context(args.config)
+    _person(args, [])
+    cameras = {c.name: c for c in ctx.config.hardware.cameras}
+    if args.camera not in cameras:
+        raise WhitelistError(f"no camera named {args.camera!r} in {args.config} (have: {', '.join(cameras) or 'none'})")
+    engine = make_engine(ctx.config.faces)
+    print(f"look at camera {args.camera}; capturing for up to {args.seconds:g} s …", file=sys.stderr)
+    templates = enrol_from_camera(engine, cameras[args.camera], keep=args.keep, seconds=args.seconds)
+    if not templates:
+        raise WhitelistError("no frame with exactly one good face (closer, better lit, facing the camera)")
+    return _save_person(ctx, _person(args, templates), args.replace, "enroll")
+
+
+def _describe(person: Person) -> dict[str, Any]:
+    return {**person.to_record(), "templates": len(person.templates)}
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    whitelist = load_context(args.config).store().load()
+    if args.json:
+        print(json.dumps([_describe(p) for p in whitelist], ensure_ascii=False))
+        return 0
+    print(f"{len(whitelist)} people (bundle version {whitelist.bundle_version})")
+    for person in whitelist:
+        state = "enabled" if person.enabled else "DISABLED"
+        gates = ",".join(person.gates) or "all gates"
+        until = f" until {person.valid_until:%Y-%m-%d %H:%M}" if person.valid_until else ""
+        print(f"  {person.id:<16} {state:<8} {len(person.templates)} face(s)  {gates}{until}"
+              f"  {' '.join(person.plates)}  {person.name or ''}".rstrip())
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    person = load_context(args.config).store().load().get(args.person_id)
+    if person is None:
+        print(f"no person {args.person_id!r} in the whitelist", file=sys.stderr)
+        return EX_FAILED
+    print(json.dumps(_describe(person), ensure_ascii=False, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    store = load_context(args.config).store()
+    with store.edit() as whitelist:
+        whitelist.remove(args.person_id)
+    store.audit.write("remove", args.person_id)
+    print(f"removed {args.person_id}")
+    return 0
+
+
+def cmd_enable(args: argparse.Namespace) -> int:
+    enabled = args.whitelist_command == "enable"
+    store = load_context(args.config).store()
+    with store.edit() as whitelist:
+        person = whitelist.get(args.person_id)
+        if person is None:
+            raise WhitelistError(f"no person {args.person_id!r} in the whitelist")
+        whitelist.put(person.with_changes(enabled=enabled))
+    store.audit.write(args.whitelist_command, args.person_id)
+    print(f"{args.person_id} {'enabled' if enabled else 'disabled'}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from agent.whitelist_enrol import make_engine, read_gallery
+
+    ctx = load_context(args.config)
+    store = ctx.store()
+    store.load()  # fail on a wrong key before spending time on the photos
+    results = read_gallery(make_engine(ctx.config.faces), Path(args.dir), allow_name=True)
+    people = [r.person for r in results if r.person is not None]
+    with store.edit() as whitelist:
+        existed = {p.id for p in people if p.id in whitelist}
+        for person in people:
+            whitelist.put(person)
+    for person in people:
+        store.audit.write("import.replace" if person.id in existed else "import.add", person.id,
+                          templates=len(person.templates))
+    for result in results:
+        if result.problem:
+            print(f"skipped {result.problem}", file=sys.stderr)
+    print(f"imported {len(people)} people ({len(existed)} replaced), skipped {len(results) - len(people)}")
+    return EX_FAILED if len(people) < len(results) else 0
+
+
+def cmd_rekey(args: argparse.Namespace) -> int:
+    store = load_context(args.config).store()
+    new_key = read_key_file(Path(args.new_key))
+    new_store = store.rekey(new_key)
+    store.audit.write("rekey", None, old_key=store.key_id, new_key=new_store.key_id)
+    print(f"{store.path} is now encrypted with key {new_store.key_id} ({args.new_key}).\n"
+          f"Now move {args.new_key} over the configured key file and restart the service.")
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from agent.signing import load_public_key
+    from agent.whitelist_bundle import apply_bundle_payload
+
+    ctx = load_context(args.config)
+    if ctx.paths.bundle_public_key is None:
+        raise WhitelistError("whitelist.bundle_public_key is not set in the config: bundles cannot be verified")
+    payload = json.loads(Path(args.file).read_bytes())
+    summary = apply_bundle_payload(ctx.store(), payload, load_public_key(ctx.paths.bundle_public_key),
+                                   node=ctx.node, actor=f"bundle:{args.file}")
+    print(summary)
+    return 0
+
+
+def cmd_bundle_build(args: argparse.Namespace) -> int:
+    from agent.config_faces import FaceConfig
+    from agent.signing import load_private_key
+    from agent.whitelist_bundle import build_bundle
+    from agent.whitelist_enrol import make_engine, read_gallery
+
+    faces = load_context(args.config).config.faces if args.config is not None else FaceConfig()
+    key = load_private_key(args.sign)
+    people: list[Person] = []
+    if args.gallery is not None:
+        results = read_gallery(make_engine(faces), Path(args.gallery), allow_name=False)
+        problems = [r.problem for r in results if r.problem]
+        if problems:
+            raise ValueError("; ".join(problems))
+        people = [r.person for r in results if r.person is not None]
+    kind = "delta" if args.delta else "full"
+    payload = build_bundle(key, people, args.version, kind, base_version=args.base, remove=args.remove,
+                           audience=args.audience)
+    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    Path(args.out).write_bytes(data)
+    print(f"wrote {kind} bundle version {args.version}: {len(people)} people, {len(data)} bytes → {args.out}")
+    return 0
+
+
+# --- parser ---------------------------------------------------------------------------------------
+
+def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Expected failures (wrong key, tampered file, bad photo, refused bundle) as one line and exit 1;
+    configuration errors propagate to edge-agent's main, which exits 78."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(command(args))
+        except (WhitelistError, ValueError, KeyError, FileNotFoundError, FileExistsError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            print(f"error: {message}", file=sys.stderr)
+            return EX_FAILED
+
+    return run
+
+
+def _config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", type=Path, default=DEFAULT_CONFIG_PATH,
+                        help=f"agent configuration (default {DEFAULT_CONFIG_PATH})")
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Add ``whitelist`` and ``bundle`` to the ``edge-agent`` parser (``commands`` from add_subparsers)."""
+    group = commands.add_parser("whitelist", help="the node's encrypted whitelist of people")
+    sub = group.add_subparsers(dest="whitelist_command", required=True, metavar="SUBCOMMAND")
+
+    keygen = sub.add_parser("keygen", help="write a new random AES-256 key file (mode 0600)")
+    keygen.add_argument("--out", required=True, help="key file to create (never overwritten)")
+    keygen.set_defaults(func=_guarded(cmd_keygen))
+
+    add = sub.add_parser("add", help="add a person from photos (the photos are not kept)")
+    _person_options(add)
+    add.add_argument("--photo", action="append", required=True, help="photo of the face (repeatable)")
+    _config(add)
+    add.set_defaults(func=_guarded(cmd_add))
+
+    enroll = sub.add_parser("enroll", help="add a person from a configured camera's live frames")
+    _person_options(enroll)
+    enroll.add_argument("--camera", required=True, help="camera name from hardware.cameras")
+    enroll.add_argument("--keep", type=int, default=3, help="templates to keep, from the best frames (default 3)")
+    enroll.add_argument("--seconds", type=float, default=20.0, help="give up after this long (default 20)")
+    _config(enroll)
+    enroll.set_defaults(func=_guarded(cmd_enroll))
+
+    for name, func, text in (("list", cmd_list, "everyone in the whitelist"),
+                             ("show", cmd_show, "one person (without templates)")):
+        parser = sub.add_parser(name, help=text)
+        if name == "show":
+            parser.add_argument("person_id", metavar="ID")
+        parser.add_argument("--json", action="store_true", help="JSON output")
+        _config(parser)
+        parser.set_defaults(func=_guarded(func))
+    for name, func, text in (("remove", cmd_remove, "remove a person"), ("enable", cmd_enable, "admit again"),
+                             ("disable", cmd_enable, "keep enrolled but refuse (reason: disabled)")):
+        parser = sub.add_parser(name, help=text)
+        parser.add_argument("person_id", metavar="ID")
+        _config(parser)
+        parser.set_defaults(func=_guarded(func))
+
+    imp = sub.add_parser("import", help="add or replace everyone in DIR/<id>/*.jpg (+ optional person.yaml)")
+    imp.add_argument("dir", metavar="DIR")
+    _config(imp)
+    imp.set_defaults(func=_guarded(cmd_import))
+
+    rekey = sub.add_parser("rekey", help="re-encrypt with a new key (then install that key and restart)")
+    rekey.add_argument("--new-key", required=True, help="the new key file (from whitelist keygen)")
+    _config(rekey)
+    rekey.set_defaults(func=_guarded(cmd_rekey))
+
+    apply = sub.add_parser("apply", help="verify and apply a platform-signed bundle")
+    apply.add_argument("file", metavar="FILE")
+    _config(apply)
+    apply.set_defaults(func=_guarded(cmd_apply))
+
+    bundle = commands.add_parser("bundle", help="signed whitelist bundles (platform side)")
+    bundle_sub = bundle.add_subparsers(dest="bundle_command", required=True, metavar="SUBCOMMAND")
+    build = bundle_sub.add_parser("build", help="templates from DIR/<id>/*.jpg, signed; never photos or names")
+    build.add_argument("--gallery", type=Path, help="DIR/<id>/*.jpg with optional person.yaml")
+    build.add_argument("--sign", type=Path, required=True, help="the platform's Ed25519 private key")
+    build.add_argument("--version", type=int, required=True, help="bundle version, higher than the last one")
+    kind = build.add_mutually_exclusive_group()
+    kind.add_argument("--full", action="store_true", help="replace everyone on the node (default)")
+    kind.add_argument("--delta", action="store_true", help="add/replace the gallery's people, remove --remove ids")
+    build.add_argument("--base", type=int, help="delta: the version the node has (default VERSION-1)")
+    build.add_argument("--remove", action="append", default=[], help="delta: id to remove (repeatable)")
+    build.add_argument("--audience", action="append", help="site/building[/node] it may be applied on")
+    build.add_argument("--config", type=Path, help="agent YAML whose faces: settings to use (default built-in)")
+    build.add_argument("--out", type=Path, required=True, help="bundle file to write (JSON)")
+    build.set_defaults(func=_guarded(cmd_bundle_build))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m agent.cli_whitelist``) until these commands are in ``edge-agent``."""
+    parser = argparse.ArgumentParser(prog="edge-agent")
+    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        return EX_CONFIG
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
