@@ -73,6 +73,8 @@ def read_gallery(engine: FaceEngine, root: Path, *, allow_name: bool) -> list[Fo
             record = {"id": folder.name, **read_person_yaml(folder)}
             if record["id"] != folder.name:
                 raise ValueError(f"{folder / PERSON_FILE}: id {record['id']!r} differs from the folder name")
+            if "name" in record and not allow_name:  # checked before spending time on the photos
+                raise ValueError(f"{folder / PERSON_FILE}: a display name must not be sent to the node in a bundle")
             photos = image_files(folder)[:MAX_TEMPLATES_PER_PERSON]
             if not photos:
                 raise ValueError(f"{folder}: no photos")

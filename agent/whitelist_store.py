@@ -306,9 +306,17 @@ class WhitelistStore:
         """Load under the lock, let the caller change it, save atomically when the block ends without an
         exception (an exception leaves the file as it was)."""
         with self.locked():
+            self._remove_stale_temps()
             whitelist = self.load()
             yield whitelist
             self.save(whitelist)
+
+    def _remove_stale_temps(self) -> None:
+        """A writer killed between its temp write and the rename leaves ``.FILE.PID.tmp`` behind; under
+        the lock no other writer is running, so any such file is garbage."""
+        for temp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
 
     def rekey(self, new_key: bytes) -> WhitelistStore:
         """Re-encrypt under ``new_key`` (atomically) and return the store for the new key. The old key no
