@@ -137,7 +137,11 @@ class Uplink:
         failures = 0
         next_check = 0.0
         while not self._stop.is_set():
-            stable = self._one_connection()
+            try:
+                stable = self._one_connection()
+            except Exception as exc:  # a paho or SQLite surprise must not end the uplink thread for good
+                log.exception("uplink connection failed")
+                self.last_error, stable = f"internal: {type(exc).__name__}: {exc}", False
             if self._stop.is_set():
                 break
             failures = 0 if stable else failures + 1
@@ -186,7 +190,8 @@ class Uplink:
                     next_telemetry = now + self.config.telemetry_seconds
                     self._publish_telemetry(client)
             if self._stop.is_set() and self._connected:
-                self._say_goodbye(client)
+                with contextlib.suppress(Exception):  # the broker may be gone already: no goodbye then
+                    self._say_goodbye(client)
         finally:
             lasted = time.monotonic() - self._connected_since if self._connected else 0.0
             self._publisher.reset()  # flushes the PUBACKs that did arrive before we say "disconnected"
