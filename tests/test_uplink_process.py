@@ -36,7 +36,9 @@ emit = lambda kind, device, details: store.append(Event(node="n1", type=kind, de
 uplink = Uplink(config, node, store, RecordingTarget(), emit)
 uplink.start()
 print("started", flush=True)
-for index in range(produce):
+index = 0
+while index < produce or produce < 0:  # -1: record until killed
+    index += 1
     store.append(Event(node="n1", type="door.opened", device="main", details={"index": index}))
     time.sleep(0.001)
 print("produced", flush=True)
@@ -57,7 +59,7 @@ def test_sigkill_while_publishing_then_restart_loses_nothing(tmp_path: Path) -> 
     db = tmp_path / "state" / "events.db"
     with Mosquitto(tmp_path / "broker") as broker:
         platform = Collector(broker.port, [f"{ROOT}/events/#", f"{ROOT}/status"])
-        child = start_child(db, broker.port, produce=3000)
+        child = start_child(db, broker.port, produce=-1)
         try:
             wait_until(lambda: len(platform.on(f"{ROOT}/events/door.opened")) >= 500)
             child.send_signal(signal.SIGKILL)  # mid-stream: events in flight, appends going on
@@ -66,7 +68,7 @@ def test_sigkill_while_publishing_then_restart_loses_nothing(tmp_path: Path) -> 
             wait_until(lambda: platform.on(f"{ROOT}/status")[-1:] == [b"offline"], timeout=10)
             store = EventStore(db, readonly=True)
             recorded_before_restart = store.last_seq()
-            assert 500 <= recorded_before_restart < 3000 and store.pending_count() > 0
+            assert recorded_before_restart >= 500 and store.pending_count() > 0  # killed with work in hand
             child = start_child(db, broker.port, produce=0)  # restarted: nothing new, only the backlog
             wait_until(lambda: store.pending_count() == 0)
             wait_until(lambda: len(set(platform.on(f"{ROOT}/events/door.opened"))) >= recorded_before_restart)
