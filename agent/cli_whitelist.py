@@ -97,6 +97,13 @@ def _person(args: argparse.Namespace, templates: Any) -> Person:
     )
 
 
+def _check_before_encoding(ctx: Context, args: argparse.Namespace) -> None:
+    """Every option, the key and the id, before spending seconds on the face models."""
+    _person(args, [])
+    if not args.replace and args.person_id in ctx.store().load():
+        raise WhitelistError(f"{args.person_id} is already in the whitelist (use --replace, or remove it first)")
+
+
 def _save_person(ctx: Context, person: Person, replace: bool, action: str) -> int:
     store = ctx.store()
     with store.edit() as whitelist:
@@ -121,7 +128,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     from agent.whitelist_enrol import make_engine, templates_from_photo
 
     ctx = load_context(args.config)
-    _person(args, [])  # check every option before loading the face models
+    _check_before_encoding(ctx, args)
     engine = make_engine(ctx.config.faces)
     templates = [templates_from_photo(engine, Path(photo)) for photo in args.photo]
     return _save_person(ctx, _person(args, templates), args.replace, "add")
@@ -131,7 +138,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     from agent.whitelist_enrol import enrol_from_camera, make_engine
 
     ctx = load_context(args.config)
-    _person(args, [])
+    _check_before_encoding(ctx, args)
     cameras = {c.name: c for c in ctx.config.hardware.cameras}
     if args.camera not in cameras:
         raise WhitelistError(f"no camera named {args.camera!r} in {args.config} (have: {', '.join(cameras) or 'none'})")
