@@ -26,7 +26,7 @@ import yaml
 
 from agent.config import DEFAULT_CONFIG_PATH
 from agent.config_loader import EX_CONFIG, ConfigError, ConfigProblem, load_config, parse_config
-from agent.config_whitelist import WhitelistConfig, WhitelistPaths, read_whitelist_key, whitelist_paths
+from agent.config_whitelist import WhitelistConfig, WhitelistPaths, open_whitelist_store, whitelist_paths
 from agent.whitelist import Person, Window, check_person_id, parse_instant
 from agent.whitelist_store import WhitelistError, WhitelistStore, read_key_file, write_new_key
 
@@ -41,8 +41,7 @@ class Context:
     paths: WhitelistPaths
 
     def store(self) -> WhitelistStore:
-        key = read_whitelist_key(self.whitelist, self.base_dir)
-        return WhitelistStore(self.paths.file, key, self.paths.audit_log)
+        return open_whitelist_store(self.whitelist, self.config.storage.state_dir, self.base_dir)
 
     @property
     def node(self) -> str:

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from agent.config import SecretRef, Section
+
+if TYPE_CHECKING:
+    from agent.whitelist_store import WhitelistStore
 
 DEFAULT_KEY_FILE = Path("$CREDENTIALS_DIRECTORY/whitelist.key")
 
@@ -69,3 +73,11 @@ def read_whitelist_key(config: WhitelistConfig, base_dir: Path | None = None) ->
     if base_dir is not None and not str(path).startswith("$") and not path.is_absolute():
         path = base_dir / path
     return read_key_file(path)
+
+
+def open_whitelist_store(config: WhitelistConfig, state_dir: Path, base_dir: Path | None = None) -> WhitelistStore:
+    """The store the daemon and the CLI use: key read (and its mode checked) now, file loaded on ``load()``."""
+    from agent.whitelist_store import WhitelistStore
+
+    paths = whitelist_paths(config, state_dir, base_dir)
+    return WhitelistStore(paths.file, read_whitelist_key(config, base_dir), paths.audit_log)

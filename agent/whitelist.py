@@ -15,7 +15,7 @@ are instants (a naive value is read as local time). ``now`` may be naive (local)
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -158,14 +158,18 @@ def parse_instant(text: str | datetime | date, *, end_of_day: bool = False) -> d
 
 def as_templates(templates: Iterable[np.ndarray] | np.ndarray) -> np.ndarray:
     """(k, 128) C-contiguous float32, finite; refuses anything that is not a face descriptor."""
-    rows = [np.asarray(t, dtype=np.float32).reshape(-1) for t in templates]
-    for row in rows:
-        if row.shape != (ENCODING_SIZE,) or not np.isfinite(row).all():
+    if isinstance(templates, np.ndarray) and templates.ndim == 2:  # the store's fast path: no per-row copies
+        matrix = templates
+    else:
+        rows = [np.asarray(t, dtype=np.float32).reshape(-1) for t in templates]
+        if any(row.shape != (ENCODING_SIZE,) for row in rows):
             raise ValueError(f"a face template must be {ENCODING_SIZE} finite numbers")
-    if len(rows) > MAX_TEMPLATES_PER_PERSON:
-        raise ValueError(f"at most {MAX_TEMPLATES_PER_PERSON} templates per person, got {len(rows)}")
-    matrix = np.stack(rows) if rows else np.zeros((0, ENCODING_SIZE), dtype=np.float32)
-    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        matrix = np.stack(rows) if rows else np.zeros((0, ENCODING_SIZE), dtype=np.float32)
+    matrix = np.array(matrix, dtype=np.float32, order="C")  # our own read-only copy, never the caller's array
+    if matrix.shape[1:] != (ENCODING_SIZE,) or not np.isfinite(matrix).all():
+        raise ValueError(f"a face template must be {ENCODING_SIZE} finite numbers")
+    if len(matrix) > MAX_TEMPLATES_PER_PERSON:
+        raise ValueError(f"at most {MAX_TEMPLATES_PER_PERSON} templates per person, got {len(matrix)}")
     matrix.setflags(write=False)
     return matrix
 
@@ -262,7 +266,7 @@ class Whitelist:
         self._people: dict[str, Person] = {}
         self.bundle_version = bundle_version
         self._gallery: Gallery | None = None
-        self._plates: dict[str, str] | None = None
+        self._plate_owner: dict[str, str] = {}  # kept in step with _people: put() checks it per plate
         for person in people:
             self.put(person)
 
@@ -273,7 +277,7 @@ class Whitelist:
     def __contains__(self, person_id: object) -> bool:
         return person_id in self._people
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Person]:
         return iter(sorted(self._people.values(), key=lambda p: p.id))
 
     def get(self, person_id: str) -> Person | None:
@@ -308,35 +312,40 @@ class Whitelist:
         return self._gallery
 
     def plates(self) -> dict[str, str]:
-        """Normalised plate → person id."""
-        if self._plates is None:
-            self._plates = {plate: p.id for p in self._people.values() for plate in p.plates}
-        return dict(self._plates)
+        """Normalised plate → person id (a copy)."""
+        return dict(self._plate_owner)
+
+    def plate_owner(self, plate: str) -> str | None:
+        """The person a normalised plate belongs to, without copying the table (vehicle lanes)."""
+        return self._plate_owner.get(plate)
 
     # -- changing ----------------------------------------------------------------------------------
-    def _changed(self) -> None:
-        self._gallery = None
-        self._plates = None
-
     def put(self, person: Person) -> None:
         """Add or replace; a plate may belong to one person only."""
         for plate in person.plates:
-            owner = self.plates().get(plate)
+            owner = self._plate_owner.get(plate)
             if owner is not None and owner != person.id:
                 raise ValueError(f"plate {plate} already belongs to {owner}")
+        old = self._people.get(person.id)
+        for plate in old.plates if old else ():
+            del self._plate_owner[plate]
         self._people[person.id] = person
-        self._changed()
+        self._plate_owner.update(dict.fromkeys(person.plates, person.id))
+        self._gallery = None
 
     def remove(self, person_id: str) -> Person:
         try:
             person = self._people.pop(person_id)
         except KeyError:
             raise KeyError(f"no person {person_id!r} in the whitelist") from None
-        self._changed()
+        for plate in person.plates:
+            del self._plate_owner[plate]
+        self._gallery = None
         return person
 
     def replace_all(self, people: Iterable[Person]) -> None:
         self._people = {}
-        self._changed()
+        self._plate_owner = {}
+        self._gallery = None
         for person in people:
             self.put(person)

@@ -34,9 +34,9 @@ class Node:
         self.state = root / "state"
         self.write_config()
 
-    def write_config(self, key: Path | None = None, extra: str = "") -> None:
+    def write_config(self, key: Path | None = None, extra: str = "", hardware: str = "") -> None:
         self.config.write_text(
-            "node: {site: site-1, building: b-03, node_id: n1}\n"
+            "node: {site: site-1, building: b-03, node_id: n1}\n" + hardware +
             f"storage: {{state_dir: {self.state}}}\n"
             f"whitelist:\n  key: {{file: {key or self.key}}}\n{extra}",
             encoding="utf-8",
@@ -196,3 +196,17 @@ def test_bundle_build_and_apply(node: Node, shared_data: Path, tmp_path: Path) -
     assert "bad signature" in node.run("whitelist", "apply", str(tmp_path / "forged.json"), ok=False).stderr
     assert "1 removed, 0 people" in node.run("whitelist", "apply", str(delta)).stdout
     assert [e["action"] for e in node.audit()][-2:] == ["bundle.remove", "bundle.apply"]
+
+
+def test_enroll_from_a_configured_camera(node: Node, shared_data: Path, tmp_path: Path) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index, photo in enumerate(sorted((shared_data / "faces" / "gallery" / "kit_harington").iterdir())):
+        (frames / f"{index}.jpeg").symlink_to(photo)
+    node.write_config(hardware=f"hardware:\n  cameras:\n    - {{name: door, source: {frames}/, fps: 10}}\n")
+    assert "no camera named 'lobby'" in node.run("whitelist", "enroll", "--id", "R-7", "--camera", "lobby",
+                                                  ok=False).stderr
+    out = node.run("whitelist", "enroll", "--id", "R-7", "--camera", "door", "--keep", "2", "--seconds", "10").stdout
+    assert "added R-7 with 2 face template(s)" in out
+    assert node.audit()[-1]["action"] == "enroll"
+    assert not [p for p in node.state.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
