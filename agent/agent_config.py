@@ -8,6 +8,7 @@ from agent.config import HardwareConfig, LoggingConfig, NodeConfig, Section, Sto
 from agent.config_faces import FaceConfig
 from agent.config_mqtt import MqttConfig
 from agent.config_plates import PlateConfig
+from agent.config_whitelist import WhitelistConfig
 
 
 class AgentConfig(Section):
@@ -19,4 +20,5 @@ class AgentConfig(Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     faces: FaceConfig = Field(default_factory=FaceConfig)
     plates: PlateConfig = Field(default_factory=PlateConfig)
+    whitelist: WhitelistConfig = Field(default_factory=WhitelistConfig)
     mqtt: MqttConfig | None = Field(None, description="uplink to the community platform; omit to run offline")

@@ -201,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     eval_faces.register(eval_commands)
     eval_plates.register(eval_commands)
 
+    from agent import cli_uplink, cli_whitelist
+
+    cli_uplink.add_commands(commands)
+    cli_whitelist.add_commands(commands)
+
     simulate = commands.add_parser("simulate", help="run the agent on mock pins with a scripted scenario")
     simulate.add_argument("config", nargs="?", type=Path, default=Path("config/simulation.yaml"))
     simulate.add_argument("--keep-running", action="store_true", help="keep running after the scenario")
@@ -218,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     except PermissionError as exc:
         print(f"permission denied: {exc.filename or exc}; run as the service user or with sudo", file=sys.stderr)
         return EX_CONFIG
+    except (ValueError, FileExistsError, FileNotFoundError) as exc:
+        # Bad arguments or files named on the command line: say what, not where in our code.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

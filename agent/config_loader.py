@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from agent.agent_config import AgentConfig
 from agent.config import CameraConfig
@@ -241,11 +241,27 @@ def camera_source_problem(camera: CameraConfig) -> str | None:
     return None
 
 
+def _resolve_paths(model: BaseModel, base: Path) -> BaseModel:
+    """Every relative Path field, in every section, made relative to the config file's folder.
+
+    Paths that start with ``$`` (``$CREDENTIALS_DIRECTORY/whitelist.key``) are expanded at use.
+    """
+    updates: dict[str, Any] = {}
+    for name, value in model:
+        if isinstance(value, Path) and not value.is_absolute() and not str(value).startswith("$"):
+            updates[name] = (base / value).resolve()
+        elif isinstance(value, BaseModel):
+            resolved = _resolve_paths(value, base)
+            if resolved is not value:
+                updates[name] = resolved
+        elif isinstance(value, list) and any(isinstance(item, BaseModel) for item in value):
+            updates[name] = [_resolve_paths(item, base) if isinstance(item, BaseModel) else item for item in value]
+    return model.model_copy(update=updates) if updates else model
+
+
 def _resolve_relative(config: AgentConfig, base: Path) -> AgentConfig:
     """Relative paths in a config file are relative to that file, not to the working directory."""
-    storage = config.storage
-    if not storage.state_dir.is_absolute():
-        storage = storage.model_copy(update={"state_dir": (base / storage.state_dir).resolve()})
+    config = _resolve_paths(config, base)  # type: ignore[assignment]
     cameras = []
     for camera in config.hardware.cameras:
         source = camera.source
@@ -256,7 +272,7 @@ def _resolve_relative(config: AgentConfig, base: Path) -> AgentConfig:
                 camera = camera.model_copy(update={"source": str((base / path).resolve()) + trailing})
         cameras.append(camera)
     hardware = config.hardware.model_copy(update={"cameras": cameras})
-    return config.model_copy(update={"storage": storage, "hardware": hardware})
+    return config.model_copy(update={"hardware": hardware})
 
 
 def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> AgentConfig:

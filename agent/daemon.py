@@ -12,10 +12,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpiozero import Factory
 
+from agent.access import AccessController
 from agent.agent_config import AgentConfig
 from agent.config_loader import ConfigError, load_config
 from agent.control import ControlServer
@@ -25,7 +26,12 @@ from agent.fire import FireSafety, ResetRefused
 from agent.hardware import Hardware, build_hardware
 from agent.notify import SystemdNotifier
 from agent.recorder import Recorder
+from agent.vision import Models, VisionWorker, start_workers
+from agent.whitelist_watch import WhitelistWatch
 from drivers.pins import make_pin_factory
+
+if TYPE_CHECKING:
+    from agent.uplink import Uplink
 
 log = logging.getLogger("edge_agent")
 
@@ -48,6 +54,10 @@ class Agent:
         self.fire = FireSafety(state_dir / "fire_latch.json")
         self.pin_factory = pin_factory or make_pin_factory(config.hardware.pin_factory)
         self.hardware = Hardware()
+        self.models = Models()
+        self.workers: list[VisionWorker] = []
+        self.whitelist = WhitelistWatch(config, config_path)
+        self.uplink: Uplink | None = None
         self.control = ControlServer(state_dir, self.handle_control)
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
@@ -87,9 +97,26 @@ class Agent:
             "cameras": len(hw.cameras), "fire_latched": self.fire.latched,
         })
         self.hardware = build_hardware(hw, self.pin_factory, self.fire, self.emit)
+        self.workers = start_workers(self.config, self.hardware, self._access(), self.models)
         self.hardware.start_cameras()
         self.control.start()
+        if self.config.mqtt is not None:
+            from agent.uplink import Uplink
+
+            self.uplink = Uplink(self.config.mqtt, self.config.node, self.store, self, self.emit)
+            self.on_state_change(self.uplink.publish_state)
+            self.uplink.start()
         self.notifier.notify(READY=1, STATUS=self.status_line())
+
+    def _access(self) -> AccessController:
+        from models.plate_formats import match_plate
+
+        plates = self.config.plates
+        return AccessController(
+            self.hardware, self.whitelist.current, self.emit,
+            plate_match=lambda read, known: match_plate(read, known, plates.max_edit_distance),
+            upstream_plate=plates.upstream_plate, plate_salt=self.config.node.site,
+        )
 
     def run(self) -> int:
         """Supervise until stopped. Call from the main thread after :meth:`start`."""
@@ -98,8 +125,9 @@ class Agent:
         while not self.stopping.wait(TICK_SECONDS):
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
-                self.reload()
+                self._reload_now()
             now = time.monotonic()
+            self.whitelist.refresh()
             if watchdog and now - last_ping >= watchdog and self.healthy():
                 self.notifier.notify(WATCHDOG=1)
                 last_ping = now
@@ -117,6 +145,8 @@ class Agent:
 
     def shutdown(self) -> None:
         self.notifier.notify(STOPPING=1, STATUS="stopping")
+        for worker in self.workers:
+            worker.stop(timeout=1.0)
         for gate in self.hardware.gates.values():
             if self.fire.latched and gate.config.fire_mode == "release":
                 log.warning("gate %s stays released: the fire alarm is latched", gate.name)
@@ -127,11 +157,17 @@ class Agent:
         self.emit("agent.stopped", None, {})
         if not self.recorder.stop(timeout=2.0):
             log.error("%d events could not be written before exit", self.recorder.backlog)
+        if self.uplink is not None:
+            self.uplink.stop(timeout=1.5)  # what it could not send waits in the outbox for next time
         self.store.close()
         self.notifier.close()
 
-    def reload(self) -> bool:
-        """Re-read the config file (SIGHUP). An invalid file keeps the running config and says why."""
+    def reload(self) -> None:
+        """Ask the main loop to re-read the config file (SIGHUP, the platform's ``reload`` command)."""
+        self.reload_requested.set()
+
+    def _reload_now(self) -> bool:
+        """Re-read the config file. An invalid file keeps the running config and says why."""
         if self.config_path is None:
             return False
         try:
@@ -146,6 +182,8 @@ class Agent:
             new = new.model_copy(update={"node": self.config.node, "storage": self.config.storage})
         self.notifier.notify(RELOADING=1, STATUS="reloading")
         old_hardware, old_config = self.hardware, self.config
+        for worker in self.workers:
+            worker.stop(timeout=1.0)
         old_hardware.close()
         try:
             self.hardware = build_hardware(new.hardware, self.pin_factory, self.fire, self.emit)
@@ -153,6 +191,8 @@ class Agent:
         except Exception:
             log.exception("reload failed while opening devices; going back to the previous configuration")
             self.hardware = build_hardware(old_config.hardware, self.pin_factory, self.fire, self.emit)
+        self.workers = start_workers(self.config, self.hardware, self._access(), self.models)
+        self.whitelist = WhitelistWatch(self.config, self.config_path)
         self.hardware.start_cameras()
         self.emit("agent.reloaded", None, {"ok": self.config is new})
         self.notifier.notify(READY=1, STATUS=self.status_line())
@@ -188,11 +228,37 @@ class Agent:
 
     def _purge(self) -> None:
         try:
-            removed = self.store.purge(self.config.storage.retention_days, keep_undelivered=False)
+            removed = self.store.purge(self.config.storage.retention_days,
+                                       keep_undelivered=self.config.mqtt is not None)
             if removed:
                 log.info("purged %d events older than %d days", removed, self.config.storage.retention_days)
         except Exception:
             log.exception("purging old events failed")
+
+    # -- platform commands (the uplink's CommandTarget) --------------------------------------------
+    def open_gate(self, gate: str, seconds: float | None) -> None:
+        """A signed remote open, e.g. for an elderly resident who pressed the assist button."""
+        if gate in self.hardware.gates:
+            if seconds is not None and not 0 < seconds <= 60:
+                raise ValueError("seconds must be between 0 and 60")
+            opened = self.hardware.gates[gate].unlock(seconds)
+            self.hardware.signal("granted", gate)
+            self.emit("gate.granted", gate, {"method": "remote", "seconds": opened})
+        elif gate in self.hardware.barriers:
+            self.hardware.barriers[gate].raise_arm()
+            self.emit("gate.granted", gate, {"method": "remote"})
+        else:
+            raise ValueError(f"no gate or barrier named {gate!r}")
+
+    def apply_whitelist_bundle(self, payload: dict[str, Any]) -> None:
+        summary = self.whitelist.apply_bundle(payload, f"{self.config.node.site}/{self.config.node.building}/"
+                                                       f"{self.config.node.node_id}")
+        self.emit("whitelist.updated", None, {"source": "bundle", "summary": summary[:200]})
+
+    def telemetry(self) -> dict[str, Any]:
+        cameras = {name: round(camera.health().fps, 1) for name, camera in self.hardware.cameras.items()}
+        return {"cameras": cameras, "whitelist_people": len(self.whitelist.current()),
+                "fire_latched": self.fire.latched}
 
     # -- technician commands ----------------------------------------------------------------------
     def alarm_reset(self, source: str) -> list[str]:
@@ -220,6 +286,6 @@ def run_daemon(config: AgentConfig, config_path: Path | None) -> int:
     agent = Agent(config, config_path=config_path)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
     signal.signal(signal.SIGINT, lambda *_: agent.stop())
-    signal.signal(signal.SIGHUP, lambda *_: agent.reload_requested.set())
+    signal.signal(signal.SIGHUP, lambda *_: agent.reload())
     agent.start()
     return agent.run()

@@ -30,6 +30,22 @@ EVENT_TYPES: dict[str, str] = {
     "agent.started": "the agent started (or reloaded its configuration)",
     "agent.stopped": "the agent stopped cleanly",
     "alarm.reset": "a technician reset the fire-alarm latch",
+    "agent.reloaded": "the agent re-read its configuration (SIGHUP or the platform's reload)",
+    "assist.requested": "someone pressed a gate's call/assist button; the platform may answer with a signed open",
+    "access.granted": "a recognised resident or visitor was let in (method face or plate, pseudonymous person id)",
+    "access.denied": "someone was refused: stranger, expired, schedule, gate, disabled, liveness or full",
+    "barrier.raised": "a barrier arm was raised",
+    "barrier.lowered": "a barrier arm was lowered",
+    "barrier.lower_deferred": "a lower waited because a vehicle was on the safety loop",
+    "barrier.fault": "a barrier's position sensor disagrees with the command (stuck arm)",
+    "parking.full": "a car park reached its capacity",
+    "parking.available": "a full car park has spaces again",
+    "parking.corrected": "a technician corrected a car park's count",
+    "whitelist.updated": "the whitelist changed (signed bundle from the platform)",
+    "uplink.backlog_full": "the outbox passed its limit; low-value events are being dropped (counted)",
+    "uplink.backlog_cleared": "the outbox is below its limit again",
+    "uplink.events_dropped": "how many low-value events were dropped to bound the outbox",
+    "uplink.command_refused": "a platform command was refused (bad signature, too old, replayed, malformed)",
 }
 
 # Keys that would carry personal data. Details use pseudonymous ids (``person: R-0203-1``) instead.
@@ -39,6 +55,13 @@ FORBIDDEN_DETAIL_KEYS = frozenset(
 )
 MAX_DETAIL_STRING = 200  # long enough for a reason sentence, too short for a base64 thumbnail
 MAX_NUMBER_LIST = 8  # a face template is 128 floats; a box is 4 numbers
+
+
+def check_details(details: dict[str, Any]) -> None:
+    """The privacy rules of event details, for anything else the node publishes (state, telemetry)."""
+    for key, item in details.items():
+        _check_key(str(key), str(key))
+        _check_value(str(key), item)
 
 
 def _check_value(key: str, value: Any) -> None:
@@ -115,9 +138,7 @@ class Event(BaseModel):
     @field_validator("details")
     @classmethod
     def _no_personal_data(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key, item in value.items():
-            _check_key(key, key)
-            _check_value(key, item)
+        check_details(value)
         return value
 
     @field_serializer("ts")

@@ -24,7 +24,7 @@ from drivers.indicators import Indicator
 log = logging.getLogger("edge_agent.fire")
 
 
-class ResetRefused(Exception):
+class ResetRefused(ValueError):
     """The latch cannot be reset yet; the message says why in plain language."""
 
 

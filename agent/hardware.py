@@ -42,6 +42,8 @@ class Hardware:
     smoke_detectors: dict[str, SmokeDetector] = field(default_factory=dict)
     indicators: list[Indicator] = field(default_factory=list)
     cameras: dict[str, Camera] = field(default_factory=dict)
+    # Per camera, called from its thread with each new frame: recognition workers hook in here.
+    frame_hooks: dict[str, list[Callable[[Any, float], None]]] = field(default_factory=dict)
 
     def signal(self, pattern: Pattern, gate: str | None = None) -> None:
         for indicator in self.indicators:
@@ -58,7 +60,8 @@ class Hardware:
             state[f"smoke/{name}"] = detector.state()
         for name, camera in self.cameras.items():
             health = camera.health()
-            state[f"camera/{name}"] = {"state": health.state, "fps": round(health.fps, 1),
+            state[f"camera/{name}"] = {"ok": health.state == "streaming", "state": health.state,
+                                       "fps": round(health.fps, 1),
                                        "last_frame_age": None if health.last_frame_age is None
                                        else round(health.last_frame_age, 1)}
         return state
@@ -132,8 +135,10 @@ def _build(hardware: Hardware, config: HardwareConfig, pin_factory: Factory, fir
 
         for camera_config in config.cameras:
             name = camera_config.name
+            hooks = hardware.frame_hooks.setdefault(name, [])
             hardware.cameras[name] = Camera(
                 camera_config,
+                on_frame=lambda frame, ts, hooks=hooks: [hook(frame, ts) for hook in hooks],
                 on_fault=lambda reason, name=name: emit("camera.fault", name, {"reason": reason[:200]}),
                 on_recovered=lambda name=name: emit("camera.recovered", name, {}),
             )

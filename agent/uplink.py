@@ -29,7 +29,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from agent.config import NodeConfig
 from agent.config_mqtt import MqttConfig
 from agent.event_store import EventStore
-from agent.events import _check_key, _check_value  # the event model's privacy rules, reused for state
+from agent.events import check_details
 from agent.signing import ReplayCache, load_public_key
 from agent.uplink_commands import CommandHandler, CommandTarget
 from agent.uplink_discovery import discovery_messages
@@ -54,9 +54,7 @@ def full_jitter_delay(attempt: int, initial: float, maximum: float, rng: Callabl
 
 def check_no_personal_data(value: dict[str, Any]) -> None:
     """State and telemetry follow the event rules: no names, images or templates (ValueError)."""
-    for key, item in value.items():
-        _check_key(str(key), str(key))
-        _check_value(str(key), item)
+    check_details(value)
 
 
 class Uplink:

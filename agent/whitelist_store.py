@@ -277,6 +277,15 @@ class WhitelistStore:
         except FileNotFoundError:
             return None
 
+    def change_token(self) -> tuple[int, int, int] | None:
+        """(inode, mtime_ns, size): every atomic write renames a new inode into place, so two writes
+        within one mtime tick (coarse file-system clocks) still give different tokens. None: no file."""
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return info.st_ino, info.st_mtime_ns, info.st_size
+
     def load(self) -> Whitelist:
         try:
             blob = self.path.read_bytes()

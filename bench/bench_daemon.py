@@ -112,8 +112,9 @@ def main() -> None:
         idle = daemon_cpu(bare, notify)
         camera = daemon_cpu(with_camera, notify)
         decode = decode_loop_cpu(video)
-        print(f"daemon CPU with one replay camera at 15 fps (640x360): {camera:.1f}% of a core over {CPU_SECONDS:.0f} s "
-              f"[baselines: daemon without camera {idle:.1f}%, bare OpenCV decode at 15 fps {decode:.1f}%]")
+        print(f"daemon CPU with one replay camera at 15 fps (640x360): {camera:.1f}% of a core over "
+              f"{CPU_SECONDS:.0f} s [baselines: daemon without camera {idle:.1f}%, "
+              f"bare OpenCV decode at 15 fps {decode:.1f}%]")
 
 
 if __name__ == "__main__":

@@ -121,7 +121,9 @@ class Gate:
         return None if self.door is None else not self.door.is_pressed
 
     def state(self) -> dict[str, Any]:
-        return {"locked": self.locked, "door_open": self.door_open, "fire_release": self._hold}
+        door = self.door_open
+        return {"lock": "locked" if self.locked else "unlocked",
+                "door": None if door is None else ("open" if door else "closed"), "fire_release": self._hold}
 
     def close(self) -> None:
         with self._lock:

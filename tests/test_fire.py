@@ -120,6 +120,6 @@ def test_control_socket_status_and_reset(agent: Agent) -> None:
 
     state_dir = agent.config.storage.state_dir
     reply = call(state_dir, {"cmd": "status"})
-    assert reply["ok"] and reply["state"]["gate/main"]["locked"] is True
+    assert reply["ok"] and reply["state"]["gate/main"]["lock"] == "locked"
     assert call(state_dir, {"cmd": "alarm_reset"}) == {"ok": False, "message": "no fire alarm is latched"}
     assert call(state_dir, {"cmd": "nope"})["ok"] is False

@@ -1,0 +1,111 @@
+"""Access decisions: a recognised identity → the whitelist → open, or refuse with a reason.
+
+Recognition (``models/``) says *who* it probably is; this module says whether they may pass *here,
+now*, drives the gate or barrier, and records one event per pass. Events carry the pseudonymous
+person id and the score, never a name, an image or a template.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from agent.hardware import Hardware
+from models.face import Gallery
+from models.face_track import FaceDecision
+from models.plate_vote import PlateDecision
+
+log = logging.getLogger("edge_agent.access")
+
+Emit = Callable[[str, str | None, dict[str, Any]], object]
+UpstreamPlate = Literal["clear", "masked", "hashed"]
+
+
+class Verdict(Protocol):
+    ok: bool
+    reason: str | None  # expired | schedule | gate | disabled | stranger
+
+
+class AccessList(Protocol):
+    """What decisions need from the whitelist (implemented by :class:`agent.whitelist.Whitelist`)."""
+
+    def check(self, person_id: str, gate: str, now: datetime) -> Verdict: ...
+
+    def gallery(self) -> Gallery: ...
+
+    def plates(self) -> dict[str, str]: ...
+
+
+def plate_for_events(text: str, mode: UpstreamPlate, salt: str) -> str:
+    """Plates are personal data under PIPL: events carry them masked (京A***45) or keyed-hashed by default."""
+    if mode == "clear":
+        return text
+    if mode == "hashed":
+        return "h:" + hashlib.sha256(f"{salt}:{text}".encode()).hexdigest()[:16]
+    return text[:2] + "*" * max(0, len(text) - 4) + text[-2:] if len(text) > 4 else "*" * len(text)
+
+
+class AccessController:
+    def __init__(self, hardware: Hardware, access_list: Callable[[], AccessList], emit: Emit, *,
+                 plate_match: Callable[[str, list[str]], str | None], upstream_plate: UpstreamPlate = "masked",
+                 plate_salt: str = "", clock: Callable[[], datetime] | None = None,
+                 on_vehicle_admitted: Callable[[str], bool] | None = None) -> None:
+        self.hardware = hardware
+        self.access_list = access_list
+        self.emit = emit
+        self.plate_match = plate_match
+        self.upstream_plate = upstream_plate
+        self.plate_salt = plate_salt
+        self.clock = clock or (lambda: datetime.now().astimezone())
+        # Parking: asked before raising an entry barrier; False means the car park refuses (full).
+        self.on_vehicle_admitted = on_vehicle_admitted or (lambda barrier: True)
+
+    # -- faces at pedestrian gates ----------------------------------------------------------------
+    def face_decided(self, gate: str, decision: FaceDecision) -> None:
+        details: dict[str, Any] = {"method": "face", "distance": round(decision.distance, 3),
+                                   "margin": round(decision.margin, 3), "encodings": decision.encodings}
+        if decision.outcome == "stranger" or decision.person_id is None:
+            self._deny(gate, "stranger", details)
+            return
+        details["person"] = decision.person_id
+        if decision.outcome == "liveness":
+            self._deny(gate, "liveness", details)
+            return
+        verdict = self.access_list().check(decision.person_id, gate, self.clock())
+        if not verdict.ok:
+            self._deny(gate, verdict.reason or "stranger", details)
+            return
+        self.hardware.gates[gate].unlock()
+        self.hardware.signal("granted", gate)
+        self.emit("access.granted", gate, details)
+
+    # -- plates at barriers -----------------------------------------------------------------------
+    def plate_decided(self, barrier: str, read: PlateDecision) -> None:
+        plates = self.access_list().plates()
+        matched = self.plate_match(read.text, list(plates))
+        details: dict[str, Any] = {"method": "plate", "confidence": round(read.confidence, 3),
+                                   "plate": plate_for_events(read.text, self.upstream_plate, self.plate_salt)}
+        if matched is None:
+            self._deny(barrier, "stranger", details)
+            return
+        person = plates[matched]
+        details["person"] = person
+        if matched != read.text:
+            details["edit_distance_match"] = True
+        verdict = self.access_list().check(person, barrier, self.clock())
+        if not verdict.ok:
+            self._deny(barrier, verdict.reason or "stranger", details)
+            return
+        if not self.on_vehicle_admitted(barrier):
+            self._deny(barrier, "full", details)
+            return
+        self.hardware.barriers[barrier].raise_arm()
+        self.hardware.signal("granted", barrier)
+        self.emit("access.granted", barrier, details)
+
+    def _deny(self, device: str, reason: str, details: dict[str, Any]) -> None:
+        self.hardware.signal("denied", device)
+        self.emit("access.denied", device, {**details, "reason": reason})

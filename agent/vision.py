@@ -1,0 +1,184 @@
+"""Recognition workers: one thread per camera, newest frame in, decisions out.
+
+A worker always takes the camera's *latest* frame and skips the ones it could not keep up with, so
+a hot, throttled Pi falls behind gracefully instead of queueing seconds of stale video. Cameras that
+watch a gate run the face pipeline; cameras that watch a barrier run the plate pipeline. Nothing here
+touches GPIO directly and nothing on the fire path waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from agent.access import AccessController
+from agent.hardware import Hardware
+
+if TYPE_CHECKING:
+    from agent.agent_config import AgentConfig
+    from agent.config_faces import FaceConfig
+    from agent.config_plates import PlateConfig
+    from drivers.camera import Camera
+
+log = logging.getLogger("edge_agent.vision")
+
+FrameHandler = Callable[[np.ndarray, float], None]
+
+
+class VisionWorker:
+    def __init__(self, camera: Camera, handle: FrameHandler, name: str) -> None:
+        self.camera = camera
+        self.handle = handle
+        self.name = name
+        self.frame_ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"vision-{name}", daemon=True)
+        self.frames_processed = 0
+        self.busy_seconds = 0.0
+
+    def notify(self, frame: np.ndarray, ts: float) -> None:
+        """The camera's on_frame hook: only wakes the worker, never copies or queues the frame."""
+        self.frame_ready.set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        self.frame_ready.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        last_ts = -1.0
+        while not self._stop.is_set():
+            self.frame_ready.wait(0.5)
+            self.frame_ready.clear()
+            latest = self.camera.latest()
+            if latest is None or latest[1] == last_ts:
+                continue
+            frame, last_ts = latest
+            started = time.perf_counter()
+            try:
+                self.handle(frame, last_ts)
+            except Exception:
+                # One bad frame must not end recognition at this gate; a real bug logs every time.
+                log.exception("recognition on camera %s failed", self.name)
+                self._stop.wait(1.0)
+            self.frames_processed += 1
+            self.busy_seconds += time.perf_counter() - started
+
+
+class Models:
+    """The recognition models, loaded once per process on first use and kept across config reloads
+    (dlib's and PP-OCR's weights take seconds to load and tens of MB to hold)."""
+
+    def __init__(self) -> None:
+        self._face_engine: object | None = None
+        self._face_key: object = None
+        self._plate_reader: object | None = None
+        self._plate_key: object = None
+        self._lock = threading.Lock()
+
+    def face_engine(self, faces: FaceConfig):  # -> models.face.FaceEngine
+        from agent.config_faces import face_settings, needs_eye_landmarks
+        from models.face import FaceEngine
+
+        key = (faces.detect_width, faces.upsample, faces.min_face_px, faces.min_sharpness, faces.max_yaw,
+               needs_eye_landmarks(faces))
+        with self._lock:
+            if self._face_engine is None or self._face_key != key:
+                self._face_engine = FaceEngine.from_settings(face_settings(faces),
+                                                             with_eye_landmarks=needs_eye_landmarks(faces))
+                self._face_key = key
+            return self._face_engine
+
+    def plate_reader(self, plates: PlateConfig):  # -> models.plate.PlateReader
+        from agent.config_plates import plate_formats, plate_settings
+        from models.plate import PlateReader
+
+        key = plates.model_dump_json()
+        with self._lock:
+            if self._plate_reader is None or self._plate_key != key:
+                self._plate_reader = PlateReader(plate_formats(plates), plate_settings(plates))
+                self._plate_key = key
+            return self._plate_reader
+
+
+def face_handler(models: Models, faces: FaceConfig, gate: str, access: AccessController) -> FrameHandler:
+    from agent.config_faces import face_settings
+    from models.face_track import FacePipeline
+
+    pipeline = FacePipeline(models.face_engine(faces), lambda: access.access_list().gallery(),
+                            face_settings(faces, gate))
+
+    def handle(frame: np.ndarray, ts: float) -> None:
+        for decision in pipeline.process(frame, ts):
+            access.face_decided(gate, decision)
+
+    return handle
+
+
+class PlatePass:
+    """Reads while a vehicle is in view, votes, and decides once per pass.
+
+    A pass ends when no plate has been read for ``idle_seconds``; the same plate is not decided
+    again within ``repeat_seconds`` (a car waiting at the barrier is one pass, not twenty)."""
+
+    def __init__(self, reader: object, plates: PlateConfig, barrier: str, access: AccessController,
+                 idle_seconds: float = 3.0, repeat_seconds: float = 30.0) -> None:
+        from agent.config_plates import plate_formats
+        from models.plate_vote import PlateVoter
+
+        self.reader = reader
+        self.barrier = barrier
+        self.access = access
+        self.voter = PlateVoter(plate_formats(plates), min_reads=plates.frames_to_vote,
+                                min_confidence=plates.vote_min_confidence)
+        self.idle_seconds = idle_seconds
+        self.repeat_seconds = repeat_seconds
+        self._last_read = 0.0
+        self._last_decided: tuple[str, float] | None = None
+
+    def __call__(self, frame: np.ndarray, ts: float) -> None:
+        reads = self.reader.read(frame)  # type: ignore[attr-defined]
+        if not reads:
+            if ts - self._last_read > self.idle_seconds:
+                self.voter.reset()
+            return
+        self._last_read = ts
+        self.voter.add(max(reads, key=lambda r: r.confidence))
+        decision = self.voter.decide()
+        if decision is None:
+            return
+        if self._last_decided and self._last_decided[0] == decision.text and \
+                ts - self._last_decided[1] < self.repeat_seconds:
+            return
+        self._last_decided = (decision.text, ts)
+        self.access.plate_decided(self.barrier, decision)
+
+
+def start_workers(config: AgentConfig, hardware: Hardware, access: AccessController, models: Models,
+                  ) -> list[VisionWorker]:
+    """One worker per camera that watches a gate (faces) or a barrier (plates)."""
+    workers = []
+    for camera_config in config.hardware.cameras:
+        lane = camera_config.gate
+        if lane is None:
+            continue
+        if lane in hardware.gates:
+            handle = face_handler(models, config.faces, lane, access)
+        elif lane in hardware.barriers:
+            handle = PlatePass(models.plate_reader(config.plates), config.plates, lane, access)
+        else:
+            continue
+        camera = hardware.cameras[camera_config.name]
+        worker = VisionWorker(camera, handle, camera_config.name)
+        hardware.frame_hooks.setdefault(camera_config.name, []).append(worker.notify)
+        worker.start()
+        workers.append(worker)
+    return workers
