@@ -181,7 +181,17 @@ def test_round_trip_keeps_everything(store: WhitelistStore) -> None:
 
 
 def test_missing_file_is_an_empty_whitelist(store: WhitelistStore) -> None:
-    assert len(store.load()) == 0 and store.mtime_ns() is None
+    assert len(store.load()) == 0 and store.mtime_ns() is None and store.change_token() is None
+
+
+def test_every_write_changes_the_token_the_daemon_watches(store: WhitelistStore) -> None:
+    previous = store.change_token()
+    for _ in range(5):  # back to back, well within one mtime tick on a coarse clock
+        store.save(Whitelist([person("R-1")]))
+        token = store.change_token()
+        # the temp file is made while the current file exists, so its inode always differs from it
+        assert token is not None and token != previous
+        previous = token
 
 
 def test_file_is_encrypted_and_each_write_uses_a_fresh_nonce(store: WhitelistStore) -> None:
