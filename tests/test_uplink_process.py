@@ -1,8 +1,10 @@
-"""The uplink's process killed with SIGKILL while publishing, then restarted: nothing lost.
+"""The uplink's process killed with SIGKILL while events are still being recorded, then restarted.
 
-``agent/daemon.py`` does not start the uplink yet, so the process under test is a small program
-(below) that runs the real :class:`Uplink` over a real :class:`EventStore` and records events in a
-loop, as the daemon would.  Once ``edge-agent run`` wires ``mqtt:``, this test should run that.
+tests/test_uplink_daemon.py kills the real daemon (``edge-agent run``) while it drains a backlog.
+This test adds what cannot be driven into the daemon from outside at that rate: appends going on
+at about 1 kHz right up to the kill, so some events are committed but never sent, some are in
+flight, some acknowledged.  The process under test is a small program (below) that runs the real
+:class:`Uplink` over a real :class:`EventStore` and records in a loop, as the daemon's recorder does.
 """
 
 from __future__ import annotations
