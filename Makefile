@@ -8,43 +8,50 @@ STAMP := $(VENV)/.installed
 # One core, as the benchmarks' figures are quoted (a throttled Pi 4 is about one fast core's worth).
 TASKSET := $(shell command -v taskset >/dev/null && echo "taskset -c 0")
 
-.PHONY: setup run test lint bench mosquitto clean
+.PHONY: setup run test lint bench debian-packages clean
 
 setup: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,sim]'
 	# face_recognition and rapidocr without their metadata's deps (dlib source build, GUI OpenCV):
 	# see requirements-nodeps.txt.
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
+# Without the Chinese font the simulation still runs, with a plain street scene at the barrier.
 run: setup
+	-@$(MAKE) --no-print-directory debian-packages
 	$(VENV)/bin/edge-agent simulate config/simulation.yaml
 
-# The MQTT tests start a real mosquitto from Debian's packages on loopback ports.
-mosquitto:
-	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then :; \
+# From Debian's packages: mosquitto (the MQTT tests start a real broker on loopback ports) and a
+# Chinese font (the simulation renders Chinese plates). Installed when missing, as root or with sudo.
+DEBIAN_PACKAGES := mosquitto fonts-wqy-microhei
+debian-packages:
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing mosquitto from Debian's packages"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+		echo "installing from Debian's packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
-		echo "installing mosquitto from Debian's packages (sudo)"; \
-		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+		echo "installing from Debian's packages (sudo):$$missing"; \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else \
-		echo "mosquitto is missing and cannot be installed here: install the Debian package 'mosquitto'" \
-		     "(sudo apt-get install mosquitto) and run make test again" >&2; exit 1; \
+		echo "missing Debian packages:$$missing -- install them (sudo apt-get install$$missing) and run make again" >&2; \
+		exit 1; \
 	fi
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: setup mosquitto lint
+test: setup debian-packages lint
 	$(PY) -m pytest -ra
 
-bench: setup mosquitto
+bench: setup debian-packages
 	$(TASKSET) $(PY) bench/bench_daemon.py
 	$(TASKSET) $(PY) bench/bench_faces.py
 	$(TASKSET) $(PY) bench/bench_plates.py

@@ -8,6 +8,7 @@ person id and the score, never a name, an image or a template.
 from __future__ import annotations
 
 import hashlib
+import math
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -65,8 +66,10 @@ class AccessController:
 
     # -- faces at pedestrian gates ----------------------------------------------------------------
     def face_decided(self, gate: str, decision: FaceDecision) -> None:
-        details: dict[str, Any] = {"method": "face", "distance": round(decision.distance, 3),
-                                   "margin": round(decision.margin, 3), "encodings": decision.encodings}
+        # A gallery of one person has no second-best: the margin is infinite, which JSON cannot carry.
+        margin = round(decision.margin, 3) if math.isfinite(decision.margin) else None
+        details: dict[str, Any] = {"method": "face", "distance": round(decision.distance, 3), "margin": margin,
+                                   "samples": decision.encodings}
         if decision.outcome == "stranger" or decision.person_id is None:
             self._deny(gate, "stranger", details)
             return

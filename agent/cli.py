@@ -139,11 +139,12 @@ def cmd_hw_test(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from agent.logs import setup_logging
-    from agent.simulation import prepare_media, run_simulation
+    from agent.simulation import enrol_resident, prepare_media, run_simulation
 
-    for made in prepare_media(args.config):
-        print(f"generated {made}")
+    for note in prepare_media(args.config):
+        print(note)
     config = load_config(args.config)
+    print(enrol_resident(config, args.config))
     setup_logging(config.logging.level, "text")
     return run_simulation(config, args.config, keep_running=args.keep_running)
 

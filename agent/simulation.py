@@ -26,6 +26,10 @@ from drivers.pins import make_pin_factory
 
 log = logging.getLogger("edge_agent.simulation")
 
+RESIDENT = "R-0101-1"
+RESIDENT_PLATE = "京A12345"
+STRANGER_PLATE = "沪B54321"
+
 
 @dataclass(frozen=True)
 class Step:
@@ -61,19 +65,67 @@ def generate_street_video(path: Path, seconds: float = 10.0, fps: float = 15.0,
     writer.release()
 
 
-def prepare_media(config_path: Path) -> list[Path]:
-    """Generate every replay video the config names but that does not exist yet (before validation)."""
+def prepare_media(config_path: Path) -> list[str]:
+    """Generate every replay video the config names but that does not exist yet (before validation).
+
+    A camera watching a gate gets faces walking up, one watching a barrier gets cars with plates; if the
+    packages or font for those are missing, a plain street scene, and the reason is returned.
+    """
+    from agent import simulation_media as media
+
     raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-    made = []
-    for camera in (raw.get("hardware") or {}).get("cameras") or []:
+    hardware = raw.get("hardware") or {}
+    barriers = {b.get("name") for b in hardware.get("barriers") or []}
+    notes = []
+    for camera in hardware.get("cameras") or []:
         source = str(camera.get("source", ""))
-        if source.endswith((".avi", ".mp4")) and "://" not in source:
-            path = Path(source) if Path(source).is_absolute() else config_path.resolve().parent / source
-            if not path.exists():
-                size = tuple(camera.get("resolution") or (640, 360))
-                generate_street_video(path, fps=float(camera.get("fps", 15)), size=(int(size[0]), int(size[1])))
-                made.append(path)
-    return made
+        if not source.endswith((".avi", ".mp4")) or "://" in source:
+            continue
+        path = Path(source) if Path(source).is_absolute() else config_path.resolve().parent / source
+        if path.exists():
+            continue
+        fps = float(camera.get("fps", 15))
+        try:
+            if camera.get("gate") in barriers:
+                font = media.cjk_font()
+                plates = [media.render_plate(text, font) for text in (RESIDENT_PLATE, STRANGER_PLATE)]
+                media.generate_lane_video(path, plates, fps)
+            else:
+                media.generate_entrance_video(path, *media.sample_faces(), fps)
+            notes.append(f"generated {path}")
+        except media.MediaUnavailable as exc:
+            generate_street_video(path, fps=fps)
+            notes.append(f"generated {path} without faces or plates: {exc}")
+    return notes
+
+
+def enrol_resident(config: AgentConfig, config_path: Path) -> str:
+    """A whitelist with one simulated resident: her face (from a mirrored photo, so the camera does
+    not see the very enrolment image) and her car. The key is made here for the simulation only."""
+    import cv2
+
+    from agent import simulation_media as media
+    from agent.config_whitelist import open_whitelist_store
+    from agent.whitelist import Person
+    from agent.whitelist_enrol import make_engine
+    from agent.whitelist_store import write_new_key
+
+    key = config.whitelist.key.file
+    if key is not None and not Path(str(key)).exists() and not str(key).startswith("$"):
+        Path(str(key)).parent.mkdir(parents=True, exist_ok=True)
+        write_new_key(Path(str(key)))
+    store = open_whitelist_store(config.whitelist, config.storage.state_dir, config_path.resolve().parent)
+    if RESIDENT in store.load():
+        return f"whitelist: {RESIDENT} already enrolled"
+    try:
+        portrait, _ = media.sample_faces()
+        templates = make_engine(config.faces).templates_from_image(cv2.flip(portrait, 1))
+    except media.MediaUnavailable:
+        templates = []
+    with store.edit() as whitelist:
+        whitelist.put(Person(id=RESIDENT, name="Grace (simulated resident)", templates=templates,
+                             plates=(RESIDENT_PLATE,)))
+    return f"whitelist: enrolled {RESIDENT} with {len(templates)} face template(s) and car {RESIDENT_PLATE}"
 
 
 def _pulse(agent: Agent, pin: int | str | None, seconds: float = 0.3) -> None:
@@ -109,6 +161,7 @@ def building_scenario(config: AgentConfig) -> list[Step]:
     steps = [
         Step(2, f"a resident presses the exit button at gate {gate.name}", lambda a: _pulse(a, gate.exit_button)),
         Step(3, "the door opens", lambda a: _drive(a, gate.door_contact, low=False)),
+        Step(4, "an elderly resident presses the assist button", lambda a: _pulse(a, gate.assist_button)),
         Step(5, "the door closes", lambda a: _drive(a, gate.door_contact, low=True)),
         Step(8, "someone pulls the locked door open", lambda a: _drive(a, gate.door_contact, low=False)),
         Step(9.5, "the door closes", lambda a: _drive(a, gate.door_contact, low=True)),
@@ -122,7 +175,15 @@ def building_scenario(config: AgentConfig) -> list[Step]:
         Step(21 + held, "the smoke clears", lambda a: _drive(a, smoke.alarm_pin, low=not smoke.active_low)),
         Step(23 + held, "the technician resets the fire alarm", _reset),
     ]
-    return steps
+    if config.hardware.barriers:
+        barrier = config.hardware.barriers[0]
+        low = barrier.safety_loop_active_low
+        steps += [
+            Step(7, f"the resident's car drives over the loop under {barrier.name}",
+                 lambda a: _drive(a, barrier.safety_loop, low=low)),
+            Step(8.5, "the car has cleared the loop", lambda a: _drive(a, barrier.safety_loop, low=not low)),
+        ]
+    return sorted(steps, key=lambda step: step.at)
 
 
 def run_simulation(config: AgentConfig, config_path: Path, keep_running: bool = False) -> int:

@@ -130,7 +130,7 @@ class PlatePass:
     again within ``repeat_seconds`` (a car waiting at the barrier is one pass, not twenty)."""
 
     def __init__(self, reader: object, plates: PlateConfig, barrier: str, access: AccessController,
-                 idle_seconds: float = 3.0, repeat_seconds: float = 30.0) -> None:
+                 idle_seconds: float = 1.5, repeat_seconds: float = 30.0) -> None:
         from agent.config_plates import plate_formats
         from models.plate_vote import PlateVoter
 
@@ -151,7 +151,11 @@ class PlatePass:
                 self.voter.reset()
             return
         self._last_read = ts
-        self.voter.add(max(reads, key=lambda r: r.confidence))
+        best = max(reads, key=lambda r: r.confidence)
+        if self._last_decided and best.text != self._last_decided[0] and self.voter.reads and \
+                all(r.text != best.text for r in self.voter.reads[-2:]):
+            self.voter.reset()  # a different plate right behind the last car: a new pass
+        self.voter.add(best)
         decision = self.voter.decide()
         if decision is None:
             return

@@ -29,7 +29,7 @@ class WhitelistWatch:
         base = config_path.resolve().parent if config_path else None
         self.paths = whitelist_paths(config.whitelist, config.storage.state_dir, base)
         self._current = Whitelist()
-        self._mtime: int | None = None
+        self._mtime: object = None
         self._lock = threading.Lock()
         self.store: WhitelistStore | None = None
         self.problem: str | None = None
@@ -49,7 +49,7 @@ class WhitelistWatch:
     def refresh(self) -> None:
         if self.store is None:
             return
-        mtime = self.store.mtime_ns()
+        mtime = self.store.change_token()
         if mtime == self._mtime:
             return
         from agent.whitelist_store import WhitelistError
