@@ -8,8 +8,8 @@ person id and the score, never a name, an image or a template.
 from __future__ import annotations
 
 import hashlib
-import math
 import logging
+import math
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal, Protocol

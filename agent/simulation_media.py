@@ -28,7 +28,8 @@ def sample_faces() -> tuple[np.ndarray, np.ndarray]:
         import matplotlib
         from skimage import data
     except ImportError as exc:
-        raise MediaUnavailable(f"faces need matplotlib and scikit-image (pip install 'edge-agent[sim]'): {exc}") from None
+        raise MediaUnavailable(
+            f"faces need matplotlib and scikit-image (pip install 'edge-agent[sim]'): {exc}") from None
     hopper = cv2.imread(str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"))
     if hopper is None:
         raise MediaUnavailable("matplotlib's sample_data/grace_hopper.jpg is missing")
