@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from agent.hardware import Hardware
+from agent.parking import Parking
 from models.face import Gallery
 from models.face_track import FaceDecision
 from models.plate_vote import PlateDecision
@@ -39,6 +40,8 @@ class AccessList(Protocol):
 
     def plates(self) -> dict[str, str]: ...
 
+    def get(self, person_id: str) -> Any: ...  # the person record (valid_until tells a visitor)
+
 
 def plate_for_events(text: str, mode: UpstreamPlate, salt: str) -> str:
     """Plates are personal data under PIPL: events carry them masked (京A***45) or keyed-hashed by default."""
@@ -53,7 +56,7 @@ class AccessController:
     def __init__(self, hardware: Hardware, access_list: Callable[[], AccessList], emit: Emit, *,
                  plate_match: Callable[[str, list[str]], str | None], upstream_plate: UpstreamPlate = "masked",
                  plate_salt: str = "", clock: Callable[[], datetime] | None = None,
-                 on_vehicle_admitted: Callable[[str], bool] | None = None) -> None:
+                 parking: Parking | None = None) -> None:
         self.hardware = hardware
         self.access_list = access_list
         self.emit = emit
@@ -61,8 +64,7 @@ class AccessController:
         self.upstream_plate = upstream_plate
         self.plate_salt = plate_salt
         self.clock = clock or (lambda: datetime.now().astimezone())
-        # Parking: asked before raising an entry barrier; False means the car park refuses (full).
-        self.on_vehicle_admitted = on_vehicle_admitted or (lambda barrier: True)
+        self.parking = parking
 
     # -- faces at pedestrian gates ----------------------------------------------------------------
     def face_decided(self, gate: str, decision: FaceDecision) -> None:
@@ -91,6 +93,13 @@ class AccessController:
         matched = self.plate_match(read.text, list(plates))
         details: dict[str, Any] = {"method": "plate", "confidence": round(read.confidence, 3),
                                    "plate": plate_for_events(read.text, self.upstream_plate, self.plate_salt)}
+        if self.parking is not None and self.parking.is_exit(barrier):
+            # Nobody is kept in: every car read at an exit is let out (and counted once it has passed).
+            if matched is not None:
+                details["person"] = plates[matched]
+            self.hardware.barriers[barrier].raise_arm()
+            self.emit("access.granted", barrier, {**details, "direction": "exit"})
+            return
         if matched is None:
             self._deny(barrier, "stranger", details)
             return
@@ -102,7 +111,9 @@ class AccessController:
         if not verdict.ok:
             self._deny(barrier, verdict.reason or "stranger", details)
             return
-        if not self.on_vehicle_admitted(barrier):
+        record = self.access_list().get(person)
+        visitor = record is not None and record.valid_until is not None  # residents have no end date
+        if self.parking is not None and not self.parking.may_enter(barrier, visitor):
             self._deny(barrier, "full", details)
             return
         self.hardware.barriers[barrier].raise_arm()

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from agent.agent_config import AgentConfig
 from agent.config import DEFAULT_CONFIG_PATH
 from agent.config_loader import EX_CONFIG, ConfigError, json_schema, load_config
 from agent.events import parse_time
@@ -110,6 +111,55 @@ def cmd_alarm_reset(args: argparse.Namespace) -> int:
     return 0 if reply["ok"] else EX_FAILED
 
 
+def cmd_parking(args: argparse.Namespace) -> int:
+    """Show or correct car-park counts: through the running agent, or on its files when it is stopped."""
+    from agent.control import ControlUnavailable, call
+
+    config = load_config(args.config)
+    if not config.parking:
+        print("no car parks configured (see the parking: section)", file=sys.stderr)
+        return EX_FAILED
+    request = {"cmd": "status"} if args.parking_command == "show" else \
+        {"cmd": "parking_set", "name": args.name, "occupied": args.occupied, "source": "cli"}
+    try:
+        reply = call(config.storage.state_dir, request)
+    except ControlUnavailable:
+        reply = _parking_offline(config, request)
+    if not reply["ok"]:
+        print(reply["message"], file=sys.stderr)
+        return EX_FAILED
+    if args.parking_command == "set":
+        print(reply["message"])
+    for key, value in sorted(reply.get("state", {}).items()):
+        if key.startswith("parking/"):
+            print(f"{key.removeprefix('parking/'):<16} {value['occupied']:>5} / {value['capacity']:<5} "
+                  f"{value['spaces_left']} spaces left{'  FULL' if value['full'] else ''}")
+    return 0
+
+
+def _parking_offline(config: AgentConfig, request: dict) -> dict:
+    from agent.event_store import EventStore
+    from agent.events import Event
+    from agent.parking import Parking
+
+    state_dir = config.storage.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    store = EventStore(state_dir / "events.db")  # the correction is recorded and sent up when the agent runs
+    parking = Parking(config.parking, state_dir / "parking.db", lambda kind, device, details: store.append(
+        Event(node=config.node.node_id, type=kind, device=device, details=details)))
+    try:
+        if request["cmd"] == "status":
+            return {"ok": True, "state": parking.state()}
+        state = parking.correct(request["name"], request["occupied"], "cli")
+        return {"ok": True, "message": f"{request['name']}: {state['occupied']} of {state['capacity']} spaces taken, "
+                                       f"{state['spaces_left']} left (agent not running; it reads this at start)"}
+    except ValueError as exc:
+        return {"ok": False, "message": str(exc)}
+    finally:
+        parking.close()
+        store.close()
+
+
 def cmd_hw_test(args: argparse.Namespace) -> int:
     from agent.control import ControlUnavailable, call
     from agent.hwtest import run_checks
@@ -187,6 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
     reset = alarm_commands.add_parser("reset", help="end the fire-alarm latch once every detector is quiet")
     _add_config(reset)
     reset.set_defaults(func=cmd_alarm_reset)
+
+    parking = commands.add_parser("parking", help="car-park occupancy")
+    parking_commands = parking.add_subparsers(dest="parking_command", required=True, metavar="SUBCOMMAND")
+    show = parking_commands.add_parser("show", help="spaces taken and left in each car park")
+    _add_config(show)
+    correct = parking_commands.add_parser("set", help="correct a car park's count (cars actually parked)")
+    correct.add_argument("name")
+    correct.add_argument("occupied", type=int)
+    _add_config(correct)
+    parking.set_defaults(func=cmd_parking)
 
     hw = commands.add_parser("hw", help="hardware checks")
     hw_commands = hw.add_subparsers(dest="hw_command", required=True, metavar="SUBCOMMAND")

@@ -208,6 +208,12 @@ def _semantic_problems(config: AgentConfig, marks: _Marks) -> list[ConfigProblem
     for index, indicator in enumerate(hardware.indicators):
         if indicator.gate is not None and indicator.gate not in gate_names:
             problem(("hardware", "indicators", index, "gate"), f"no gate named {indicator.gate!r}")
+    barrier_names = {b.name for b in hardware.barriers}
+    for index, park in enumerate(config.parking):
+        for field in ("entries", "exits"):
+            for position, lane in enumerate(getattr(park, field)):
+                if lane not in barrier_names:
+                    problem(("parking", index, field, position), f"no barrier named {lane!r}")
     for index, camera in enumerate(hardware.cameras):
         if camera.gate is not None and camera.gate not in lanes:
             problem(("hardware", "cameras", index, "gate"), f"no gate or barrier named {camera.gate!r}")

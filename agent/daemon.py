@@ -25,6 +25,7 @@ from agent.events import Event
 from agent.fire import FireSafety, ResetRefused
 from agent.hardware import Hardware, build_hardware
 from agent.notify import SystemdNotifier
+from agent.parking import Parking
 from agent.recorder import Recorder
 from agent.vision import Models, VisionWorker, start_workers
 from agent.whitelist_watch import WhitelistWatch
@@ -55,6 +56,7 @@ class Agent:
         self.pin_factory = pin_factory or make_pin_factory(config.hardware.pin_factory)
         self.hardware = Hardware()
         self.models = Models()
+        self.parking = Parking(config.parking, state_dir / "parking.db", self.emit)
         self.workers: list[VisionWorker] = []
         self.whitelist = WhitelistWatch(config, config_path)
         self.uplink: Uplink | None = None
@@ -96,7 +98,8 @@ class Agent:
             "gates": len(hw.gates), "barriers": len(hw.barriers), "smoke_detectors": len(hw.smoke_detectors),
             "cameras": len(hw.cameras), "fire_latched": self.fire.latched,
         })
-        self.hardware = build_hardware(hw, self.pin_factory, self.fire, self.emit)
+        self.hardware = build_hardware(hw, self.pin_factory, self.fire, self.emit,
+                                       vehicle_passed=self.parking.vehicle_passed)
         self.workers = start_workers(self.config, self.hardware, self._access(), self.models)
         self.hardware.start_cameras()
         self.control.start()
@@ -115,7 +118,7 @@ class Agent:
         return AccessController(
             self.hardware, self.whitelist.current, self.emit,
             plate_match=lambda read, known: match_plate(read, known, plates.max_edit_distance),
-            upstream_plate=plates.upstream_plate, plate_salt=self.config.node.site,
+            upstream_plate=plates.upstream_plate, plate_salt=self.config.node.site, parking=self.parking,
         )
 
     def run(self) -> int:
@@ -153,6 +156,7 @@ class Agent:
                 continue
             gate.to_safe_state()
         self.hardware.close()
+        self.parking.close()
         self.control.stop()
         self.emit("agent.stopped", None, {})
         if not self.recorder.stop(timeout=2.0):
@@ -186,11 +190,15 @@ class Agent:
             worker.stop(timeout=1.0)
         old_hardware.close()
         try:
-            self.hardware = build_hardware(new.hardware, self.pin_factory, self.fire, self.emit)
+            self.hardware = build_hardware(new.hardware, self.pin_factory, self.fire, self.emit,
+                                           vehicle_passed=self.parking.vehicle_passed)
             self.config = new
         except Exception:
             log.exception("reload failed while opening devices; going back to the previous configuration")
-            self.hardware = build_hardware(old_config.hardware, self.pin_factory, self.fire, self.emit)
+            self.hardware = build_hardware(old_config.hardware, self.pin_factory, self.fire, self.emit,
+                                           vehicle_passed=self.parking.vehicle_passed)
+        self.parking.car_parks = {park.name: park for park in self.config.parking}
+        self.parking.rebuild_lanes()
         self.workers = start_workers(self.config, self.hardware, self._access(), self.models)
         self.whitelist = WhitelistWatch(self.config, self.config_path)
         self.hardware.start_cameras()
@@ -210,7 +218,7 @@ class Agent:
         return "running: " + ", ".join(parts)
 
     def state(self) -> dict[str, dict[str, Any]]:
-        return {**self.hardware.state(), "fire": self.fire.state()}
+        return {**self.hardware.state(), **self.parking.state(), "fire": self.fire.state()}
 
     def on_state_change(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
         self._state_listeners.append(listener)
@@ -278,6 +286,14 @@ class Agent:
             except ResetRefused as exc:
                 return {"ok": False, "message": str(exc)}
             return {"ok": True, "message": f"fire alarm reset ({', '.join(detectors) or 'no detector'})"}
+        if command == "parking_set":
+            try:
+                state = self.parking.correct(str(request.get("name")), int(request.get("occupied", -1)),
+                                             str(request.get("source", "cli")))
+            except (TypeError, ValueError) as exc:
+                return {"ok": False, "message": str(exc)}
+            return {"ok": True, "message": f"{request.get('name')}: {state['occupied']} of {state['capacity']} "
+                                           f"spaces taken, {state['spaces_left']} left"}
         return {"ok": False, "message": f"unknown command {command!r}"}
 
 

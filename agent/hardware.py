@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge_agent.hardware")
 
 Emit = Callable[[str, str | None, dict[str, Any]], object]
+VehiclePassed = Callable[[str], None]
 
 # Driver happenings recorded as events of the same name; the rest are mapped in the handlers below.
 _RECORDED = {
@@ -82,11 +83,11 @@ class Hardware:
 
 
 def build_hardware(config: HardwareConfig, pin_factory: Factory, fire: FireSafety, emit: Emit,
-                   with_cameras: bool = True) -> Hardware:
+                   with_cameras: bool = True, vehicle_passed: VehiclePassed | None = None) -> Hardware:
     """Create every device; on failure close what was already opened, so the pins are free again."""
     hardware = Hardware()
     try:
-        _build(hardware, config, pin_factory, fire, emit, with_cameras)
+        _build(hardware, config, pin_factory, fire, emit, with_cameras, vehicle_passed or (lambda barrier: None))
     except BaseException:
         hardware.close()
         raise
@@ -94,7 +95,7 @@ def build_hardware(config: HardwareConfig, pin_factory: Factory, fire: FireSafet
 
 
 def _build(hardware: Hardware, config: HardwareConfig, pin_factory: Factory, fire: FireSafety, emit: Emit,
-           with_cameras: bool) -> None:
+           with_cameras: bool, vehicle_passed: VehiclePassed) -> None:
     for indicator_config in config.indicators:
         hardware.indicators.append(Indicator(indicator_config, pin_factory))
 
@@ -113,6 +114,8 @@ def _build(hardware: Hardware, config: HardwareConfig, pin_factory: Factory, fir
         def on_barrier(kind: str, details: dict[str, Any], name: str = barrier_config.name) -> None:
             if kind in _RECORDED:
                 emit(kind, name, details)
+            elif kind == "vehicle.cleared" and details.get("passed"):
+                vehicle_passed(name)
             else:
                 log.debug("barrier %s: %s", name, kind)
         hardware.barriers[barrier_config.name] = Barrier(barrier_config, pin_factory, on_barrier)

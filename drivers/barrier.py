@@ -148,7 +148,8 @@ class Barrier:
         self._report("vehicle.present", {})
 
     def _vehicle_cleared(self) -> None:
-        self._report("vehicle.cleared", {})
+        # "passed": it drove through under a raised arm (what a car park counts), not just onto the loop.
+        self._report("vehicle.cleared", {"passed": self._commanded == "up"})
         with self._lock:
             lower = self._lower_when_clear and not self._hold
         if lower:

@@ -1,0 +1,111 @@
+"""Parking occupancy: entry and exit barriers of one car park share a counter with a capacity.
+
+A car counts when it has passed: the barrier was raised for it and its safety loop has cleared. A
+grant alone does not count (the driver may turn away). Counts live in SQLite beside the events, so
+they survive restarts and power cuts; a technician corrects drift (a car that tailgated, a loop that
+missed one) from the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from agent.config_parking import CarParkConfig
+
+log = logging.getLogger("edge_agent.parking")
+
+Emit = Callable[[str, str | None, dict[str, Any]], object]
+
+
+class Parking:
+    def __init__(self, car_parks: list[CarParkConfig], path: Path, emit: Emit) -> None:
+        self.car_parks = {park.name: park for park in car_parks}
+        self.emit = emit
+        self._lock = threading.Lock()
+        self._lane: dict[str, tuple[CarParkConfig, int]] = {}
+        self.rebuild_lanes()
+        conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
+        self.db = sqlite_utils.Database(conn)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        if "car_parks" not in self.db.table_names():
+            self.db["car_parks"].create({"name": str, "occupied": int, "updated": str}, pk="name")
+
+    def rebuild_lanes(self) -> None:
+        """Which barrier counts +1 or -1 for which car park (after a config reload too)."""
+        lanes: dict[str, tuple[CarParkConfig, int]] = {}
+        for park in self.car_parks.values():
+            lanes.update({lane: (park, +1) for lane in park.entries})
+            lanes.update({lane: (park, -1) for lane in park.exits})
+        self._lane = lanes
+
+    def occupied(self, name: str) -> int:
+        row = self.db.execute("SELECT occupied FROM car_parks WHERE name = ?", [name]).fetchone()
+        return int(row[0]) if row else 0
+
+    def state(self) -> dict[str, dict[str, Any]]:
+        return {f"parking/{name}": self._state(park) for name, park in self.car_parks.items()}
+
+    def _state(self, park: CarParkConfig) -> dict[str, Any]:
+        occupied = self.occupied(park.name)
+        return {"capacity": park.capacity, "occupied": occupied, "spaces_left": max(0, park.capacity - occupied),
+                "full": occupied >= park.capacity}
+
+    def is_exit(self, barrier: str) -> bool:
+        return barrier in self._lane and self._lane[barrier][1] < 0
+
+    def may_enter(self, barrier: str, visitor: bool) -> bool:
+        """Asked before raising an entry barrier for a whitelisted car."""
+        lane = self._lane.get(barrier)
+        if lane is None or lane[1] < 0:
+            return True
+        park = lane[0]
+        if self.occupied(park.name) < park.capacity:
+            return True
+        return park.admit_residents_when_full and not visitor
+
+    def vehicle_passed(self, barrier: str) -> None:
+        lane = self._lane.get(barrier)
+        if lane is None:
+            return
+        park, step = lane
+        with self._lock:
+            before = self.occupied(park.name)
+            # Never below zero (a car that came in before the agent counted) nor far beyond capacity.
+            after = min(max(0, before + step), park.capacity * 2)
+            self._store(park.name, after)
+        self._announce(park, before, after)
+
+    def correct(self, name: str, occupied: int, source: str) -> dict[str, Any]:
+        park = self.car_parks.get(name)
+        if park is None:
+            raise ValueError(f"no car park named {name!r} (configured: {', '.join(self.car_parks) or 'none'})")
+        if not 0 <= occupied <= park.capacity * 2:
+            raise ValueError(f"occupied must be between 0 and {park.capacity * 2}")
+        with self._lock:
+            before = self.occupied(name)
+            self._store(name, occupied)
+        self.emit("parking.corrected", name, {"before": before, "after": occupied, "source": source})
+        self._announce(park, before, occupied)
+        return self._state(park)
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def _store(self, name: str, occupied: int) -> None:
+        self.db["car_parks"].upsert({"name": name, "occupied": occupied,
+                                     "updated": datetime.now(UTC).isoformat()}, pk="name")
+
+    def _announce(self, park: CarParkConfig, before: int, after: int) -> None:
+        if before < park.capacity <= after:
+            self.emit("parking.full", park.name, {"capacity": park.capacity, "occupied": after})
+        elif after < park.capacity <= before:
+            self.emit("parking.available", park.name, {"capacity": park.capacity, "occupied": after})

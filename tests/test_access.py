@@ -1,0 +1,202 @@
+"""Access decisions and parking on mock pins with the real whitelist: who is let in, and why not."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.access import AccessController, plate_for_events
+from agent.config_loader import parse_config
+from agent.config_parking import CarParkConfig
+from agent.fire import FireSafety
+from agent.hardware import build_hardware
+from agent.parking import Parking
+from agent.whitelist import Person, Whitelist
+from agent.whitelist_schedule import Window
+from models.face_track import FaceDecision
+from models.plate_formats import match_plate
+from models.plate_vote import PlateDecision
+from tests.agent_configs import node_config
+
+NOW = datetime(2026, 11, 23, 10, 0).astimezone()  # a Monday morning
+
+
+class Events(list):
+    def __call__(self, kind: str, device: str | None, details: dict) -> None:
+        self.append((kind, device, details))
+
+
+@pytest.fixture
+def setup(tmp_path: Path, mock_factory):
+    text = node_config(tmp_path / "state").replace(
+        "  smoke_detectors:", "    - {name: car-out, pulse_relay: 12, safety_loop: 26, pulse_seconds: 0.02}\n"
+        "  smoke_detectors:")
+    config = parse_config(text)
+    events = Events()
+    hardware = build_hardware(config.hardware, mock_factory, FireSafety(tmp_path / "latch"), events,
+                              with_cameras=False)
+    template = np.ones(128, np.float32) / np.sqrt(128)
+    whitelist = Whitelist([
+        Person(id="R-0101-1", templates=[template], plates=("京A12345",)),
+        Person(id="R-0101-2", plates=("京A12346",), gates=("main",)),
+        Person(id="V-0001", plates=("沪B11111",), valid_until=NOW + timedelta(hours=2)),
+        Person(id="V-0002", plates=("沪B22222",), valid_until=NOW - timedelta(days=1)),
+        Person(id="R-0102-1", plates=("京A99999",), enabled=False),
+        Person(id="R-0103-1", plates=("京A77777",), schedule=(Window.parse("sat-sun 08:00-20:00"),)),
+    ])
+    yield config, hardware, whitelist, events, tmp_path
+    hardware.close()
+
+
+def controller(setup, parking: Parking | None = None, mode: str = "masked") -> AccessController:
+    config, hardware, whitelist, events, _ = setup
+    return AccessController(hardware, lambda: whitelist, events,
+                            plate_match=lambda read, known: match_plate(read, known, 1),
+                            upstream_plate=mode, plate_salt="s1", clock=lambda: NOW, parking=parking)
+
+
+def face(person: str | None, outcome: str = "match") -> FaceDecision:
+    return FaceDecision(track_id=1, person_id=person, outcome=outcome, distance=0.31, margin=float("inf"),
+                        encodings=3, ts=0.0)
+
+
+def test_resident_face_opens_the_gate(setup) -> None:
+    _, hardware, _, events, _ = setup
+    controller(setup).face_decided("main", face("R-0101-1"))
+    assert not hardware.gates["main"].locked
+    kind, device, details = events[-1]
+    assert (kind, device, details["person"], details["method"]) == ("access.granted", "main", "R-0101-1", "face")
+    assert details["margin"] is None, "JSON has no infinity"
+
+
+@pytest.mark.parametrize(("decision", "reason"), [
+    (face(None, "stranger"), "stranger"), (face("R-0101-1", "liveness"), "liveness"),
+    (face("X-404"), "stranger"), (face("V-0002"), "expired"), (face("R-0102-1"), "disabled"),
+    (face("R-0103-1"), "schedule"),
+])
+def test_refusals_keep_the_gate_shut(setup, decision: FaceDecision, reason: str) -> None:
+    _, hardware, _, events, _ = setup
+    controller(setup).face_decided("main", decision)
+    assert hardware.gates["main"].locked
+    assert events[-1][0] == "access.denied" and events[-1][2]["reason"] == reason
+
+
+def test_gate_restriction(setup) -> None:
+    _, hardware, _, events, _ = setup
+    controller(setup).plate_decided("car-in", PlateDecision("京A12346", 0.99, 3, 3))
+    assert events[-1][2]["reason"] == "gate" and hardware.barriers["car-in"].arm == "down"
+
+
+def test_plate_grant_with_one_misread_character_and_masking(setup) -> None:
+    _, hardware, _, events, _ = setup
+    controller(setup).plate_decided("car-in", PlateDecision("京A12845", 0.9, 3, 3))
+    kind, _, details = events[-1]
+    assert kind == "access.granted" and details["person"] == "R-0101-1" and details["edit_distance_match"]
+    assert details["plate"] == "京A***45" and hardware.barriers["car-in"].arm == "up"
+
+
+def test_ambiguous_plate_matches_nobody(setup) -> None:
+    _, _, _, events, _ = setup
+    controller(setup).plate_decided("car-in", PlateDecision("京A12347", 0.9, 3, 3))  # 1 from ...45 and ...46
+    assert events[-1][0] == "access.denied" and events[-1][2]["reason"] == "stranger"
+
+
+def test_plate_modes() -> None:
+    assert plate_for_events("京A12345", "clear", "s") == "京A12345"
+    assert plate_for_events("京A12345", "masked", "s") == "京A***45"
+    hashed = plate_for_events("京A12345", "hashed", "s")
+    assert hashed.startswith("h:") and "12345" not in hashed
+    assert hashed != plate_for_events("京A12345", "hashed", "other-site")
+
+
+def drive_through(pins, loop_pin: int) -> None:
+    pins.pin(loop_pin).drive_low()
+    pins.pin(loop_pin).drive_high()
+    time.sleep(0.05)
+
+
+def test_parking_counts_passes_and_refuses_visitors_when_full(setup) -> None:
+    config, hardware, _, events, tmp_path = setup
+    park = CarParkConfig(name="lot", capacity=2, entries=["car-in"], exits=["car-out"])
+    parking = Parking([park], tmp_path / "parking.db", events)
+    access = controller(setup, parking)
+    pins = hardware.barriers["car-in"].loop.pin_factory
+
+    def enter(plate: str) -> None:
+        access.plate_decided("car-in", PlateDecision(plate, 0.99, 3, 3))
+        if hardware.barriers["car-in"].arm == "up":
+            drive_through(pins, 13)
+            parking.vehicle_passed("car-in")
+
+    enter("京A12345")
+    assert parking.occupied("lot") == 1
+    enter("沪B11111")  # a visitor, still room
+    assert parking.occupied("lot") == 2
+    assert any(kind == "parking.full" for kind, _, _ in events)
+    access.plate_decided("car-in", PlateDecision("沪B11111", 0.99, 3, 3))
+    assert events[-1][2]["reason"] == "full", "visitors are refused when full"
+    access.plate_decided("car-in", PlateDecision("京A12345", 0.99, 3, 3))
+    assert events[-1][0] == "access.granted", "residents are still let in when full (default)"
+
+    access.plate_decided("car-out", PlateDecision("粤Z00000", 0.9, 3, 3))  # unknown cars may always leave
+    assert events[-1][0] == "access.granted" and events[-1][2]["direction"] == "exit"
+    parking.vehicle_passed("car-out")
+    assert parking.occupied("lot") == 1 and events[-1][0] == "parking.available"
+    parking.close()
+    reopened = Parking([park], tmp_path / "parking.db", events)
+    assert reopened.occupied("lot") == 1, "counts survive a restart"
+    assert reopened.correct("lot", 0, "test")["spaces_left"] == 2
+    with pytest.raises(ValueError):
+        reopened.correct("nope", 1, "test")
+    reopened.close()
+
+
+def test_nobody_admitted_when_full_if_configured(setup) -> None:
+    _, hardware, _, events, tmp_path = setup
+    park = CarParkConfig(name="lot", capacity=1, entries=["car-in"], admit_residents_when_full=False)
+    parking = Parking([park], tmp_path / "parking.db", events)
+    parking.correct("lot", 1, "test")
+    controller(setup, parking).plate_decided("car-in", PlateDecision("京A12345", 0.99, 3, 3))
+    assert events[-1][2]["reason"] == "full" and hardware.barriers["car-in"].arm == "down"
+    parking.close()
+
+
+def test_agent_counts_a_car_that_passed(tmp_path: Path) -> None:
+    from agent.daemon import Agent
+    from drivers.pins import make_pin_factory
+
+    text = node_config(tmp_path / "state") + "parking:\n  - {name: lot, capacity: 10, entries: [car-in]}\n"
+    agent = Agent(parse_config(text), pin_factory=make_pin_factory("mock"))
+    agent.start()
+    try:
+        agent.open_gate("car-in", None)  # a signed remote open for a delivery van
+        agent.pin_factory.pin(13).drive_low()
+        agent.pin_factory.pin(13).drive_high()
+        assert agent.parking.occupied("lot") == 1
+        assert agent.state()["parking/lot"]["spaces_left"] == 9
+        reply = agent.handle_control({"cmd": "parking_set", "name": "lot", "occupied": 4})
+        assert reply["ok"] and "6 left" in reply["message"]
+    finally:
+        agent.shutdown()
+
+
+def test_parking_cli_offline(tmp_path: Path) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text(node_config(tmp_path / "state") + "parking:\n  - {name: lot, capacity: 10, entries: [car-in]}\n")
+    root = Path(__file__).resolve().parents[1]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "agent.cli", "parking", *args, "--config", str(config)],
+                              cwd=root, capture_output=True, text=True, timeout=60)
+
+    result = cli("set", "lot", "7")
+    assert result.returncode == 0 and "3 left" in result.stdout
+    shown = cli("show")
+    assert shown.returncode == 0 and "7 / 10" in shown.stdout
+    assert cli("set", "nope", "1").returncode == 1
