@@ -55,7 +55,7 @@ def setup(tmp_path: Path, mock_factory):
 
 
 def controller(setup, parking: Parking | None = None, mode: str = "masked") -> AccessController:
-    config, hardware, whitelist, events, _ = setup
+    _config, hardware, whitelist, events, _ = setup
     return AccessController(hardware, lambda: whitelist, events,
                             plate_match=lambda read, known: match_plate(read, known, 1),
                             upstream_plate=mode, plate_salt="s1", clock=lambda: NOW, parking=parking)
@@ -122,7 +122,7 @@ def drive_through(pins, loop_pin: int) -> None:
 
 
 def test_parking_counts_passes_and_refuses_visitors_when_full(setup) -> None:
-    config, hardware, _, events, tmp_path = setup
+    _config, hardware, _, events, tmp_path = setup
     park = CarParkConfig(name="lot", capacity=2, entries=["car-in"], exits=["car-out"])
     parking = Parking([park], tmp_path / "parking.db", events)
     access = controller(setup, parking)

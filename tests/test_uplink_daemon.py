@@ -2,8 +2,9 @@
 
 * the daemon SIGKILLed while it drains a backlog, restarted: every event arrives, once after dedupe,
   in order; the retained status goes ``offline`` (Last Will) and back to ``online``;
-* a whole simulation scenario watched on ``#``: nothing published holds an image, a face template
-  or a name, and events, retained status/state and telemetry all arrive;
+* a whole simulation scenario (faces and plates recognised, a resident enrolled with her name)
+  watched on ``#``: nothing published holds an image, a face template, a name or a plate in full,
+  and events, retained status/state and telemetry all arrive;
 * signed commands from ``edge-agent cmd``: a remote open moves the real (mock-pin) relay, an
   ``alarm_reset`` with nothing latched, a replay and an unsigned ``open`` are refused, each with a
   result on ``{root}/cmd/result``.
@@ -159,7 +160,7 @@ def longest_number_list(value: Any) -> int:
     return 0
 
 
-def privacy_problems(topic: str, payload: bytes, names: list[str]) -> list[str]:
+def privacy_problems(topic: str, payload: bytes, secrets: list[str]) -> list[str]:
     problems = [f"{topic}: image bytes {magic!r}" for magic in IMAGE_MAGIC if magic in payload]
     if LONG_BASE64.search(payload):
         problems.append(f"{topic}: a long base64 run")
@@ -172,8 +173,8 @@ def privacy_problems(topic: str, payload: bytes, names: list[str]) -> list[str]:
     if longest_number_list(decoded) >= 128:
         problems.append(f"{topic}: a list of 128 numbers")
     text = payload.decode("utf-8", errors="replace")
-    problems += [f"{topic}: the name {name!r}" for name in names if name in text or
-                 name.encode("unicode_escape").decode() in text]  # also as JSON \\uXXXX escapes
+    problems += [f"{topic}: {secret!r}" for secret in secrets if secret in text or
+                 secret.encode("unicode_escape").decode() in text]  # also as JSON \\uXXXX escapes
     return problems
 
 
@@ -190,38 +191,51 @@ def test_privacy_guard_finds_what_it_looks_for() -> None:
     assert privacy_problems("t", event, ["王小明"]) == []
 
 
-def simulation_names(raw: dict[str, Any]) -> list[str]:
-    """Display names the simulation may enrol: every ``name``/``display_name`` under a people/whitelist key."""
+def enrolled_secrets(config: Path) -> tuple[list[str], list[str]]:
+    """(names, plates) of everyone the simulation enrolled, read back from its encrypted whitelist.
+
+    A display name never goes upstream; with ``upstream_plate`` other than ``clear`` neither does a
+    plate in full.  The name's words outside brackets count too: "Grace (simulated resident)" → "Grace".
+    """
+    from agent.config_loader import load_config
+    from agent.config_whitelist import open_whitelist_store
+    from agent.simulation import STRANGER_PLATE
+
+    loaded = load_config(config)
+    people = list(open_whitelist_store(loaded.whitelist, loaded.storage.state_dir, config.parent).load())
     names: list[str] = []
-
-    def walk(value: Any, personal: bool) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if personal and key in ("name", "display_name", "names") and isinstance(item, str):
-                    names.append(item)
-                walk(item, personal or key in ("whitelist", "people", "residents", "persons"))
-        elif isinstance(value, list):
-            for item in value:
-                walk(item, personal)
-
-    walk(raw, False)
-    return names
+    for person in people:
+        if person.name:
+            names += [person.name, *(word for word in re.sub(r"\(.*?\)", " ", person.name).split() if len(word) > 2)]
+    plates = [plate for person in people for plate in person.plates] + [STRANGER_PLATE]
+    return names, plates if loaded.plates.upstream_plate != "clear" else []
 
 
-def test_a_full_simulation_publishes_nothing_personal(tmp_path: Path, broker: Mosquitto) -> None:
+def simulation_config(tmp_path: Path, port: int) -> Path:
+    """config/simulation.yaml with every file it makes or reads (state, videos, whitelist, key) in tmp_path."""
     raw = yaml.safe_load((REPO / "config" / "simulation.yaml").read_text(encoding="utf-8"))
     raw["storage"]["state_dir"] = str(tmp_path / "state")
     for camera in raw["hardware"].get("cameras") or []:
         source = str(camera.get("source", ""))
         if "://" not in source and not source.isdigit():
             camera["source"] = str(tmp_path / "media" / Path(source).name)
-    raw["mqtt"] = {"host": "127.0.0.1", "port": broker.port, "backoff": {"initial": 0.2, "max": 1.0},
+    whitelist = raw.get("whitelist") or {}
+    if isinstance(whitelist.get("key"), dict) and "file" in whitelist["key"]:
+        whitelist["key"]["file"] = str(tmp_path / "whitelist.key")
+    for key in ("file", "audit_log"):
+        if key in whitelist:
+            whitelist[key] = str(tmp_path / "state" / Path(whitelist[key]).name)
+    raw["mqtt"] = {"host": "127.0.0.1", "port": port, "backoff": {"initial": 0.2, "max": 1.0},
                    "telemetry_seconds": 1}
     config = tmp_path / "simulation.yaml"
     config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    node = raw["node"]
+    return config
+
+
+def test_a_full_simulation_publishes_nothing_personal(tmp_path: Path, broker: Mosquitto) -> None:
+    config = simulation_config(tmp_path, broker.port)
+    node = yaml.safe_load(config.read_text(encoding="utf-8"))["node"]
     root = f"community/{node['site']}/{node['building']}/{node['node_id']}"
-    names = simulation_names(raw)
 
     everything = Collector(broker.port, ["#"])
     try:
@@ -231,13 +245,22 @@ def test_a_full_simulation_publishes_nothing_personal(tmp_path: Path, broker: Mo
         messages = everything.snapshot()
     finally:
         everything.close()
+    (tmp_path / "simulate.log").write_text(run.stdout + run.stderr)
+    names, plates = enrolled_secrets(config)
+    assert names, "the simulation enrolled nobody with a name: the name check would be empty"
     published = [(topic, payload) for topic, payload, _ in messages if topic.startswith(root)]
-    problems = [problem for topic, payload in published for problem in privacy_problems(topic, payload, names)]
+    problems = [problem for topic, payload in published
+                for problem in privacy_problems(topic, payload, names + plates)]
     assert problems == []
 
     topics = {topic for topic, _ in published}
     event_types = {topic.rsplit("/", 1)[1] for topic in topics if topic.startswith(f"{root}/events/")}
-    assert {"agent.started", "door.opened", "door.forced", "smoke.alarm", "alarm.reset"} <= event_types, event_types
+    assert {"agent.started", "door.opened", "door.forced", "assist.requested", "smoke.alarm",
+            "alarm.reset"} <= event_types, event_types
+    if "without faces or plates" not in run.stdout:  # the media could be made: recognition was checked too
+        methods = {json.loads(payload)["details"].get("method") for topic, payload in published
+                   if topic in (f"{root}/events/access.granted", f"{root}/events/access.denied")}
+        assert {"face", "plate"} <= methods, methods
     assert {f"{root}/status", f"{root}/state/gate/main", f"{root}/state/fire", f"{root}/telemetry"} <= topics
     telemetry = json.loads(next(payload for topic, payload in published if topic == f"{root}/telemetry"))
     assert "outbox" in telemetry
