@@ -12,13 +12,15 @@ import logging
 import math
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from agent.hardware import Hardware
 from agent.parking import Parking
-from models.face import Gallery
-from models.face_track import FaceDecision
-from models.plate_vote import PlateDecision
+
+if TYPE_CHECKING:  # dlib, OpenCV and onnxruntime load only on nodes that recognise something
+    from models.face import Gallery
+    from models.face_track import FaceDecision
+    from models.plate_vote import PlateDecision
 
 log = logging.getLogger("edge_agent.access")
 

@@ -180,10 +180,11 @@ class Agent:
             log.error("reload refused, keeping the running configuration:\n%s", exc.report())
             self.notifier.notify(STATUS="reload refused: invalid config (see journal)")
             return False
-        if new.storage != self.config.storage or new.node != self.config.node or \
+        if new.storage != self.config.storage or new.node != self.config.node or new.mqtt != self.config.mqtt or \
                 new.hardware.pin_factory != self.config.hardware.pin_factory:
-            log.warning("node, storage and pin_factory changes take effect after a restart")
-            new = new.model_copy(update={"node": self.config.node, "storage": self.config.storage})
+            log.warning("node, storage, mqtt and pin_factory changes take effect after a restart")
+            new = new.model_copy(update={"node": self.config.node, "storage": self.config.storage,
+                                         "mqtt": self.config.mqtt})
         self.notifier.notify(RELOADING=1, STATUS="reloading")
         old_hardware, old_config = self.hardware, self.config
         for worker in self.workers:

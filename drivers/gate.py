@@ -59,8 +59,8 @@ class Gate:
             self.assist_button = Button(config.assist_button, pull_up=True, bounce_time=BUTTON_BOUNCE_SECONDS,
                                         pin_factory=pin_factory)
             self.assist_button.when_pressed = lambda: self._report("assist.pressed", {})
-        if self.door_open:  # the agent (re)started with the door open: time it like any other opening
-            self._door_opened()
+        if self.door_open:  # (re)started with the door open: time it for held-open, but nobody forced it now
+            self._door_opened(at_start=True)
 
     # -- commands ---------------------------------------------------------------------------------
     def unlock(self, seconds: float | None = None) -> float:
@@ -146,11 +146,11 @@ class Gate:
             self._relock_timer.cancel()
             self._relock_timer = None
 
-    def _door_opened(self) -> None:
+    def _door_opened(self, at_start: bool = False) -> None:
         with self._lock:
             now = time.monotonic()
             self._opened_at = now
-            forced = self.locked and not self._hold and now > self._grant_until
+            forced = self.locked and not self._hold and now > self._grant_until and not at_start
             self._held_timer = threading.Timer(self.config.held_open_seconds, self._check_held_open, args=(now,))
             self._held_timer.daemon = True
             self._held_timer.name = f"gate-{self.name}-held"

@@ -21,4 +21,6 @@ hardware:
     - {{name: buzzer, kind: buzzer, pin: 21}}
 {extra}storage:
   state_dir: {state_dir}
+whitelist:
+  key: {{file: {state_dir.parent / "whitelist.key"}}}
 """

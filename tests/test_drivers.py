@@ -304,3 +304,13 @@ def test_buzzer_and_gate_filter(mock_factory) -> None:
     buzzer.show("granted")
     assert wait_until(lambda: any(s.state for s in mock_factory.pin(21).states))
     buzzer.close()
+
+
+def test_door_open_at_start_is_timed_but_not_forced(mock_factory) -> None:
+    recorder = Recorder()
+    mock_factory.pin(27).drive_high()  # propped open while the agent restarted
+    device = Gate(GateConfig(name="main", lock_relay=17, door_contact=27, held_open_seconds=0.2), mock_factory,
+                  recorder)
+    recorder.wait_for("door.held_open")
+    assert "door.forced" not in recorder.kinds
+    device.close()
