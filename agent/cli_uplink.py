@@ -153,19 +153,3 @@ def cmd_send(args: argparse.Namespace) -> int:
         client.loop_stop()
     print(json.dumps(got, ensure_ascii=False))
     return 0 if got.get("ok") else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m agent.cli_uplink``) until these commands are in ``edge-agent``."""
-    parser = argparse.ArgumentParser(prog="edge-agent")
-    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except (ValueError, FileExistsError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -22,10 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from agent.config import DEFAULT_CONFIG_PATH
-from agent.config_loader import EX_CONFIG, ConfigError, ConfigProblem, load_config, parse_config
+from agent.config_loader import load_config
 from agent.config_whitelist import WhitelistConfig, WhitelistPaths, open_whitelist_store, whitelist_paths
 from agent.whitelist import Person, Window, check_person_id, parse_instant
 from agent.whitelist_store import WhitelistError, WhitelistStore, read_key_file, write_new_key
@@ -50,24 +48,9 @@ class Context:
 
 
 def load_context(path: Path) -> Context:
-    from agent.agent_config import AgentConfig
-
+    config = load_config(path)
     base_dir = path.resolve().parent
-    if "whitelist" in AgentConfig.model_fields:
-        config = load_config(path)
-        section = config.whitelist
-    else:  # until the root model has the section: validate it here, the rest with the loader
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
-            load_config(path)  # reports the problem the way every other command does
-            raise
-        raw = data.pop("whitelist", None) if isinstance(data, dict) else None
-        config = parse_config(yaml.safe_dump(data, allow_unicode=True), str(path), base_dir)
-        try:
-            section = WhitelistConfig.model_validate(raw or {})
-        except ValueError as exc:
-            raise ConfigError(str(path), [ConfigProblem("whitelist", str(exc))]) from None
+    section = config.whitelist
     return Context(config, section, base_dir, whitelist_paths(section, config.storage.state_dir, base_dir))
 
 
@@ -360,20 +343,3 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--config", type=Path, help="agent YAML whose faces: settings to use (default built-in)")
     build.add_argument("--out", type=Path, required=True, help="bundle file to write (JSON)")
     build.set_defaults(func=_guarded(cmd_bundle_build))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m agent.cli_whitelist``) until these commands are in ``edge-agent``."""
-    parser = argparse.ArgumentParser(prog="edge-agent")
-    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        print(exc.report(), file=sys.stderr)
-        return EX_CONFIG
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-

@@ -180,22 +180,6 @@ def _semantic_problems(config: AgentConfig, marks: _Marks) -> list[ConfigProblem
         problems.append(ConfigProblem(format_path(path), message, line, column))
 
     hardware = config.hardware
-    for section in ("gates", "barriers", "smoke_detectors", "indicators"):
-        for index, device in enumerate(getattr(hardware, section)):
-            for field, value in device:
-                if value is not None and (field == "pin" or field.endswith(("_relay", "_button", "_pin"))
-                                          or field in {"door_contact", "safety_loop", "position_sensor"}):
-                    yield ("hardware", section, index, field), value
-
-
-def _semantic_problems(config: AgentConfig, marks: _Marks) -> list[ConfigProblem]:
-    problems: list[ConfigProblem] = []
-
-    def problem(path: Path_, message: str) -> None:
-        line, column = marks.marks.get(path, (None, None))
-        problems.append(ConfigProblem(format_path(path), message, line, column))
-
-    hardware = config.hardware
     for section in ("gates", "barriers", "smoke_detectors", "indicators", "cameras"):
         seen: set[str] = set()
         for index, device in enumerate(getattr(hardware, section)):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli_uplink import main
+from agent.cli import main
 from agent.signing import ReplayCache, load_public_key
 from agent.uplink_commands import CommandHandler
 from tests.mqtt_broker import RecordingTarget
@@ -37,6 +37,6 @@ def test_keygen_then_sign_make_a_command_the_node_accepts(tmp_path: Path, capsys
 
 
 def test_runs_as_a_module(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "agent.cli_uplink", "keygen", "--ed25519", "--out",
+    done = subprocess.run([sys.executable, "-m", "agent.cli", "keygen", "--ed25519", "--out",
                            str(tmp_path / "k")], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert done.returncode == 0 and (tmp_path / "k.pub").read_text().startswith("-----BEGIN PUBLIC KEY")

@@ -16,14 +16,7 @@ from agent.signing import write_keypair
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _entry() -> str:
-    """``agent.cli`` once the lead has wired the commands in, the stand-alone module until then."""
-    from agent.cli import build_parser
-
-    return "agent.cli" if "whitelist" in build_parser().format_help() else "agent.cli_whitelist"
-
-
-ENTRY = _entry()
+ENTRY = "agent.cli"
 
 
 class Node:
