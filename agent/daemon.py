@@ -116,7 +116,7 @@ class Agent:
 
         plates = self.config.plates
         return AccessController(
-            self.hardware, self.whitelist.current, self.emit,
+            self.hardware, lambda: self.whitelist.current(), self.emit,  # the watch is replaced on reload
             plate_match=lambda read, known: match_plate(read, known, plates.max_edit_distance),
             upstream_plate=plates.upstream_plate, plate_salt=self.config.node.site, parking=self.parking,
         )
@@ -198,8 +198,7 @@ class Agent:
             log.exception("reload failed while opening devices; going back to the previous configuration")
             self.hardware = build_hardware(old_config.hardware, self.pin_factory, self.fire, self.emit,
                                            vehicle_passed=self.parking.vehicle_passed)
-        self.parking.car_parks = {park.name: park for park in self.config.parking}
-        self.parking.rebuild_lanes()
+        self.parking.configure(self.config.parking)
         self.workers = start_workers(self.config, self.hardware, self._access(), self.models)
         self.whitelist = WhitelistWatch(self.config, self.config_path)
         self.hardware.start_cameras()

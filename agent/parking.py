@@ -27,11 +27,9 @@ Emit = Callable[[str, str | None, dict[str, Any]], object]
 
 class Parking:
     def __init__(self, car_parks: list[CarParkConfig], path: Path, emit: Emit) -> None:
-        self.car_parks = {park.name: park for park in car_parks}
         self.emit = emit
         self._lock = threading.Lock()
-        self._lane: dict[str, tuple[CarParkConfig, int]] = {}
-        self.rebuild_lanes()
+        self.configure(car_parks)
         conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
         self.db = sqlite_utils.Database(conn)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -39,10 +37,11 @@ class Parking:
         if "car_parks" not in self.db.table_names():
             self.db["car_parks"].create({"name": str, "occupied": int, "updated": str}, pk="name")
 
-    def rebuild_lanes(self) -> None:
-        """Which barrier counts +1 or -1 for which car park (after a config reload too)."""
+    def configure(self, car_parks: list[CarParkConfig]) -> None:
+        """The car parks, and which barrier counts +1 or -1 for which (again after a config reload)."""
+        self.car_parks = {park.name: park for park in car_parks}
         lanes: dict[str, tuple[CarParkConfig, int]] = {}
-        for park in self.car_parks.values():
+        for park in car_parks:
             lanes.update({lane: (park, +1) for lane in park.entries})
             lanes.update({lane: (park, -1) for lane in park.exits})
         self._lane = lanes
