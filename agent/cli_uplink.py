@@ -21,9 +21,12 @@ from agent.signing import load_private_key, sign_command, write_keypair
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``keygen`` and ``cmd`` to the ``edge-agent`` parser (``commands`` from add_subparsers)."""
-    keygen = commands.add_parser("keygen", help="make a key pair (the platform's command-signing key)")
-    keygen.add_argument("--ed25519", action="store_true", required=True, help="an Ed25519 key pair")
-    keygen.add_argument("--out", default="platform", help="write OUT.key (0600) and OUT.pub (default: platform)")
+    keygen = commands.add_parser(
+        "keygen", help="make a key: the node's AES-256 whitelist key, or with --ed25519 the platform's signing pair")
+    keygen.add_argument("--ed25519", action="store_true",
+                        help="an Ed25519 key pair for signed commands and bundles (OUT.key and OUT.pub)")
+    keygen.add_argument("--out", help="key file (default /etc/edge-agent/whitelist.key), or with --ed25519 the "
+                        "prefix of OUT.key and OUT.pub (default: platform)")
     keygen.set_defaults(func=cmd_keygen)
 
     cmd = commands.add_parser("cmd", help="signed commands for a node")
@@ -86,7 +89,15 @@ def build_command(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    key_path, pub_path = write_keypair(Path(args.out))
+    if not args.ed25519:
+        from agent.whitelist_store import write_new_key
+
+        path = Path(args.out or "/etc/edge-agent/whitelist.key")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_new_key(path)
+        print(f"whitelist key: {path} (mode 0600; whitelist.key in the config, or systemd LoadCredential=)")
+        return 0
+    key_path, pub_path = write_keypair(Path(args.out or "platform"))
     print(f"private key: {key_path} (keep it on the platform, mode 0600)")
     print(f"public key:  {pub_path} (mqtt.command_public_key on each node)")
     return 0

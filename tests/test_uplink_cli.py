@@ -40,3 +40,12 @@ def test_runs_as_a_module(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "agent.cli", "keygen", "--ed25519", "--out",
                            str(tmp_path / "k")], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert done.returncode == 0 and (tmp_path / "k.pub").read_text().startswith("-----BEGIN PUBLIC KEY")
+
+
+def test_keygen_without_ed25519_makes_the_whitelist_key(tmp_path: Path) -> None:
+    from agent.whitelist_store import read_key_file
+
+    key = tmp_path / "etc" / "whitelist.key"
+    assert main(["keygen", "--out", str(key)]) == 0
+    assert key.stat().st_mode & 0o777 == 0o600 and len(read_key_file(key)) == 32
+    assert main(["keygen", "--out", str(key)]) == 2, "an existing key is never overwritten"
