@@ -60,6 +60,11 @@ class OutboxConfig(Section):
         description="low-value event types dropped (oldest first) above max_pending; never access/alarm/fault",
     )
     max_in_flight: int = Field(100, ge=1, le=65_000, description="QoS 1 publishes awaiting PUBACK at once")
+    resend_window: float = Field(
+        10.0, ge=0, le=3600,
+        description="after an unexpected disconnect, events acknowledged this many seconds before it are sent "
+        "again (a broker that dies right after PUBACK loses what it had not passed on); 0 = off",
+    )
 
     @model_validator(mode="after")
     def _never_drop_important(self) -> OutboxConfig:

@@ -128,6 +128,19 @@ class EventStore:
                 self.db.execute("ROLLBACK")
                 raise
 
+    def requeue_delivered_since(self, since: datetime) -> int:
+        """Mark events acknowledged since ``since`` undelivered again, so they are sent once more.
+
+        A broker without persistence that dies right after its PUBACK loses what it had not yet passed
+        on; re-sending the last seconds' worth after an unexpected disconnect closes that gap (the
+        platform drops duplicates by event id). Dropped rows stay dropped.
+        """
+        with self._lock:
+            return int(self.db.execute(
+                "UPDATE events SET delivered_at = NULL WHERE delivered_at >= ? AND delivered_at NOT LIKE 'dropped:%'",
+                [rfc3339(since)],
+            ).rowcount)
+
     def pending_count(self) -> int:
         with self._lock:
             return int(self.db.execute("SELECT count(*) FROM events WHERE delivered_at IS NULL").fetchone()[0])

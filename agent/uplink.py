@@ -19,6 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -191,9 +192,15 @@ class Uplink:
                 with contextlib.suppress(Exception):  # the broker may be gone already: no goodbye then
                     self._say_goodbye(client)
         finally:
-            lasted = time.monotonic() - self._connected_since if self._connected else 0.0
+            was_connected = self._connected
+            lasted = time.monotonic() - self._connected_since if was_connected else 0.0
             self._publisher.reset()  # flushes the PUBACKs that did arrive before we say "disconnected"
             self._connected = False
+            window = self.config.outbox.resend_window
+            if was_connected and not self._stop.is_set() and window > 0:
+                requeued = self._store.requeue_delivered_since(datetime.now(UTC) - timedelta(seconds=window))
+                if requeued:
+                    log.info("connection lost: sending the last %d acknowledged events again", requeued)
             with contextlib.suppress(Exception):  # the socket may already be gone
                 client.disconnect()
         return lasted >= STABLE_SECONDS

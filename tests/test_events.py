@@ -142,3 +142,15 @@ def test_concurrent_appends_from_threads(tmp_path: Path) -> None:
         thread.join()
     assert store.last_seq() == 800 and len({s.event.id for s in store.query()}) == 800
     store.close()
+
+
+def test_requeue_recently_delivered_but_not_dropped(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "events.db")
+    for i in range(4):
+        store.append(event(i=i))
+    store.mark_delivered([1, 2], at=datetime.now(UTC) - timedelta(minutes=5))
+    store.mark_delivered([3])
+    store.db.execute("UPDATE events SET delivered_at = 'dropped:2026-11-21T05:00:00Z' WHERE seq = 4")
+    assert store.requeue_delivered_since(datetime.now(UTC) - timedelta(seconds=10)) == 1
+    assert [s.seq for s in store.pending()] == [3]
+    store.close()
