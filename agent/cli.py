@@ -95,6 +95,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(reply["status"])
     for key, value in sorted(reply["state"].items()):
         print(f"  {key:<24} " + ", ".join(f"{k}={v}" for k, v in value.items()))
+    whitelist = reply.get("whitelist") or {}
+    print(f"  {'whitelist':<24} {whitelist.get('problem') or str(whitelist.get('people', 0)) + ' people'}")
+    uplink = reply.get("uplink")
+    if uplink is None:
+        print(f"  {'uplink':<24} none configured (events are kept locally)")
+    else:
+        link = "connected" if uplink["connected"] else f"NOT connected ({uplink['last_error'] or 'connecting'})"
+        print(f"  {'uplink':<24} {link}, {uplink['pending']} event(s) waiting"
+              f"{', OUTBOX FULL' if uplink['backlog_full'] else ''}")
     return 0
 
 

@@ -279,7 +279,14 @@ class Agent:
     def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request.get("cmd")
         if command == "status":
-            return {"ok": True, "status": self.status_line(), "state": self.state()}
+            uplink = None
+            if self.uplink is not None:
+                health = self.uplink.health()
+                uplink = {key: health.get(key) for key in ("connected", "pending", "in_flight", "last_error",
+                                                           "backlog_full")}
+            return {"ok": True, "status": self.status_line(), "state": self.state(), "uplink": uplink,
+                    "whitelist": {"people": len(self.whitelist.current()), "problem": self.whitelist.problem},
+                    "events_waiting_for_disk": self.recorder.backlog}
         if command == "alarm_reset":
             try:
                 detectors = self.alarm_reset(str(request.get("source", "cli")))
