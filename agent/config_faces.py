@@ -11,6 +11,28 @@ How the defaults were chosen (figures: ``agent/eval_faces.py`` and ``bench/bench
   *two* such encodings of one person, and the margin rejects faces that sit between two residents.
 * Detection at 640 px wide with no upsampling: 12.7 ms per 640x360 frame and finds 63 px faces; 320 px
   with one upsampling costs more (14.4 ms) and misses them.
+* search_width 960: while something moves and no face is tracked (and while a tracked face is too small
+  to be found again at 640) detection runs at 960 px: 27 ms instead of 12 ms, and finds ~45 px faces (a
+  person ~10 m away in the bench clip, seen from frame 0). One upsampling at 640 finds them too but costs
+  50 ms. Only moving, faceless scenes pay it; an empty scene does not detect at all.
+* burst_encodings 2: a new face's first two encodings are made back to back (an encoding is ~75 ms of
+  dlib's ResNet on one core, so "back to back" is every ~3rd frame), not encode_interval apart.  So that a
+  burst cannot refuse a resident whose first, distant encodings miss, the n refusing encodings must still
+  span (n-1) encode intervals.
+* strong single match (strong_tolerance 0.5, strong_margin 0.15): one encoding within the tolerance and
+  0.15 clear of every other resident grants at once; matches closer to a second resident still need k=2.
+  Why k=1 is safe there: the tolerance, not the vote, is what keeps strangers out. Encodings of one face
+  0.1 s apart are strongly correlated (in the bench clip consecutive distances differ by 0.01-0.03), so a
+  stranger who matches once at 0.49 matches again 0.1 s later and k=2 adds ~0.1 s of latency, not
+  safety.  ``eval faces`` judges exactly this single-encoding rule: 0 strangers admitted on the shared
+  sets and their grey 92x112 ORL-style copies (tests/test_eval_faces.py), where the closest impostor
+  pair is 0.638 (grey) / 0.653 (colour) and the farthest same-person pair 0.567.  The margin keeps
+  faces that sit between two residents on the k=2 path.  0.45 ("well inside") was measured too: the
+  walk-up grant came at 0.33 s and on stage he was refused, so it bought no measured safety for the
+  latency it costs.
+* Enrolment stays one jittered template per photo: adding the mirrored photo, 90/60 px rescaled copies,
+  a blurred or a grey copy moved Lin's video distances by -0.01..+0.03 (frame 84: 0.564 -> best 0.557),
+  i.e. nothing that changes a decision, while every extra template is one more chance for a stranger.
 """
 
 from __future__ import annotations
@@ -37,6 +59,12 @@ class FaceConfig(Section):
         0.06, ge=0.0, le=1.0, description="the best person must be this much closer than the next-best person"
     )
     k: int = Field(2, ge=1, le=20, description="encodings of one person (of the last n) needed to grant")
+    strong_tolerance: float = Field(
+        0.5, gt=0.0, le=1.0, description="one encoding this close (and strong_margin clear) grants at once (k=1)"
+    )
+    strong_margin: float = Field(
+        0.15, ge=0.0, le=1.0, description="margin over the next-best person that makes a single match decisive"
+    )
     n: int = Field(4, ge=1, le=50, description="window of encodings; n non-matching in a row refuse as stranger")
     max_encodings: int = Field(10, ge=1, le=100, description="encodings per pass before giving up (refused)")
     # 40 px: below it dlib's 150 px aligned chip is mostly interpolation; grey 92x112 acceptance
@@ -54,8 +82,17 @@ class FaceConfig(Section):
         640, ge=160, le=2560, description="frames are scaled to this width for detection (~65 px smallest face)"
     )
     upsample: int = Field(0, ge=0, le=2, description="HOG pyramid doublings; each finds 2x smaller faces for ~4x CPU")
+    search_width: int = Field(
+        960,
+        ge=160,
+        le=2560,
+        description="detection width while nothing is tracked or a tracked face is too small for detect_width",
+    )
     encode_interval: float = Field(
         0.1, gt=0.0, le=5.0, description="seconds between encodings (and detections) of an undecided face"
+    )
+    burst_encodings: int = Field(
+        2, ge=0, le=20, description="first encodings of a new face made back to back, without encode_interval"
     )
     search_interval: float = Field(
         0.2, gt=0.0, le=5.0, description="seconds between detections while something moves and no face is tracked"
@@ -84,12 +121,16 @@ def face_settings(config: FaceConfig, gate: str | None = None) -> FaceSettings:
         tolerance=config.tolerance,
         margin=config.margin,
         k=config.k,
+        strong_tolerance=config.strong_tolerance,
+        strong_margin=config.strong_margin,
         n=config.n,
         max_encodings=config.max_encodings,
         detect_width=config.detect_width,
         upsample=config.upsample,
+        search_width=config.search_width,
         quality=QualitySettings(config.min_face_px, config.min_sharpness, config.max_yaw),
         encode_interval=config.encode_interval,
+        burst_encodings=config.burst_encodings,
         search_interval=config.search_interval,
         decided_interval=config.decided_interval,
         track_timeout=config.track_timeout,

@@ -162,11 +162,12 @@ class FaceEngine:
     def has_eye_landmarks(self) -> bool:
         return self._shape68 is not None
 
-    def detect(self, frame: np.ndarray) -> list[Box]:
-        """Faces in ``frame`` (grey, BGR or BGRA), in frame coordinates, largest first."""
+    def detect(self, frame: np.ndarray, width: int | None = None) -> list[Box]:
+        """Faces in ``frame`` (grey, BGR or BGRA), in frame coordinates, largest first. ``width``
+        overrides ``detect_width`` for this call (the pipeline searches wider for distant faces)."""
         grey = to_grey(frame)
         h, w = grey.shape
-        scale = min(4.0, self.detect_width / w)
+        scale = min(4.0, (width or self.detect_width) / w)
         if abs(scale - 1.0) > 1e-3:
             interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
             grey = cv2.resize(grey, (round(w * scale), round(h * scale)), interpolation=interp)

@@ -24,12 +24,16 @@ class FaceSettings:
     tolerance: float = 0.5
     margin: float = 0.06
     k: int = 2
+    strong_tolerance: float = 0.5
+    strong_margin: float = 0.15
     n: int = 4
     max_encodings: int = 10
     detect_width: int = 640
     upsample: int = 0
+    search_width: int = 960
     quality: QualitySettings = field(default_factory=QualitySettings)
     encode_interval: float = 0.1
+    burst_encodings: int = 2
     search_interval: float = 0.2
     decided_interval: float = 0.5
     track_timeout: float = 1.0

@@ -17,6 +17,7 @@ from models.face import Box, FaceEngine, FaceSample, Gallery, Match, to_grey
 from models.face_settings import FaceSettings
 
 Outcome = Literal["match", "stranger", "liveness"]
+HOG_SMALLEST_FACE = 65  # px at detection scale: dlib's frontal HOG (80x80 window) reports no smaller box
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Track:
     last_seen: float
     last_encode: float = float("-inf")
     matches: list[Match] = field(default_factory=list)
+    encode_times: list[float] = field(default_factory=list)
     samples: list[FaceSample] = field(default_factory=list)
     landmarks: list[np.ndarray] = field(default_factory=list)  # 5-point, every detection
     eye_aspects: list[float] = field(default_factory=list)
@@ -124,19 +126,30 @@ class Tracker:
         return gone
 
 
-def vote(matches: Sequence[Match], s: FaceSettings) -> tuple[Literal["match", "stranger"] | None, Match | None]:
-    """k-of-n: grant when k of the last n encodings accept the same person; stranger after n encodings
-    in a row that accept nobody, or after max_encodings without a grant."""
+def vote(
+    matches: Sequence[Match], s: FaceSettings, times: Sequence[float] | None = None
+) -> tuple[Literal["match", "stranger"] | None, Match | None]:
+    """k-of-n: grant when k of the last n encodings accept the same person, or at once when one encoding
+    is a strong match (within ``strong_tolerance`` and ``strong_margin``); stranger after n encodings in a
+    row that accept nobody, or after max_encodings without a grant.
+
+    ``times`` (when each encoding was made): the n refusing encodings must also span (n-1) encode
+    intervals, so a burst of back-to-back encodings of a resident still far from the camera cannot
+    refuse him before he comes close enough to match."""
     window = matches[-s.n :]
     counts: dict[str, list[Match]] = {}
     for m in window:
         if m.person_id is not None and m.accepts(s.tolerance, s.margin):
             counts.setdefault(m.person_id, []).append(m)
     for hits in counts.values():
-        if len(hits) >= s.k:
-            return "match", min(hits, key=lambda m: m.distance)
+        best = min(hits, key=lambda m: m.distance)
+        if len(hits) >= s.k or best.accepts(s.strong_tolerance, max(s.margin, s.strong_margin)):
+            return "match", best
     nearest = min(matches, key=lambda m: m.distance) if matches else None
-    if (len(window) >= s.n and not counts) or len(matches) >= s.max_encodings:
+    refused_run = len(window) >= s.n and not counts
+    if refused_run and times is not None:
+        refused_run = times[-1] - times[-s.n] >= (s.n - 1) * s.encode_interval - 1e-6
+    if refused_run or len(matches) >= s.max_encodings:
         return "stranger", nearest
     return None, nearest
 
@@ -190,6 +203,8 @@ class FacePipeline:
 
     def _detect_due(self, moved: bool, ts: float) -> bool:
         tracks = self.tracker.tracks.values()
+        if any(not t.decided and len(t.matches) < self.s.burst_encodings for t in tracks):
+            return True  # a new face: its first encodings back to back, the first frames decide fastest
         if any(not t.decided for t in tracks):
             interval = self.s.encode_interval
         elif tracks:
@@ -200,6 +215,17 @@ class FacePipeline:
             return False
         return ts - self._last_detect >= interval
 
+    def _detect_width(self, frame: np.ndarray) -> int:
+        """``search_width`` while no face is tracked or a tracked face is too small to be found again at
+        ``detect_width`` (HOG's smallest face is ~65 px at detection scale), else ``detect_width``."""
+        s = self.s
+        if s.search_width <= s.detect_width:
+            return s.detect_width
+        reach = HOG_SMALLEST_FACE * 1.25 * frame.shape[1] / s.detect_width
+        if not self.tracker.tracks or any(t.box.width < reach for t in self.tracker.tracks.values()):
+            return s.search_width
+        return s.detect_width
+
     def process(self, frame: np.ndarray, ts: float) -> list[FaceDecision]:
         moved = self.motion.update(frame)
         self.tracker.expire(ts)
@@ -207,7 +233,8 @@ class FacePipeline:
             return []
         self._last_detect = ts
         decisions = []
-        for track in self.tracker.update(self.engine.detect(frame), ts):
+        boxes = self.engine.detect(frame, self._detect_width(frame))
+        for track in self.tracker.update(boxes, ts):
             if track.decided:
                 continue
             if self.s.liveness == "motion":
@@ -216,7 +243,8 @@ class FacePipeline:
                 ear = self.engine.eye_aspect(frame, track.box)
                 if ear is not None:
                     track.eye_aspects.append(ear)
-            if ts - track.last_encode < self.s.encode_interval:
+            in_burst = len(track.matches) < self.s.burst_encodings
+            if not in_burst and ts - track.last_encode < self.s.encode_interval:
                 continue
             sample = self.engine.encode(frame, track.box)
             if sample is None:
@@ -224,6 +252,7 @@ class FacePipeline:
             track.last_encode = ts
             track.samples.append(sample)
             track.matches.append(self.gallery_provider().match(sample.encoding))
+            track.encode_times.append(ts)
             decision = self._decide(track, ts)
             if decision is not None:
                 track.decided = True
@@ -238,7 +267,7 @@ class FacePipeline:
         return True
 
     def _decide(self, track: Track, ts: float) -> FaceDecision | None:
-        outcome, best = vote(track.matches, self.s)
+        outcome, best = vote(track.matches, self.s, track.encode_times)
         if outcome is None or best is None:
             return None
         n = len(track.matches)

@@ -126,7 +126,17 @@ def test_margin_and_single_person_and_empty_gallery() -> None:
 
 
 def hit(person: str, d: float = 0.3) -> Match:
-    return Match(person, d, d + 0.3)
+    """Within tolerance with the usual margin, but not clear enough of the next person to decide alone."""
+    return Match(person, d, d + 0.1)
+
+
+def test_vote_strong_single_match_decides_at_once() -> None:
+    strong = Match("a", 0.48, 0.7)  # within tolerance, 0.22 clear of everyone else
+    assert vote([strong], S) == ("match", strong)
+    assert vote([Match("a", 0.48, 0.6)], S)[0] is None  # margin 0.12 < strong_margin: wait for k=2
+    assert vote([Match("a", 0.48, float("inf"))], S)[0] == "match"  # the only resident
+    stricter = FaceSettings(strong_tolerance=0.4)
+    assert vote([strong], stricter)[0] is None and vote([Match("a", 0.35, 0.7)], stricter)[0] == "match"
 
 
 def test_vote_k_of_n_stranger_after_n_and_ambiguity() -> None:
@@ -139,6 +149,9 @@ def test_vote_k_of_n_stranger_after_n_and_ambiguity() -> None:
     assert vote([miss, close_call, miss, miss], S)[0] == "stranger"
     alternating = [hit("a"), miss, miss, miss, hit("b"), miss, miss, miss, hit("a"), miss]
     assert vote(alternating, S)[0] == "stranger"  # max_encodings reached without k in a window
+    four_misses = [miss] * 4
+    assert vote(four_misses, S, [0.0, 0.03, 0.13, 0.23])[0] is None  # a burst: 0.23 s of looking is too short
+    assert vote(four_misses, S, [0.0, 0.03, 0.13, 0.3])[0] == "stranger"
 
 
 def test_tracker_follows_a_moving_face_and_expires() -> None:
@@ -179,6 +192,30 @@ def frames_of_still_photo(photo: np.ndarray, count: int) -> list[np.ndarray]:
     return frames
 
 
+def test_new_face_first_encodings_back_to_back(engine: FaceEngine, faces: Path) -> None:
+    photo = cv2.imread(str(faces / "video" / "lin-manuel-miranda.png"))
+    gallery = Gallery.from_templates(("lin", t) for t in engine.templates_from_image(photo))
+    frames = frames_of_still_photo(photo, 3)
+    weak_only = {"strong_tolerance": 0.01}  # only the k=2 vote can grant
+    for burst, expected in ((2, [1]), (0, [])):
+        pipeline = FacePipeline(engine, lambda: gallery, FaceSettings(burst_encodings=burst, **weak_only))
+        decided = [i for i, f in enumerate(frames[:2]) for d in pipeline.process(f, i / 30) if d.outcome == "match"]
+        assert decided == expected  # frame 1 is 33 ms after frame 0: inside encode_interval
+
+
+def test_distant_face_found_by_wider_search(engine: FaceEngine, faces: Path) -> None:
+    photo = cv2.imread(str(faces / "video" / "lin-manuel-miranda.png"))
+    gallery = Gallery.from_templates(("lin", t) for t in engine.templates_from_image(photo))
+    small = cv2.resize(photo, None, fx=0.16, fy=0.16, interpolation=cv2.INTER_AREA)  # a ~46 px face
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[200 : 200 + small.shape[0], 300 : 300 + small.shape[1]] = small
+    assert engine.detect(frame) == [] and len(engine.detect(frame, 960)) == 1
+    for width, expected in ((960, ["match"]), (640, [])):
+        pipeline = FacePipeline(engine, lambda: gallery, FaceSettings(search_width=width))
+        outcomes = [d.outcome for i in range(6) for d in pipeline.process(frame, i * 0.1)]
+        assert outcomes == expected
+
+
 def test_still_photo_fails_motion_liveness(engine: FaceEngine, faces: Path) -> None:
     photo = cv2.imread(str(faces / "video" / "lin-manuel-miranda.png"))
     gallery = Gallery.from_templates(("lin", t) for t in engine.templates_from_image(photo))
@@ -205,5 +242,6 @@ def test_video_pass_grants_resident_once_with_motion_liveness_and_refuses_strang
         decisions += [(index, d) for d in pipeline.process(frame, index / 29.97)]
         index += 1
     outcomes = [(d.outcome, d.person_id) for _, d in decisions]
-    assert outcomes == [("match", "lin"), ("stranger", None)]
-    assert 84 <= decisions[0][0] <= 130 and 215 <= decisions[1][0] <= 250
+    # two passes of his: on stage (a ~48 px face, found by the wider search) and walking up to the camera
+    assert outcomes == [("match", "lin"), ("match", "lin"), ("stranger", None)]
+    assert decisions[0][0] <= 20 and 84 <= decisions[1][0] <= 130 and 215 <= decisions[2][0] <= 250
