@@ -1,9 +1,10 @@
 """Simulation: the real daemon on gpiozero's MockFactory, driven by a scripted scenario.
 
-``make run`` uses this so a newcomer sees events scroll by on a laptop: exit button, door opened
-and closed, a forced door, a door held open, a smoke alarm that releases the exits, the alarm
-clearing and a technician's reset.  Replay videos named in the config that do not exist yet are
-generated here with OpenCV, so nothing outside the project is needed.
+``make run`` uses this so a newcomer sees events scroll by on a laptop: a resident's face and car
+let in and a stranger's refused (from the generated camera videos), the exit and assist buttons, a
+door opened, forced and held open, a smoke alarm that releases the exits, the alarm clearing and a
+technician's reset. Replay videos named in the config that do not exist yet are generated first
+(:mod:`agent.simulation_media`), so nothing outside the project is needed.
 """
 
 from __future__ import annotations
@@ -38,33 +39,6 @@ class Step:
     action: Callable[[Agent], None]
 
 
-def generate_street_video(path: Path, seconds: float = 10.0, fps: float = 15.0,
-                          size: tuple[int, int] = (640, 360)) -> None:
-    """An entrance scene: a still background with a figure walking across, written as MJPG/AVI."""
-    import cv2
-    import numpy as np
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    width, height = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {path}")
-    background = np.full((height, width, 3), (90, 110, 120), np.uint8)
-    cv2.rectangle(background, (width // 3, height // 6), (2 * width // 3, height), (60, 70, 80), -1)  # doorway
-    rng = np.random.default_rng(7)
-    frames = int(seconds * fps)
-    for index in range(frames):
-        frame = background.copy()
-        x = int(-60 + (width + 120) * index / frames)
-        cv2.ellipse(frame, (x, height // 2 - 70), (22, 28), 0, 0, 360, (150, 170, 200), -1)  # head
-        cv2.rectangle(frame, (x - 30, height // 2 - 40), (x + 30, height - 20), (40, 60, 150), -1)  # body
-        noise = rng.integers(-4, 5, frame.shape, dtype=np.int16)  # sensor noise, as a real camera has
-        frame = np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-        cv2.putText(frame, f"sim {index / fps:5.1f}s", (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
-        writer.write(frame)
-    writer.release()
-
-
 def prepare_media(config_path: Path) -> list[str]:
     """Generate every replay video the config names but that does not exist yet (before validation).
 
@@ -94,7 +68,7 @@ def prepare_media(config_path: Path) -> list[str]:
                 media.generate_entrance_video(path, *media.sample_faces(), fps)
             notes.append(f"generated {path}")
         except media.MediaUnavailable as exc:
-            generate_street_video(path, fps=fps)
+            media.generate_street_video(path, fps=fps)
             notes.append(f"generated {path} without faces or plates: {exc}")
     return notes
 

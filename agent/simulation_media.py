@@ -94,6 +94,30 @@ def _noisy(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
 
+def generate_street_video(path: Path, seconds: float = 10.0, fps: float = 15.0,
+                          size: tuple[int, int] = (640, 360)) -> None:
+    """An entrance scene: a still background with a figure walking across, written as MJPG/AVI."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    width, height = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {path}")
+    background = np.full((height, width, 3), (90, 110, 120), np.uint8)
+    cv2.rectangle(background, (width // 3, height // 6), (2 * width // 3, height), (60, 70, 80), -1)  # doorway
+    rng = np.random.default_rng(7)
+    frames = int(seconds * fps)
+    for index in range(frames):
+        frame = background.copy()
+        x = int(-60 + (width + 120) * index / frames)
+        cv2.ellipse(frame, (x, height // 2 - 70), (22, 28), 0, 0, 360, (150, 170, 200), -1)  # head
+        cv2.rectangle(frame, (x - 30, height // 2 - 40), (x + 30, height - 20), (40, 60, 150), -1)  # body
+        noise = rng.integers(-4, 5, frame.shape, dtype=np.int16)  # sensor noise, as a real camera has
+        frame = np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+        cv2.putText(frame, f"sim {index / fps:5.1f}s", (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
+        writer.write(frame)
+    writer.release()
+
+
 def generate_entrance_video(path: Path, resident: np.ndarray, stranger: np.ndarray, fps: float = 15.0,
                             size: tuple[int, int] = (640, 360)) -> None:
     """20 s at the gate: the resident walks up (2-7 s), then a stranger (10-15 s)."""

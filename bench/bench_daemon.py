@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.simulation import generate_street_video  # noqa: E402
+from agent.simulation_media import generate_street_video  # noqa: E402
 
 RUNS = 5
 CPU_SECONDS = 20.0

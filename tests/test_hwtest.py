@@ -6,7 +6,7 @@ from pathlib import Path
 
 from agent.config_loader import parse_config
 from agent.hwtest import run_checks
-from agent.simulation import generate_street_video
+from agent.simulation_media import generate_street_video
 from tests.agent_configs import node_config
 
 
