@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from agent.config_faces import FaceConfig
     from agent.config_plates import PlateConfig
     from drivers.camera import Camera
+    from models.face import FaceEngine
+    from models.plate import PlateReader
 
 log = logging.getLogger("edge_agent.vision")
 
@@ -78,13 +80,13 @@ class Models:
     (dlib's and PP-OCR's weights take seconds to load and tens of MB to hold)."""
 
     def __init__(self) -> None:
-        self._face_engine: object | None = None
+        self._face_engine: FaceEngine | None = None
         self._face_key: object = None
-        self._plate_reader: object | None = None
+        self._plate_reader: PlateReader | None = None
         self._plate_key: object = None
         self._lock = threading.Lock()
 
-    def face_engine(self, faces: FaceConfig):  # -> models.face.FaceEngine
+    def face_engine(self, faces: FaceConfig) -> FaceEngine:
         from agent.config_faces import face_settings, needs_eye_landmarks
         from models.face import FaceEngine
 
@@ -97,7 +99,7 @@ class Models:
                 self._face_key = key
             return self._face_engine
 
-    def plate_reader(self, plates: PlateConfig):  # -> models.plate.PlateReader
+    def plate_reader(self, plates: PlateConfig) -> PlateReader:
         from agent.config_plates import plate_formats, plate_settings
         from models.plate import PlateReader
 
@@ -129,7 +131,7 @@ class PlatePass:
     A pass ends when no plate has been read for ``idle_seconds``; the same plate is not decided
     again within ``repeat_seconds`` (a car waiting at the barrier is one pass, not twenty)."""
 
-    def __init__(self, reader: object, plates: PlateConfig, barrier: str, access: AccessController,
+    def __init__(self, reader: PlateReader, plates: PlateConfig, barrier: str, access: AccessController,
                  idle_seconds: float = 1.5, repeat_seconds: float = 30.0) -> None:
         from agent.config_plates import plate_formats
         from models.plate_vote import PlateVoter
@@ -145,7 +147,7 @@ class PlatePass:
         self._last_decided: tuple[str, float] | None = None
 
     def __call__(self, frame: np.ndarray, ts: float) -> None:
-        reads = self.reader.read(frame)  # type: ignore[attr-defined]
+        reads = self.reader.read(frame)
         if not reads:
             if ts - self._last_read > self.idle_seconds:
                 self.voter.reset()
