@@ -12,8 +12,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from agent.config import Section
-from models.plate import PlateSettings
 from models.plate_formats import NAMED_FORMATS, PlateFormat, formats_from_spec
+from models.plate_settings import PlateSettings
 
 
 class PlateConfig(Section):

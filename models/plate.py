@@ -35,6 +35,7 @@ from models.plate_formats import (
     normalise,
     same_plate,
 )
+from models.plate_settings import PlateSettings
 from models.plate_vote import PlateDecision, PlateRead, PlateVoter, vote
 
 __all__ = [
@@ -51,19 +52,6 @@ def _model_dir() -> Path:
     import rapidocr_onnxruntime
 
     return Path(rapidocr_onnxruntime.__file__).resolve().parent / "models"
-
-
-@dataclass(frozen=True)
-class PlateSettings:
-    """Plain settings for :class:`PlateReader` (``agent.config_plates`` builds them from YAML)."""
-
-    detect_width: int = 960
-    min_confidence: float = 0.5
-    max_candidates: int = 6
-    refine_candidates: int = 3
-    threads: int = 1
-    det_threshold: float = 0.3
-    det_box_threshold: float = 0.5
 
 
 @dataclass
