@@ -17,13 +17,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
 import yaml
 
 from agent.config_plates import PlateConfig, plate_formats, plate_settings
-from models.plate import PlateReader
 from models.plate_formats import clean, edit_distance, formats_from_spec, same_plate
+
+if TYPE_CHECKING:
+    from models.plate import PlateReader
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool
 
 
 def evaluate(folder: Path, reader: PlateReader) -> list[Outcome]:
+    import cv2
+
     outcomes = []
     for sample in load_samples(folder):
         image = cv2.imread(str(folder / sample.image), cv2.IMREAD_COLOR)
@@ -127,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     except Exception as error:  # a bad regex or config is the operator's error, not a traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
+    from models.plate import PlateReader  # OpenCV and onnxruntime load only when a command runs
+
     reader = PlateReader(formats, plate_settings(config))
     outcomes = evaluate(folder, reader)
     summary = summarise(outcomes, args.formats or ",".join(config.formats))
