@@ -207,14 +207,3 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", help="agent YAML file whose faces: section is used (default: built-in)")
     parser.add_argument("--pairs", action="store_true", help="use pairs.csv even when gallery/ and probes/ exist")
     parser.set_defaults(func=run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="eval")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

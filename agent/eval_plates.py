@@ -158,14 +158,3 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--details", metavar="FILE", help="write image,expected,read,ms per image to this CSV")
     parser.add_argument("--config", metavar="FILE", help="agent YAML whose plates: section sets the reader")
     parser.set_defaults(func=run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="eval")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.eval_faces import GALLERY_KEYS, PAIRS_KEYS, main
+from agent.cli import main as cli_main
+from agent.eval_faces import GALLERY_KEYS, PAIRS_KEYS
+
+
+def main(argv: list[str]) -> int:
+    return cli_main(["eval", *argv])
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, float]:

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.eval_plates import main, register
+from agent.cli import main as cli_main
+from agent.eval_plates import register
+
+
+def main(argv: list[str]) -> int:
+    return cli_main(["eval", *argv])
 
 
 def _subset(source: Path, target: Path, count: int) -> None:
