@@ -46,6 +46,9 @@ __all__ = [
 _REC_HEIGHT = 48  # the PP-OCRv4 recogniser's input height
 _REC_MIN_WIDTH = 320  # and the width it was trained at
 _REFINE_WIDTH = 256  # plate neighbourhood is rescaled to this width before the second detection
+# Below this a scene's best read (confidence x mixed-letters-and-digits prior) earns a second look at
+# a higher detection scale: 0.6 is what a confident letters-only read (a badge, a brand) scores.
+_WEAK_LIKENESS = 0.6
 
 
 def _model_dir() -> Path:
@@ -238,11 +241,24 @@ class PlateReader:
         return self._read_scene(frame)
 
     def _read_scene(self, frame: np.ndarray) -> list[PlateRead]:
+        long_side = max(frame.shape[:2])
+        reads = self._scene_pass(frame, min(self.settings.detect_width, long_side * 2))
+        second = min(self.settings.second_look_width, long_side * 2)
+        if second > self.settings.detect_width and (not reads or _plate_likeness(reads[0]) < _WEAK_LIKENESS):
+            # Nothing plate-like at the usual scale: small, distant plates are often found only at a
+            # higher one. Paying for it only then keeps the median read cost where it was.
+            merged: dict[str, PlateRead] = {}
+            for read in sorted(reads + self._scene_pass(frame, second), key=_plate_likeness, reverse=True):
+                merged.setdefault(read.text, read)
+            reads = list(merged.values())
+        return reads
+
+    def _scene_pass(self, frame: np.ndarray, detect_side: int) -> list[PlateRead]:
         h, w = frame.shape[:2]
         margin = 0.01 * max(h, w)
         # Text touching the frame edge is a cut-off plate (unreadable anyway) or, far more
         # often, a camera's burnt-in date stamp; plate lines are wider than tall.
-        boxes = [b for b in self._detect(frame, min(self.settings.detect_width, max(h, w) * 2))
+        boxes = [b for b in self._detect(frame, detect_side)
                  if b[2] >= 1.2 * b[3] and b[3] >= 6 and b[0] > margin and b[1] > margin
                  and b[0] + b[2] < w - margin and b[1] + b[3] < h - margin]
         boxes.sort(key=lambda b: b[2] * b[3], reverse=True)

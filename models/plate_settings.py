@@ -11,6 +11,7 @@ class PlateSettings:
     """``agent.config_plates`` builds these from the YAML ``plates:`` section."""
 
     detect_width: int = 960
+    second_look_width: int = 1280
     min_confidence: float = 0.5
     max_candidates: int = 6
     refine_candidates: int = 3

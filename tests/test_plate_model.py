@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
@@ -155,3 +156,15 @@ def test_finds_and_reads_a_rendered_plate_in_a_scene(reader: PlateReader) -> Non
 
 def test_blank_scene_reads_nothing(reader: PlateReader) -> None:
     assert reader.read(np.full((480, 640, 3), 128, dtype=np.uint8)) == []
+
+
+def test_second_look_finds_a_plate_too_small_for_the_first_scale() -> None:
+    rng = np.random.default_rng(8)
+    scene = rng.integers(60, 120, size=(1080, 1920, 3), dtype=np.uint8)
+    plate = cv2.resize(render_plate("KX42PL7"), None, fx=0.45, fy=0.45, interpolation=cv2.INTER_AREA)
+    scene[700: 700 + plate.shape[0], 900: 900 + plate.shape[1]] = plate  # a distant car: ~100 px plate
+    without = PlateReader(US, PlateSettings(detect_width=480, second_look_width=480))
+    with_second = PlateReader(US, PlateSettings(detect_width=480, second_look_width=1920))
+    assert without.read(scene) == [], "at 480 px the plate is too small to find"
+    reads = with_second.read(scene)
+    assert reads and reads[0].text == "KX42PL7"
