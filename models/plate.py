@@ -82,6 +82,7 @@ class _Decoder:
         self.fold = [(index[c.lower()], index[c]) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c.lower() in index]
         self.formats = formats
         self.regex_only = [f for f in formats if not f.templates]
+        self._build_tables()
 
     def decode(self, probs: np.ndarray) -> _Path | None:
         best: _Path | None = None
@@ -91,10 +92,7 @@ class _Decoder:
         probs[:, list(lower)] = 0.0
         blank = probs[:, self.blank_like].sum(axis=1)
         log_blank = np.log(blank + 1e-9)
-        for cols in self.templates:
-            path = self._viterbi(probs, log_blank, cols)
-            if path is not None and (best is None or path.log_score > best.log_score):
-                best = path
+        best = self._viterbi_all(probs, log_blank)
         if best is not None and best.text:
             # Evidence the format could not explain (a date stamp's extra digits, a state name
             # squeezed into blanks) lowers every character's confidence: the gap between the
@@ -124,50 +122,112 @@ class _Decoder:
         score = float(np.log(probs.max(axis=1) + 1e-9).sum())
         return _Path("".join(chars), tuple(confs), score)
 
-    def _viterbi(self, probs: np.ndarray, log_blank: np.ndarray, cols: list[np.ndarray]) -> _Path | None:
-        steps, k = probs.shape[0], len(cols)
-        if steps < k:
+    def _build_tables(self) -> None:
+        """Templates stacked as (template, position, slot) -> charset index, padded with -1."""
+        n = len(self.templates)
+        self.lengths = np.array([len(t) for t in self.templates])
+        k_max = int(self.lengths.max()) if n else 0
+        c_max = max((len(c) for t in self.templates for c in t), default=0)
+        self.table = np.full((n, k_max, c_max), -1, dtype=np.int64)
+        for i, cols in enumerate(self.templates):
+            for k, col in enumerate(cols):
+                self.table[i, k, : len(col)] = col
+
+    def _viterbi_all(self, probs: np.ndarray, log_blank: np.ndarray) -> _Path | None:
+        """Best CTC path of every template at once; each character state keeps one identity.
+
+        States per template: blanks b_0..b_K and characters s_{k,c} (position k, allowed char c).
+        A character may follow the previous position's character directly only if it differs
+        (CTC needs a blank between repeats).  Returns the best template's path.
+        """
+        if not len(self.templates):
             return None
-        # Per frame, the best allowed character of each position (its class) and its log-prob.
-        choice = np.stack([c[probs[:, c].argmax(axis=1)] for c in cols], axis=1)  # T x K
-        log_char = np.log(np.take_along_axis(probs, choice, axis=1) + 1e-9)  # T x K
-        n_states = 2 * k + 1  # blank, char1, blank, char2, ..., blank
-        emit = np.empty((steps, n_states))
-        emit[:, 0::2] = log_blank[:, None]
-        emit[:, 1::2] = log_char
-        neg = -1e18
-        score = np.full(n_states, neg)
-        score[0], score[1] = emit[0, 0], emit[0, 1]
-        back = np.zeros((steps, n_states), dtype=np.int16)
-        states = np.arange(n_states)
+        steps = probs.shape[0]
+        table = self.table
+        n, k_max, c_max = table.shape
+        valid = table >= 0
+        log_probs = np.log(probs + 1e-9)
+        emit = np.where(valid[None], log_probs[:, np.maximum(table, 0)], -np.inf)  # T x N x K x C
+        neg = -np.inf
+        blank = np.full((n, k_max + 1), neg)
+        char = np.full((n, k_max, c_max), neg)
+        blank[:, 0] = log_blank[0]
+        char[:, 0] = emit[0, :, 0]
+        # back pointers: for char states 0 stay, 1 from blank, 2 from previous char (which slot);
+        # for blanks 0 stay, 1 from char (which slot)
+        char_from = np.zeros((steps, n, k_max, c_max), dtype=np.int8)
+        char_prev_slot = np.zeros((steps, n, k_max, c_max), dtype=np.int16)
+        blank_from = np.zeros((steps, n, k_max + 1), dtype=np.int8)
+        blank_slot = np.zeros((steps, n, k_max + 1), dtype=np.int16)
+        rows = np.arange(n)[:, None]
+        cols_k = np.arange(k_max)[None, :]
         for t in range(1, steps):
-            stay = score
-            step1 = np.concatenate(([neg], score[:-1]))
-            # char k-1 -> char k directly (odd states only): the relaxation that allows adjacent
-            # distinct characters without a blank between them.
-            step2 = np.concatenate(([neg, neg], score[:-2]))
-            step2[0::2] = neg
-            stacked = np.stack([stay, step1, step2])
-            arg = stacked.argmax(axis=0)
-            score = stacked[arg, states] + emit[t]
-            back[t] = arg
-        end = n_states - 1 if score[-1] >= score[-2] else n_states - 2
-        total = float(score[end])
+            best_slot = char.argmax(axis=2)  # N x K
+            best_val = np.take_along_axis(char, best_slot[..., None], axis=2)[..., 0]
+            masked = char.copy()
+            masked[rows, cols_k, best_slot] = neg
+            second_slot = masked.argmax(axis=2)
+            second_val = np.take_along_axis(masked, second_slot[..., None], axis=2)[..., 0]
+            # blanks: stay, or come from the character of the same count
+            from_char = np.concatenate([np.full((n, 1), neg), best_val], axis=1)
+            blank_from[t] = from_char > blank
+            blank_slot[t, :, 1:] = best_slot
+            new_blank = np.maximum(blank, from_char) + log_blank[t]
+            # characters: stay, from the blank before, or from the previous position's other char
+            prev_id = table[rows, cols_k, best_slot]  # N x K char index of the best slot
+            same = np.zeros_like(char, dtype=bool)
+            same[:, 1:] = table[:, 1:] == prev_id[:, :-1, None]
+            prev_best = np.full((n, k_max, c_max), neg)
+            prev_best[:, 1:] = np.where(same[:, 1:], second_val[:, :-1, None], best_val[:, :-1, None])
+            prev_slot = np.zeros((n, k_max, c_max), dtype=np.int16)
+            prev_slot[:, 1:] = np.where(same[:, 1:], second_slot[:, :-1, None], best_slot[:, :-1, None])
+            from_blank = np.broadcast_to(blank[:, :k_max, None], char.shape)
+            options = np.stack([char, from_blank, prev_best])
+            arg = options.argmax(axis=0)
+            char_from[t] = arg
+            char_prev_slot[t] = prev_slot
+            char = np.take_along_axis(options, arg[None], axis=0)[0] + emit[t]
+            blank = new_blank
+        end_blank = blank[np.arange(n), self.lengths]
+        last_char = char[np.arange(n), self.lengths - 1]
+        end_char = last_char.max(axis=1)
+        totals = np.maximum(end_blank, end_char)
+        best = int(totals.argmax())
+        if not np.isfinite(totals[best]):
+            return None
+        k = int(self.lengths[best])
+        # backtrack
+        if end_char[best] >= end_blank[best]:
+            state: tuple[str, int, int] = ("c", k - 1, int(last_char[best].argmax()))
+        else:
+            state = ("b", k, 0)
         frames: list[list[int]] = [[] for _ in range(k)]
-        state = end
+        slots = [0] * k
         for t in range(steps - 1, -1, -1):
-            if state % 2 == 1:
-                frames[state // 2].append(t)
-            state -= int(back[t, state])
+            kind, pos, slot = state
+            if kind == "c":
+                frames[pos].append(t)
+                slots[pos] = slot
+                if t == 0:
+                    break
+                origin = int(char_from[t, best, pos, slot])
+                if origin == 1:
+                    state = ("b", pos, 0)
+                elif origin == 2:
+                    state = ("c", pos - 1, int(char_prev_slot[t, best, pos, slot]))
+            else:
+                if t == 0:
+                    break
+                if blank_from[t, best, pos]:
+                    state = ("c", pos - 1, int(blank_slot[t, best, pos]))
         text, confs = [], []
-        for position, frame_list in enumerate(frames):
-            if not frame_list:
+        for position in range(k):
+            if not frames[position]:
                 return None
-            sub = probs[np.ix_(frame_list, cols[position])]
-            best_col = int(sub.max(axis=0).argmax())
-            text.append(self.charset[int(cols[position][best_col])])
-            confs.append(float(sub[:, best_col].max()))
-        return _Path("".join(text), tuple(confs), total)
+            index = int(table[best, position, slots[position]])
+            text.append(self.charset[index])
+            confs.append(float(probs[frames[position], index].max()))
+        return _Path("".join(text), tuple(confs), float(totals[best]))
 
 
 class PlateReader:
