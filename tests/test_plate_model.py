@@ -168,3 +168,28 @@ def test_second_look_finds_a_plate_too_small_for_the_first_scale() -> None:
     assert without.read(scene) == [], "at 480 px the plate is too small to find"
     reads = with_second.read(scene)
     assert reads and reads[0].text == "KX42PL7"
+
+
+def _ctc_frames(reader: PlateReader, frames: str) -> np.ndarray:
+    """A recogniser output that is sure of each frame: '_' is the blank, anything else that character."""
+    index = {c: i for i, c in enumerate(reader._charset)}
+    probs = np.full((len(frames), len(reader._charset)), 1e-4, dtype=np.float32)
+    for t, char in enumerate(frames):
+        probs[t, 0 if char == "_" else index[char]] = 0.9
+    return probs
+
+
+@pytest.mark.parametrize(
+    ("frames", "expected"),
+    [
+        ("_7_A_BB_C_1_2_3_", "7ABC123"),
+        ("7ABC123", "7ABC123"),  # distinct neighbours need no blank between them
+        ("_A_A_1_1__", "AA11"),  # repeats do, and are kept
+        ("__AAA111__", "A1"),  # without a blank a repeat is one character
+    ],
+)
+def test_constrained_decoding_keeps_every_character(reader: PlateReader, frames: str, expected: str) -> None:
+    # A character state holds one character: it may not swallow its neighbours (the bug that made
+    # shorter templates win and dropped characters from real plates).
+    path = reader._decoder.decode(_ctc_frames(reader, frames))
+    assert path is not None and path.text == expected
