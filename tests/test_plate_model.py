@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from models.plate import PlateReader, PlateSettings, looks_like_crop
+import models.plate
+from models.plate import PlateReader, PlateSettings, choose_recogniser, looks_like_crop, package_dir
 from models.plate_formats import formats_from_spec, match_plate, normalise, same_plate
 from models.plate_vote import PlateRead, PlateVoter
 
@@ -133,7 +134,25 @@ def reader() -> PlateReader:
     return PlateReader(US, PlateSettings())
 
 
-def test_reads_a_rendered_plate_crop(reader: PlateReader) -> None:
+def test_recogniser_follows_the_formats_unless_chosen() -> None:
+    assert choose_recogniser("auto", CN).name == "ppocr-v4"  # trained with Chinese plates
+    assert choose_recogniser("auto", formats_from_spec("cn,us")).name == "ppocr-v4"
+    assert choose_recogniser("auto", US).name == "ppocr-v6-small"
+    assert choose_recogniser("auto", formats_from_spec("[A-Z]{2}[0-9]{2}[A-Z]{3}")).name == "ppocr-v6-small"
+    assert choose_recogniser("ppocr-v4", US).name == "ppocr-v4"
+
+
+def test_models_come_from_installed_packages_not_the_network() -> None:
+    for recogniser in models.plate.RECOGNISERS.values():
+        assert (package_dir(recogniser.package) / recogniser.model).is_file()
+    with pytest.raises(ModuleNotFoundError, match="requirements-nodeps"):
+        package_dir("no_such_ocr_package")
+
+
+@pytest.mark.parametrize("recogniser", ["ppocr-v6-small", "ppocr-v4"])
+def test_reads_a_rendered_plate_crop(recogniser: str) -> None:
+    reader = PlateReader(US, PlateSettings(recogniser=recogniser))
+    assert reader.recogniser.name == recogniser
     crop = render_plate("7ABC123")
     assert looks_like_crop(crop.shape[1], crop.shape[0])
     reads = reader.read(crop)
@@ -167,6 +186,17 @@ def test_second_look_finds_a_plate_too_small_for_the_first_scale() -> None:
     with_second = PlateReader(US, PlateSettings(detect_width=480, second_look_width=1920))
     assert without.read(scene) == [], "at 480 px the plate is too small to find"
     reads = with_second.read(scene)
+    assert reads and reads[0].text == "KX42PL7"
+
+
+def test_contrast_look_finds_a_plate_in_the_dark(reader: PlateReader) -> None:
+    rng = np.random.default_rng(9)
+    scene = rng.integers(5, 20, size=(720, 1280, 3), dtype=np.uint8)  # night, no floodlight
+    plate = render_plate("KX42PL7").astype(np.float32)
+    plate = 10 + (plate - plate.min()) / (plate.max() - plate.min()) * 10  # grey levels 10..20 only
+    scene[440: 440 + plate.shape[0], 560: 560 + plate.shape[1]] = plate.astype(np.uint8)
+    assert reader._scene_pass(scene, 960) == [], "too dark for the detector as it is"
+    reads = reader.read(scene)
     assert reads and reads[0].text == "KX42PL7"
 
 
