@@ -7,6 +7,7 @@ confident line that, uppercased with separators dropped, fits the format.  Also 
 (``use_det=False``), the fairer one for tight crops, and the issue's own raw figure ("any line"): a hit when ANY
 returned line, uppercased with non-alphanumerics dropped, equals the label (O and 0 alike).  That one never has to
 choose the plate among the scene's text, so it is an upper bound for raw rapidocr, not a gate.
+The reader is also run with the recogniser ``auto`` did not choose, to show why it chose.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import dataclasses
+
 from agent.config_plates import PlateConfig, plate_settings
-from agent.eval_plates import evaluate, load_samples, summarise
-from models.plate import PlateReader
+from agent.eval_plates import Outcome, evaluate, load_samples, summarise
+from models.plate import RECOGNISERS, PlateReader
 from models.plate_formats import clean, formats_from_spec, same_plate
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "plates"
@@ -53,6 +56,20 @@ def baseline(folder: Path, limit: int, use_det: bool, spec: str) -> tuple[float,
     return hits / len(samples), any_hits / len(samples), statistics.median(times)
 
 
+def _evaluate(folder: Path, reader: PlateReader, limit: int) -> list[Outcome]:
+    if limit >= len(load_samples(folder)):
+        return evaluate(folder, reader)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:  # a subset: the first N samples, linked
+        sub = Path(tmp)
+        lines = (folder / "labels.csv").read_text(encoding="utf-8").splitlines()
+        (sub / "labels.csv").write_text("\n".join(lines[: limit + 1]) + "\n", encoding="utf-8")
+        for line in lines[1: limit + 1]:
+            (sub / line.split(",")[0]).symlink_to(folder / line.split(",")[0])
+        return evaluate(sub, reader)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--limit", type=int, default=100_000, help="images per data set (for quick runs)")
@@ -64,25 +81,21 @@ def main() -> None:
             print(f"{name}: no data at {folder}")
             continue
         reader = PlateReader(formats_from_spec(spec), settings)
-        outcomes = evaluate(folder, reader)[: args.limit] if args.limit >= 100_000 else None
-        if outcomes is None:  # a subset: evaluate only the first N samples
-            import tempfile
-
-            with tempfile.TemporaryDirectory() as tmp:
-                sub = Path(tmp)
-                lines = (folder / "labels.csv").read_text(encoding="utf-8").splitlines()
-                (sub / "labels.csv").write_text("\n".join(lines[: args.limit + 1]) + "\n", encoding="utf-8")
-                for line in lines[1: args.limit + 1]:
-                    (sub / line.split(",")[0]).symlink_to(folder / line.split(",")[0])
-                outcomes = evaluate(sub, reader)
-        summary = summarise(outcomes, spec)
-        raw_rate, raw_any, raw_ms = baseline(folder, min(args.limit, len(outcomes)), use_det=True, spec=spec)
+        summary = summarise(_evaluate(folder, reader, args.limit), spec)
         print(f"{name:9} reader : exact {summary['exact_rate']:.1%} ({summary['exact']}/{summary['images']}), "
-              f"chars {summary['char_accuracy']:.1%}, median {summary['median_ms']} ms")
+              f"chars {summary['char_accuracy']:.1%}, median {summary['median_ms']} ms  "
+              f"(recogniser {reader.recogniser.name})")
+        other = next(r for r in RECOGNISERS if r != reader.recogniser.name)
+        other_reader = PlateReader(formats_from_spec(spec), dataclasses.replace(settings, recogniser=other))
+        other_summary = summarise(_evaluate(folder, other_reader, args.limit), spec)
+        print(f"{name:9} reader : exact {other_summary['exact_rate']:.1%}, chars {other_summary['char_accuracy']:.1%}, "
+              f"median {other_summary['median_ms']} ms  (recogniser {other}, not chosen)")
+        outcomes = summary["images"]
+        raw_rate, raw_any, raw_ms = baseline(folder, outcomes, use_det=True, spec=spec)
         print(f"{name:9} raw    : exact {raw_rate:.1%}, median {raw_ms:.1f} ms  (RapidOCR()(image), best fitting line)")
         print(f"{name:9} raw any: exact {raw_any:.1%}   (same run, hit if ANY line equals the label: the issue's raw)")
         if name != "us":
-            rec_rate, _, rec_ms = baseline(folder, min(args.limit, len(outcomes)), use_det=False, spec=spec)
+            rec_rate, _, rec_ms = baseline(folder, outcomes, use_det=False, spec=spec)
             print(f"{name:9} raw rec: exact {rec_rate:.1%}, median {rec_ms:.1f} ms   (RapidOCR, use_det=False)")
 
 
