@@ -282,6 +282,10 @@ class PlateReader:
         options.intra_op_num_threads = self.settings.threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # Every frame size and plate width is a new input shape; onnxruntime's memory patterns
+        # keep a pre-planned allocation per shape, which on the shared US scenes grew the reader's
+        # peak RSS by ~180 MB for no speed (bench/bench_plate_memory.py).
+        options.enable_mem_pattern = False
         providers = ["CPUExecutionProvider"]
         detector = package_dir("rapidocr_onnxruntime") / "models" / "ch_PP-OCRv4_det_infer.onnx"
         self._det = ort.InferenceSession(str(detector), options, providers=providers)

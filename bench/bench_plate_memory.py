@@ -1,0 +1,67 @@
+"""Peak memory of the plate reader over a folder of scenes, beside onnxruntime's default options.
+
+Run: ``taskset -c 0 .venv/bin/python bench/bench_plate_memory.py [DIR] [--limit N]`` (DIR defaults to
+the shared US scenes).  Each configuration runs in a fresh process that loads one image at a time,
+so the peak RSS is the reader's own (models, tensors, onnxruntime's allocations), not the data's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "plates" / "us"
+
+_CHILD = """
+import json, resource, statistics, sys, time
+from pathlib import Path
+import cv2
+import onnxruntime as ort
+if sys.argv[3] == "default":  # the baseline: onnxruntime's own defaults (memory patterns on)
+    _Options = ort.SessionOptions
+    class _Default(_Options):
+        def __setattr__(self, name, value):
+            if name != "enable_mem_pattern":
+                super().__setattr__(name, value)
+    ort.SessionOptions = _Default
+from models.plate import PlateReader
+reader = PlateReader("us")
+start_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+times = []
+for path in sorted(Path(sys.argv[1]).glob("*.jpg"))[: int(sys.argv[2])]:
+    image = cv2.imread(str(path))
+    began = time.perf_counter()
+    reader.read(image)
+    times.append((time.perf_counter() - began) * 1000)
+print(json.dumps({"images": len(times), "loaded_mb": start_rss // 1024,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                  "median_ms": round(statistics.median(times), 1)}))
+"""
+
+
+def measure(folder: Path, limit: int, mode: str) -> dict[str, float]:
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(folder), str(limit), mode],
+                         cwd=root, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("folder", nargs="?", type=Path, default=DATA)
+    parser.add_argument("--limit", type=int, default=100)
+    args = parser.parse_args()
+    if not args.folder.is_dir():
+        print(f"no data at {args.folder}")
+        return
+    for mode, label in (("reader", "reader (memory patterns off)"), ("default", "onnxruntime defaults")):
+        result = measure(args.folder, args.limit, mode)
+        print(f"plate reader peak RSS: {result['peak_mb']} MB after {result['images']} scenes "
+              f"(models loaded: {result['loaded_mb']} MB), median {result['median_ms']} ms  {label}")
+
+
+if __name__ == "__main__":
+    main()
