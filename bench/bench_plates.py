@@ -90,12 +90,12 @@ def main() -> None:
         other_summary = summarise(_evaluate(folder, other_reader, args.limit), spec)
         print(f"{name:9} reader : exact {other_summary['exact_rate']:.1%}, chars {other_summary['char_accuracy']:.1%}, "
               f"median {other_summary['median_ms']} ms  (recogniser {other}, not chosen)")
-        outcomes = summary["images"]
-        raw_rate, raw_any, raw_ms = baseline(folder, outcomes, use_det=True, spec=spec)
+        count = summary["images"]
+        raw_rate, raw_any, raw_ms = baseline(folder, count, use_det=True, spec=spec)
         print(f"{name:9} raw    : exact {raw_rate:.1%}, median {raw_ms:.1f} ms  (RapidOCR()(image), best fitting line)")
         print(f"{name:9} raw any: exact {raw_any:.1%}   (same run, hit if ANY line equals the label: the issue's raw)")
         if name != "us":
-            rec_rate, _, rec_ms = baseline(folder, outcomes, use_det=False, spec=spec)
+            rec_rate, _, rec_ms = baseline(folder, count, use_det=False, spec=spec)
             print(f"{name:9} raw rec: exact {rec_rate:.1%}, median {rec_ms:.1f} ms   (RapidOCR, use_det=False)")
 
 

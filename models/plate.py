@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -361,15 +360,13 @@ class PlateReader:
         # in shadow or against the light, which the detector misses).  Only frames without a plate
         # pay for it, so the median read keeps its cost.
         second = min(self.settings.second_look_width, long_side * 2)
-        looks: list[tuple[Callable[[], np.ndarray], int]] = []
-        if second > first:
-            looks.append((lambda: frame, second))
-        looks.append((lambda: equalise_contrast(frame), first))
-        for image, side in looks:
+        looks = ([(False, second)] if second > first else []) + [(True, first)]  # (equalised, detect side)
+        for equalised, side in looks:
             if reads and _plate_likeness(reads[0]) >= _WEAK_LIKENESS:
                 break
+            image = equalise_contrast(frame) if equalised else frame
             merged: dict[str, PlateRead] = {}
-            for read in sorted(reads + self._scene_pass(image(), side), key=_plate_likeness, reverse=True):
+            for read in sorted(reads + self._scene_pass(image, side), key=_plate_likeness, reverse=True):
                 merged.setdefault(read.text, read)
             reads = list(merged.values())
         return reads

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-import models.plate
-from models.plate import PlateReader, PlateSettings, choose_recogniser, looks_like_crop, package_dir
+from models.plate import RECOGNISERS, PlateReader, PlateSettings, choose_recogniser, looks_like_crop, package_dir
 from models.plate_formats import formats_from_spec, match_plate, normalise, same_plate
 from models.plate_vote import PlateRead, PlateVoter
 
@@ -143,7 +142,7 @@ def test_recogniser_follows_the_formats_unless_chosen() -> None:
 
 
 def test_models_come_from_installed_packages_not_the_network() -> None:
-    for recogniser in models.plate.RECOGNISERS.values():
+    for recogniser in RECOGNISERS.values():
         assert (package_dir(recogniser.package) / recogniser.model).is_file()
     with pytest.raises(ModuleNotFoundError, match="requirements-nodeps"):
         package_dir("no_such_ocr_package")
