@@ -390,7 +390,7 @@ class PlateReader:
         reads = []
         for _, bx in quick[: self.settings.refine_candidates]:
             region = _grow(bx, frame.shape, 0.5, 0.6)
-            read = self._read_region(frame, region)
+            read = self._read_region(frame, region, text_box=bx)
             if read is not None and read.confidence >= self.settings.min_confidence:
                 reads.append(read)
         reads.sort(key=_plate_likeness, reverse=True)
@@ -400,9 +400,13 @@ class PlateReader:
         return list(unique.values())
 
     def _read_region(
-        self, frame: np.ndarray, region: tuple[int, int, int, int], tight: bool = False
+        self, frame: np.ndarray, region: tuple[int, int, int, int], tight: bool = False,
+        text_box: tuple[int, int, int, int] | None = None,
     ) -> PlateRead | None:
-        """Read the plate inside ``region``: find its main text line again at a fixed scale."""
+        """Read the plate inside ``region``: find its main text line again at a fixed scale.
+
+        ``text_box`` is the scene detector's box that led to ``region``: read when the second
+        detection finds no line (blurred, dark or tilted plates)."""
         x, y, w, h = region
         patch = frame[max(0, y): y + h, max(0, x): x + w]
         if patch.size == 0:
@@ -414,17 +418,23 @@ class PlateReader:
         whole = (0, 0, patch.shape[1], patch.shape[0])
         # Chosen on the shared data (bench/bench_plates.py): a tight plate crop reads best whole
         # and unstretched (98.5% vs 93% for its detected line); in a scene region the detected
-        # main line at the recogniser's stretches, the whole region only when no line was found.
+        # main line at the recogniser's stretches.  Without a line, the scene detector's own box
+        # (padded sideways, as it often clips the first or last character) reads better than the
+        # whole region with its frame, state name and dealer text: US 178 -> 180 of 222.
         stretches = self.recogniser.scene_stretches
-        crops: list[tuple[tuple[int, int, int, int], float, float]]
+        crops: list[tuple[tuple[int, int, int, int], float, float, float]]  # rect, pad x, pad y, stretch
         if tight:
-            crops = [(whole, 0.0, 1.0)]
+            crops = [(whole, 0.0, 0.0, 1.0)]
         elif line is not None:
-            crops = [(line, 0.05, s) for s in stretches]
+            crops = [(line, 0.05, 0.05, s) for s in stretches]
+        elif text_box is not None:
+            bx, by, bw, bh = text_box
+            rect = (round((bx - x) * scale), round((by - y) * scale), round(bw * scale), round(bh * scale))
+            crops = [(rect, 0.6, 0.15, stretches[0])]
         else:
-            crops = [(whole, 0.0, stretches[0])]
-        for rect, pad, stretch in crops:
-            crop = _cut(patch, rect, pad, pad)
+            crops = [(whole, 0.0, 0.0, stretches[0])]
+        for rect, pad_x, pad_y, stretch in crops:
+            crop = _cut(patch, rect, pad_x, pad_y)
             crop = cv2.resize(crop, None, fx=stretch, fy=1.0, interpolation=cv2.INTER_CUBIC)
             read = self._read_line(crop)
             if read is not None:
@@ -433,8 +443,8 @@ class PlateReader:
         if decided is None:
             return None
         chars = _char_confidences(decided.text, variants)
-        box = (int(x + (line[0] if line else 0) / scale), int(y + (line[1] if line else 0) / scale),
-               int((line[2] if line else patch.shape[1]) / scale), int((line[3] if line else patch.shape[0]) / scale))
+        rx, ry, rw, rh = crops[0][0]  # where the plate was read, back in frame coordinates
+        box = (int(x + rx / scale), int(y + ry / scale), int(rw / scale), int(rh / scale))
         return PlateRead(decided.text, decided.confidence, box, chars)
 
 

@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from models.plate import RECOGNISERS, PlateReader, PlateSettings, choose_recogniser, looks_like_crop, package_dir
+from models.plate import (
+    _REFINE_WIDTH,
+    RECOGNISERS,
+    PlateReader,
+    PlateSettings,
+    _grow,
+    choose_recogniser,
+    looks_like_crop,
+    package_dir,
+)
 from models.plate_formats import formats_from_spec, match_plate, normalise, same_plate
 from models.plate_vote import PlateRead, PlateVoter
 
@@ -197,6 +206,29 @@ def test_contrast_look_finds_a_plate_in_the_dark(reader: PlateReader) -> None:
     assert reader._scene_pass(scene, 960) == [], "too dark for the detector as it is"
     reads = reader.read(scene)
     assert reads and reads[0].text == "KX42PL7"
+
+
+def test_reads_the_scene_detectors_box_when_the_second_look_finds_no_line(
+    reader: PlateReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(10)
+    scene = rng.integers(60, 120, size=(720, 1280, 3), dtype=np.uint8)
+    plate = Image.new("RGB", (420, 200), (235, 235, 235))  # a US plate: state name and slogan around
+    draw = ImageDraw.Draw(plate)
+    draw.text((210, 30), "NEW YORK", font=ImageFont.truetype(FONT, 30), fill=(40, 40, 160), anchor="mm")
+    draw.text((210, 100), "KX42PL7", font=ImageFont.truetype(FONT, 56), fill=(20, 20, 20), anchor="mm")
+    draw.text((210, 170), "EMPIRE STATE", font=ImageFont.truetype(FONT, 26), fill=(40, 40, 160), anchor="mm")
+    scene[300:500, 400:820] = np.asarray(plate)[:, :, ::-1]
+    text_box = max(reader._detect(scene, 960), key=lambda box: box[3])  # the registration line
+    region = _grow(text_box, scene.shape, 0.5, 0.6)
+    detect = reader._detect
+    # A blurred or dark plate: the second, close-up detection finds no line in the region.
+    monkeypatch.setattr(reader, "_detect",
+                        lambda image, side: [] if side == _REFINE_WIDTH + 64 else detect(image, side))
+    read = reader._read_region(scene, region, text_box=text_box)
+    assert read is not None and read.text == "KX42PL7"
+    assert read.box is not None, "the read comes from the detector's line, not the whole region"
+    assert abs(read.box[1] - text_box[1]) <= 0.2 * text_box[3] and read.box[3] <= 1.2 * text_box[3]
 
 
 def _ctc_frames(reader: PlateReader, frames: str) -> np.ndarray:
