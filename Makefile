@@ -57,6 +57,7 @@ bench: setup debian-packages
 	$(TASKSET) $(PY) bench/bench_faces.py
 	$(TASKSET) $(PY) bench/bench_plates.py
 	$(TASKSET) $(PY) bench/bench_plate_memory.py
+	$(TASKSET) $(PY) bench/bench_plate_motion.py
 	$(TASKSET) $(PY) bench/bench_uplink.py
 	bench/systemd_exposure.sh
 

@@ -60,6 +60,18 @@ class PlateConfig(Section):
         "auto", description="text recogniser: auto (PP-OCRv4 for Chinese formats, PP-OCRv6 small otherwise)"
     )
     threads: int = Field(1, ge=1, le=4, description="onnxruntime threads; 1 leaves the Pi's other cores to the agent")
+    # An empty lane is the common case and a read costs ~250 ms here (about a second on a Pi 4 core,
+    # more when it is hot and throttled); a motion check costs ~1 ms (bench/bench_plate_motion.py).
+    read_on_motion_only: bool = Field(
+        True, description="read a frame only when something moved, a pass is under way or the safety loop "
+        "sees a vehicle; false reads every frame the reader keeps up with",
+    )
+    motion_pixel_delta: int = Field(
+        12, ge=1, le=255, description="grey-level change of a 32x24 thumbnail pixel that counts as motion"
+    )
+    motion_fraction: float = Field(
+        0.01, ge=0.0, le=1.0, description="fraction of thumbnail pixels that must change to count as motion"
+    )
 
     @field_validator("formats")
     @classmethod

@@ -9,6 +9,7 @@ touches GPIO directly and nothing on the fire path waits for it.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +43,15 @@ class VisionWorker:
         self._thread = threading.Thread(target=self._run, name=f"vision-{name}", daemon=True)
         self.frames_processed = 0
         self.busy_seconds = 0.0
+
+    def figures(self) -> dict[str, float | int]:
+        """Since start: frames handled and the time spent on them; a plate lane adds its skips."""
+        figures: dict[str, float | int] = {"frames_processed": self.frames_processed,
+                                           "busy_s": round(self.busy_seconds, 1)}
+        if isinstance(self.handle, PlatePass):
+            figures["plate_frames_read"] = self.handle.frames_read
+            figures["plate_frames_still"] = self.handle.frames_skipped
+        return figures
 
     def notify(self, frame: np.ndarray, ts: float) -> None:
         """The camera's on_frame hook: only wakes the worker, never copies or queues the frame."""
@@ -129,24 +139,40 @@ class PlatePass:
     """Reads while a vehicle is in view, votes, and decides once per pass.
 
     A pass ends when no plate has been read for ``idle_seconds``; the same plate is not decided
-    again within ``repeat_seconds`` (a car waiting at the barrier is one pass, not twenty)."""
+    again within ``repeat_seconds`` (a car waiting at the barrier is one pass, not twenty).
+
+    With ``plates.read_on_motion_only`` a frame is read only when something moved in it, a pass is
+    under way, or the barrier's safety loop sees a vehicle (a car that stopped before the camera
+    noticed it); an empty, still lane costs a motion check instead of a plate read."""
 
     def __init__(self, reader: PlateReader, plates: PlateConfig, barrier: str, access: AccessController,
-                 idle_seconds: float = 1.5, repeat_seconds: float = 30.0) -> None:
+                 idle_seconds: float = 1.5, repeat_seconds: float = 30.0,
+                 vehicle_present: Callable[[], bool] | None = None) -> None:
         from agent.config_plates import plate_formats
+        from models.motion import MotionGate
         from models.plate_vote import PlateVoter
 
         self.reader = reader
+        self.motion = MotionGate(plates.motion_pixel_delta, plates.motion_fraction) \
+            if plates.read_on_motion_only else None
+        self.vehicle_present = vehicle_present or (lambda: False)
+        self.frames_read = 0
+        self.frames_skipped = 0  # still frames of an empty lane
         self.barrier = barrier
         self.access = access
         self.voter = PlateVoter(plate_formats(plates), min_reads=plates.frames_to_vote,
                                 min_confidence=plates.vote_min_confidence)
         self.idle_seconds = idle_seconds
         self.repeat_seconds = repeat_seconds
-        self._last_read = 0.0
+        self._last_read = -math.inf  # no plate read yet
         self._last_decided: tuple[str, float] | None = None
 
     def __call__(self, frame: np.ndarray, ts: float) -> None:
+        moved = self.motion.update(frame, ts) if self.motion is not None else True
+        if not (moved or ts - self._last_read <= self.idle_seconds or self.vehicle_present()):
+            self.frames_skipped += 1
+            return
+        self.frames_read += 1
         reads = self.reader.read(frame)
         if not reads:
             if ts - self._last_read > self.idle_seconds:
@@ -179,7 +205,9 @@ def start_workers(config: AgentConfig, hardware: Hardware, access: AccessControl
         if lane in hardware.gates:
             handle = face_handler(models, config.faces, lane, access)
         elif lane in hardware.barriers:
-            handle = PlatePass(models.plate_reader(config.plates), config.plates, lane, access)
+            barrier = hardware.barriers[lane]
+            handle = PlatePass(models.plate_reader(config.plates), config.plates, lane, access,
+                               vehicle_present=lambda barrier=barrier: barrier.vehicle_present)
         else:
             continue
         camera = hardware.cameras[camera_config.name]

@@ -10,11 +10,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-import cv2
 import numpy as np
 
-from models.face import Box, FaceEngine, FaceSample, Gallery, Match, to_grey
+from models.face import Box, FaceEngine, FaceSample, Gallery, Match
 from models.face_settings import FaceSettings
+from models.motion import MotionGate
 
 Outcome = Literal["match", "stranger", "liveness"]
 HOG_SMALLEST_FACE = 65  # px at detection scale: dlib's frontal HOG (80x80 window) reports no smaller box
@@ -31,30 +31,6 @@ class FaceDecision:
     margin: float
     encodings: int
     ts: float
-
-
-class MotionGate:
-    """Cheap change detector: a 32x24 grey thumbnail against a slowly updated background.
-
-    Area averaging over ~20x20 pixel blocks removes sensor noise, so only real changes cross
-    ``pixel_delta`` on more than ``fraction`` of the thumbnail.
-    """
-
-    def __init__(self, pixel_delta: int = 12, fraction: float = 0.01, adapt: float = 0.05) -> None:
-        self.pixel_delta = pixel_delta
-        self.fraction = fraction
-        self.adapt = adapt
-        self._background: np.ndarray | None = None
-
-    def update(self, frame: np.ndarray) -> bool:
-        thumb = cv2.resize(to_grey(frame), (32, 24), interpolation=cv2.INTER_AREA).astype(np.float32)
-        if self._background is None:
-            self._background = thumb
-            return True
-        changed = float(np.mean(np.abs(thumb - self._background) > self.pixel_delta))
-        # the background follows lighting drift and people who stay still (they stay tracked meanwhile)
-        cv2.accumulateWeighted(thumb, self._background, self.adapt)
-        return changed > self.fraction
 
 
 @dataclass
@@ -227,7 +203,7 @@ class FacePipeline:
         return s.detect_width
 
     def process(self, frame: np.ndarray, ts: float) -> list[FaceDecision]:
-        moved = self.motion.update(frame)
+        moved = self.motion.update(frame, ts)
         self.tracker.expire(ts)
         if not self._detect_due(moved, ts):
             return []

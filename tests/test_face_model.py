@@ -10,7 +10,8 @@ import pytest
 
 from models.face import Box, FaceEngine, Gallery, Match, to_rgb, yaw_ratio
 from models.face_settings import FaceSettings
-from models.face_track import FacePipeline, MotionGate, Tracker, pose_change, vote
+from models.face_track import FacePipeline, Tracker, pose_change, vote
+from models.motion import MotionGate
 
 S = FaceSettings()
 
@@ -171,11 +172,11 @@ def test_motion_gate_ignores_sensor_noise_and_sees_a_person() -> None:
     def noisy(image: np.ndarray) -> np.ndarray:
         return np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
 
-    gate.update(noisy(background))
-    assert not any(gate.update(noisy(background)) for _ in range(30))
+    gate.update(noisy(background), 0.0)
+    assert not any(gate.update(noisy(background), (i + 1) / 15) for i in range(30))
     person = background.copy()
     person[150:400, 250:380] = 20
-    assert gate.update(noisy(person))
+    assert gate.update(noisy(person), 31 / 15)
 
 
 def frames_of_still_photo(photo: np.ndarray, count: int) -> list[np.ndarray]:

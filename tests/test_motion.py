@@ -1,0 +1,138 @@
+"""Motion gating (models/motion.py) and the plate pass: a still, empty lane is not read; cars, loops and
+passes are.  The face pipeline's use of the same gate is tested in test_face_model.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from agent.config_plates import PlateConfig
+from agent.simulation_media import cjk_font, generate_lane_video, render_plate
+from agent.vision import PlatePass
+from models.motion import MotionGate
+from models.plate import PlateReader
+from models.plate_vote import PlateDecision
+
+FPS = 15.0
+
+
+def lane(rng: np.random.Generator, car_x: int | None = None, light: int = 0) -> np.ndarray:
+    """A noisy 640x360 lane; a dark car at ``car_x``; ``light`` brightens the whole picture."""
+    frame = np.full((360, 640, 3), 140 + light, np.int16)
+    frame[290:] = 75 + light  # the road
+    if car_x is not None:
+        frame[150:320, car_x: car_x + 220] = 45 + light
+    frame += rng.integers(-8, 9, frame.shape, dtype=np.int16)  # sensor noise
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def test_a_still_noisy_lane_is_not_motion() -> None:
+    rng = np.random.default_rng(1)
+    motion = MotionGate()
+    assert motion.update(lane(rng), 0.0), "the first frame has nothing to compare with: look once"
+    assert not any(motion.update(lane(rng), (i + 1) / FPS) for i in range(60))
+    assert motion.changed <= motion.fraction
+
+
+def test_a_car_driving_up_is_motion_until_it_has_stopped() -> None:
+    rng = np.random.default_rng(2)
+    motion = MotionGate()
+    motion.update(lane(rng), 0.0)
+    driving = [motion.update(lane(rng, car_x=20 + 10 * i), (1 + i) / FPS) for i in range(30)]
+    assert all(driving)
+    stopped = [motion.update(lane(rng, car_x=310), (31 + i) / FPS) for i in range(60)]  # 4 s at the barrier
+    assert stopped[0] and not any(stopped[-30:]), "a car that has stopped fades into the background"
+    assert motion.update(lane(rng), 91 / FPS), "and leaving is motion again"
+
+
+def test_lights_switching_on_is_one_look_not_a_stream() -> None:
+    rng = np.random.default_rng(3)
+    motion = MotionGate()
+    for i in range(10):
+        motion.update(lane(rng), i / FPS)
+    assert motion.update(lane(rng, light=70), 10 / FPS)
+    assert not any(motion.update(lane(rng, light=70), (11 + i) / FPS) for i in range(20))
+
+
+@pytest.fixture(scope="module")
+def lane_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulation's barrier video, through OpenCV's real MJPG encoder and decoder."""
+    font = cjk_font()
+    path = tmp_path_factory.mktemp("lane") / "lane.avi"
+    plates = [render_plate(text, font) for text in ("京A12345", "沪B54321")]
+    generate_lane_video(path, plates, FPS)
+    return path
+
+
+def frames(path: Path, every: int) -> list[tuple[np.ndarray, float]]:
+    capture = cv2.VideoCapture(str(path))
+    out, index = [], 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if index % every == 0:
+            out.append((frame, index / FPS))
+        index += 1
+    capture.release()
+    return out
+
+
+def test_motion_in_the_decoded_lane_video(lane_video: Path) -> None:
+    motion = MotionGate()
+    moving = {round(ts, 2) for frame, ts in frames(lane_video, 1) if motion.update(frame, ts)}
+    # Cars drive up during 1-5 s and 10-14 s, wait until 8 s and 17 s, then vanish; a change
+    # fades into the background in about two seconds.
+    assert all(any(start <= ts < start + 4 for ts in moving) for start in (1.0, 10.0))
+    assert not [ts for ts in moving if 0.2 <= ts < 1.0 or 7.5 <= ts < 8.0 or ts >= 19.5]
+
+
+class Decisions:
+    """Stands in for the access controller: PlatePass only hands it its decisions."""
+
+    def __init__(self) -> None:
+        self.decided: list[str] = []
+
+    def plate_decided(self, barrier: str, decision: PlateDecision) -> None:
+        self.decided.append(decision.text)
+
+
+@pytest.fixture(scope="module")
+def reader() -> PlateReader:
+    return PlateReader("cn")
+
+
+def run_pass(reader: PlateReader, path: Path, config: PlateConfig, vehicle_present: bool = False,
+             until: float = 20.0) -> tuple[list[float], Decisions]:
+    """Feeds the video at 3 frames a second (what a Pi 4 keeps up with); returns the times skipped."""
+    decisions = Decisions()
+    plate_pass = PlatePass(reader, config, "car-in", decisions,  # type: ignore[arg-type]
+                           vehicle_present=lambda: vehicle_present)
+    skipped = []
+    for frame, ts in frames(path, 5):
+        if ts < until:
+            plate_pass(frame, ts)
+            if plate_pass.frames_skipped > len(skipped):
+                skipped.append(ts)
+    assert plate_pass.frames_read + plate_pass.frames_skipped == len([ts for _, ts in frames(path, 5) if ts < until])
+    return skipped, decisions
+
+
+def test_plate_pass_reads_cars_and_skips_the_empty_lane(reader: PlateReader, lane_video: Path) -> None:
+    skipped, decisions = run_pass(reader, lane_video, PlateConfig())
+    assert decisions.decided == ["京A12345", "沪B54321"]
+    # Empty before the first car (the very first frame is looked at), and from ~1.5 s after the
+    # second car has gone (the pass ends, the background has learned the empty lane again).
+    assert [ts for ts in skipped if ts < 1.0] == [ts for _, ts in frames(lane_video, 5) if 0 < ts < 1.0]
+    assert [ts for ts in skipped if ts >= 19.5] == [ts for _, ts in frames(lane_video, 5) if ts >= 19.5]
+    assert not [ts for ts in skipped if 1.0 <= ts < 8.0 or 10.0 <= ts < 17.0], "never while a car is there"
+
+
+def test_safety_loop_or_setting_keeps_every_frame_read(reader: PlateReader, lane_video: Path) -> None:
+    on_loop, _ = run_pass(reader, lane_video, PlateConfig(), vehicle_present=True, until=1.0)
+    assert on_loop == []
+    ungated, _ = run_pass(reader, lane_video, PlateConfig(read_on_motion_only=False), until=1.0)
+    assert ungated == []
