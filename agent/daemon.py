@@ -264,7 +264,10 @@ class Agent:
         self.emit("whitelist.updated", None, {"source": "bundle", "summary": summary[:200]})
 
     def telemetry(self) -> dict[str, Any]:
-        cameras = {name: round(camera.health().fps, 1) for name, camera in self.hardware.cameras.items()}
+        cameras: dict[str, dict[str, Any]] = {name: {"fps": round(camera.health().fps, 1)}
+                                               for name, camera in self.hardware.cameras.items()}
+        for worker in self.workers:  # is recognition keeping up, and what does an idle lane cost?
+            cameras.setdefault(worker.name, {}).update(worker.figures())
         return {"cameras": cameras, "whitelist_people": len(self.whitelist.current()),
                 "fire_latched": self.fire.latched}
 

@@ -262,8 +262,12 @@ def test_a_full_simulation_publishes_nothing_personal(tmp_path: Path, broker: Mo
                    if topic in (f"{root}/events/access.granted", f"{root}/events/access.denied")}
         assert {"face", "plate"} <= methods, methods
     assert {f"{root}/status", f"{root}/state/gate/main", f"{root}/state/fire", f"{root}/telemetry"} <= topics
-    telemetry = json.loads(next(payload for topic, payload in published if topic == f"{root}/telemetry"))
+    telemetry = json.loads([payload for topic, payload in published if topic == f"{root}/telemetry"][-1])
     assert "outbox" in telemetry
+    lane = telemetry["cameras"]["lane"]  # the barrier camera: is recognition keeping up, what did it skip
+    assert {"fps", "frames_processed", "busy_s", "plate_frames_read", "plate_frames_still"} <= set(lane)
+    assert lane["frames_processed"] == lane["plate_frames_read"] + lane["plate_frames_still"] > 0
+    assert "plate_frames_read" not in telemetry["cameras"]["entrance"]  # a gate camera reads faces
     recorded = EventStore(tmp_path / "state" / "events.db", readonly=True)
     try:  # every event recorded before the clean stop reached the platform (agent.stopped may be in flight)
         ids = {json.loads(payload)["id"] for topic, payload in published if "/events/" in topic}
