@@ -16,6 +16,9 @@ Pipeline for one frame:
 3. *Recognise*: the line (at the recogniser's horizontal stretches) goes through the recogniser;
    each output is decoded *constrained to the plate formats* (a CTC Viterbi over the formats'
    per-position character classes), so look-alikes are resolved by position, not after the fact.
+   A plate that reads as no plate, or barely, on one row is read again as two rows when a shorter
+   line sits just above it (yellow two-row plates of lorries, buses and trailers: 苏E over 12345),
+   the rows decoded as one.
 4. *Vote*: the variants are combined per character (:mod:`models.plate_vote`).
 
 No I/O beyond loading the models once, no GPIO.  onnxruntime uses one intra-op thread by default.
@@ -330,9 +333,14 @@ class PlateReader:
         return self._rec.run(None, {self._rec.get_inputs()[0].name: canvas.transpose(2, 0, 1)[None]})[0][0]
 
     def _read_line(self, crop: np.ndarray) -> PlateRead | None:
-        if crop.size == 0 or min(crop.shape[:2]) < 4:
+        return self._read_rows([crop])
+
+    def _read_rows(self, crops: list[np.ndarray]) -> PlateRead | None:
+        """One plate from its text rows, top first: their recogniser outputs are decoded as one
+        sequence, so the formats constrain the rows together (苏E over 12345 reads 苏E12345)."""
+        if any(crop.size == 0 or min(crop.shape[:2]) < 4 for crop in crops):
             return None
-        path = self._decoder.decode(self._recognise(crop))
+        path = self._decoder.decode(np.concatenate([self._recognise(crop) for crop in crops]))
         if path is None or not path.text:
             return None
         confidence = float(np.mean(path.char_confidences)) if path.char_confidences else 0.0
@@ -376,7 +384,8 @@ class PlateReader:
         margin = 0.01 * max(h, w)
         # Text touching the frame edge is a cut-off plate (unreadable anyway) or, far more
         # often, a camera's burnt-in date stamp; plate lines are wider than tall.
-        boxes = [b for b in self._detect(frame, detect_side)
+        found = self._detect(frame, detect_side)
+        boxes = [b for b in found
                  if b[2] >= 1.2 * b[3] and b[3] >= 6 and b[0] > margin and b[1] > margin
                  and b[0] + b[2] < w - margin and b[1] + b[3] < h - margin]
         boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
@@ -384,6 +393,10 @@ class PlateReader:
         quick: list[tuple[float, tuple[int, int, int, int]]] = []
         for bx in boxes[: self.settings.max_candidates]:
             read = self._read_line(_cut(frame, bx, 0.1, 0.1))
+            upper = _upper_row(found, bx) if read is None else None
+            if upper is not None:  # the lower row of a two-row plate reads as no plate on its own
+                read = self._read_rows([_cut(frame, upper, 0.1, 0.1), _cut(frame, bx, 0.1, 0.1)])
+                bx = _union(upper, bx)
             if read is not None:
                 quick.append((_plate_likeness(read), bx))
         quick.sort(key=lambda item: item[0], reverse=True)
@@ -414,7 +427,8 @@ class PlateReader:
         scale = _REFINE_WIDTH / patch.shape[1]
         patch = cv2.resize(patch, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
         variants: list[PlateRead] = []
-        line = None if tight else _main_line(self._detect(patch, _REFINE_WIDTH + 64), patch.shape)
+        lines = [] if tight else self._detect(patch, _REFINE_WIDTH + 64)
+        line = _main_line(lines, patch.shape)
         whole = (0, 0, patch.shape[1], patch.shape[0])
         # Chosen on the shared data (bench/bench_plates.py): a tight plate crop reads best whole
         # and unstretched (98.5% vs 93% for its detected line); in a scene region the detected
@@ -440,12 +454,32 @@ class PlateReader:
             if read is not None:
                 variants.append(read)
         decided = vote(variants, self.formats)
-        if decided is None:
+        read = None
+        if decided is not None:
+            read = PlateRead(decided.text, decided.confidence, crops[0][0],
+                             _char_confidences(decided.text, variants))
+        if read is None or read.confidence < self.settings.min_confidence:
+            read = self._two_rows(patch, lines if not tight else None, read)
+        if read is None:
             return None
-        chars = _char_confidences(decided.text, variants)
-        rx, ry, rw, rh = crops[0][0]  # where the plate was read, back in frame coordinates
+        rx, ry, rw, rh = read.box or whole  # where the plate was read, back in frame coordinates
         box = (int(x + rx / scale), int(y + ry / scale), int(rw / scale), int(rh / scale))
-        return PlateRead(decided.text, decided.confidence, box, chars)
+        return PlateRead(read.text, read.confidence, box, read.char_confidences)
+
+    def _two_rows(self, patch: np.ndarray, lines: list[tuple[int, int, int, int]] | None,
+                  one_row: PlateRead | None) -> PlateRead | None:
+        """Two-row plates (lorries', buses' and trailers' yellow plates: 苏E over 12345), tried when
+        the plate read as one row fits no format or barely: the better of the two reads."""
+        if lines is None:
+            lines = self._detect(patch, _REFINE_WIDTH + 64)
+        lower = _main_line(lines, patch.shape)
+        upper = _upper_row(lines, lower) if lower is not None else None
+        if lower is None or upper is None:
+            return one_row
+        read = self._read_rows([_cut(patch, upper, 0.05, 0.05), _cut(patch, lower, 0.05, 0.05)])
+        if read is None or (one_row is not None and read.confidence <= one_row.confidence):
+            return one_row
+        return PlateRead(read.text, read.confidence, _union(upper, lower), read.char_confidences)
 
 
 def equalise_contrast(frame: np.ndarray) -> np.ndarray:
@@ -487,6 +521,25 @@ def _main_line(boxes: list[tuple[int, int, int, int]], shape: tuple[int, ...]) -
         if score > best_score:
             best, best_score = (bx, by, bw, bh), score
     return best
+
+
+def _upper_row(boxes: list[tuple[int, int, int, int]], lower: tuple[int, int, int, int],
+               ) -> tuple[int, int, int, int] | None:
+    """The upper row of a two-row plate: a shorter line just above ``lower`` and centred over it."""
+    lx, ly, lw, lh = lower
+    best = None
+    for box in boxes:
+        bx, by, bw, bh = box
+        if (0.3 * lh <= bh <= 0.9 * lh and bw < lw and lx <= bx + bw / 2 <= lx + lw
+                and ly - 1.2 * lh <= by + bh <= ly + 0.25 * lh and (best is None or bh > best[3])):
+            best = box
+    return best
+
+
+def _union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+    x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
+    return x0, y0, x1 - x0, y1 - y0
 
 
 def _grow(box: tuple[int, int, int, int], shape: tuple[int, ...], fx: float, fy: float) -> tuple[int, int, int, int]:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from agent.simulation_media import cjk_font
 from models.plate import (
     _REFINE_WIDTH,
     RECOGNISERS,
@@ -125,6 +126,7 @@ def test_voter_prefers_the_length_most_reads_agree_on() -> None:
 # No CJK font is installed on this machine (`fc-list :lang=zh` is empty), so the rendered plates
 # are Latin; Chinese reading is covered by the shared-data crops in tests/test_eval_plates.py.
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf"
+CONDENSED_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Bold.ttf"
 
 
 def render_plate(text: str) -> np.ndarray:
@@ -229,6 +231,34 @@ def test_reads_the_scene_detectors_box_when_the_second_look_finds_no_line(
     assert read is not None and read.text == "KX42PL7"
     assert read.box is not None, "the read comes from the detector's line, not the whole region"
     assert abs(read.box[1] - text_box[1]) <= 0.2 * text_box[3] and read.box[3] <= 1.2 * text_box[3]
+
+
+def render_two_row_plate(province_letter: str, serial: str) -> np.ndarray:
+    """A yellow two-row plate (lorries, buses, trailers): 苏 E small on top, the serial large below."""
+    plate = Image.new("RGB", (440, 220), (240, 200, 30))
+    draw = ImageDraw.Draw(plate)
+    draw.rectangle((3, 3, 436, 216), outline=(0, 0, 0), width=3)
+    draw.text((220, 40), "  ".join(province_letter), font=ImageFont.truetype(str(cjk_font()), 56),
+              fill=(0, 0, 0), anchor="mm")
+    draw.text((220, 145), serial, font=ImageFont.truetype(CONDENSED_FONT, 120), fill=(0, 0, 0), anchor="mm")
+    return np.asarray(plate)[:, :, ::-1].copy()
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.4])
+def test_reads_a_two_row_plate_as_a_crop_and_in_a_scene(scale: float) -> None:
+    reader = PlateReader(CN)
+    plate = cv2.resize(render_two_row_plate("苏E", "12345"), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    one_row = reader._read_line(plate)
+    assert one_row is None or one_row.confidence < 0.1, "read as one row it fits no Chinese format"
+    reads = reader.read(plate)
+    assert reads and reads[0].text == "苏E12345"
+    scene = np.full((720, 1280, 3), 100, np.uint8)
+    y, x = 400, 500
+    scene[y: y + plate.shape[0], x: x + plate.shape[1]] = plate
+    reads = reader.read(scene)
+    assert reads and reads[0].text == "苏E12345"
+    _, by, _, bh = reads[0].box  # type: ignore[misc]
+    assert by < y + plate.shape[0] * 0.3 and by + bh > y + plate.shape[0] * 0.7, "the box spans both rows"
 
 
 def _ctc_frames(reader: PlateReader, frames: str) -> np.ndarray:
