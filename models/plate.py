@@ -14,11 +14,10 @@ Pipeline for one frame:
    width and detected again, which gives a tight box around the plate's main character line
    (state names and dealer frames are separate, smaller lines).
 3. *Recognise*: the line (at the recogniser's horizontal stretches) goes through the recogniser;
-   each output is decoded *constrained to the plate formats* (a CTC Viterbi over the formats'
-   per-position character classes), so look-alikes are resolved by position, not after the fact.
-   A plate that reads as no plate, or barely, on one row is read again as two rows when a shorter
-   line sits just above it (yellow two-row plates of lorries, buses and trailers: 苏E over 12345),
-   the rows decoded as one.
+   each output is decoded *constrained to the plate formats* (:mod:`models.plate_decode`), so
+   look-alikes are resolved by position, not after the fact.  A plate that reads as no plate, or
+   barely, on one row is read again as two rows when a shorter line sits just above it (yellow
+   two-row plates of lorries, buses and trailers: 苏E over 12345), the rows decoded as one.
 4. *Vote*: the variants are combined per character (:mod:`models.plate_vote`).
 
 No I/O beyond loading the models once, no GPIO.  onnxruntime uses one intra-op thread by default.
@@ -35,8 +34,8 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from models.plate_decode import FormatDecoder
 from models.plate_formats import (
-    SEPARATORS,
     PlateFormat,
     edit_distance,
     formats_from_spec,
@@ -102,179 +101,6 @@ def package_dir(package: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 
-@dataclass
-class _Path:
-    text: str
-    char_confidences: tuple[float, ...]
-    log_score: float
-
-
-class _Decoder:
-    """CTC decoding restricted to what the plate formats allow at each position."""
-
-    def __init__(self, charset: list[str], formats: list[PlateFormat]):
-        self.charset = charset
-        index = {c: i for i, c in enumerate(charset)}
-        self.blank_like = np.array([0] + [index[c] for c in SEPARATORS if c in index and index[c] != 0])
-        self.templates: list[list[np.ndarray]] = []
-        for fmt in formats:
-            for template in fmt.templates:
-                cols = [np.array([index[c] for c in allowed if c in index]) for allowed in template]
-                if all(len(c) for c in cols):
-                    self.templates.append(cols)
-        # The recogniser also knows lowercase; plates are uppercase, so lowercase evidence counts
-        # for the capital (mass split between "s" and "S" would otherwise lose to "5").
-        self.fold = [(index[c.lower()], index[c]) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c.lower() in index]
-        self.formats = formats
-        self.regex_only = [f for f in formats if not f.templates]
-        self._build_tables()
-
-    def decode(self, probs: np.ndarray) -> _Path | None:
-        best: _Path | None = None
-        probs = probs.copy()
-        lower, upper = zip(*self.fold, strict=True)
-        probs[:, list(upper)] += probs[:, list(lower)]
-        probs[:, list(lower)] = 0.0
-        blank = probs[:, self.blank_like].sum(axis=1)
-        log_blank = np.log(blank + 1e-9)
-        best = self._viterbi_all(probs, log_blank)
-        if best is not None and best.text:
-            # Evidence the format could not explain (a date stamp's extra digits, a state name
-            # squeezed into blanks) lowers every character's confidence: the gap between the
-            # unconstrained best path and the format's, per character.
-            other = probs.copy()
-            other[:, self.blank_like] = 0.0
-            free = float(np.log(np.maximum(blank, other.max(axis=1)) + 1e-9).sum())
-            factor = math.exp(min(0.0, best.log_score - free) / len(best.text))
-            best.char_confidences = tuple(c * factor for c in best.char_confidences)
-        if self.regex_only:
-            greedy = self._greedy(probs)
-            text = normalise(greedy.text, self.regex_only)
-            if text is not None and len(text) == len(greedy.text):
-                greedy.text = text
-                if best is None or greedy.log_score >= best.log_score:
-                    best = greedy
-        return best
-
-    def _greedy(self, probs: np.ndarray) -> _Path:
-        idx = probs.argmax(axis=1)
-        chars, confs, previous = [], [], 0
-        for t, i in enumerate(idx):
-            if i != 0 and i != previous and self.charset[i] not in SEPARATORS:
-                chars.append(self.charset[i].upper())
-                confs.append(float(probs[t, i]))
-            previous = i
-        score = float(np.log(probs.max(axis=1) + 1e-9).sum())
-        return _Path("".join(chars), tuple(confs), score)
-
-    def _build_tables(self) -> None:
-        """Templates stacked as (template, position, slot) -> charset index, padded with -1."""
-        n = len(self.templates)
-        self.lengths = np.array([len(t) for t in self.templates])
-        k_max = int(self.lengths.max()) if n else 0
-        c_max = max((len(c) for t in self.templates for c in t), default=0)
-        self.table = np.full((n, k_max, c_max), -1, dtype=np.int64)
-        for i, cols in enumerate(self.templates):
-            for k, col in enumerate(cols):
-                self.table[i, k, : len(col)] = col
-
-    def _viterbi_all(self, probs: np.ndarray, log_blank: np.ndarray) -> _Path | None:
-        """Best CTC path of every template at once; each character state keeps one identity.
-
-        States per template: blanks b_0..b_K and characters s_{k,c} (position k, allowed char c).
-        A character may follow the previous position's character directly only if it differs
-        (CTC needs a blank between repeats).  Returns the best template's path.
-        """
-        if not len(self.templates):
-            return None
-        steps = probs.shape[0]
-        table = self.table
-        n, k_max, c_max = table.shape
-        valid = table >= 0
-        log_probs = np.log(probs + 1e-9)
-        emit = np.where(valid[None], log_probs[:, np.maximum(table, 0)], -np.inf)  # T x N x K x C
-        neg = -np.inf
-        blank = np.full((n, k_max + 1), neg)
-        char = np.full((n, k_max, c_max), neg)
-        blank[:, 0] = log_blank[0]
-        char[:, 0] = emit[0, :, 0]
-        # back pointers: for char states 0 stay, 1 from blank, 2 from previous char (which slot);
-        # for blanks 0 stay, 1 from char (which slot)
-        char_from = np.zeros((steps, n, k_max, c_max), dtype=np.int8)
-        char_prev_slot = np.zeros((steps, n, k_max, c_max), dtype=np.int16)
-        blank_from = np.zeros((steps, n, k_max + 1), dtype=np.int8)
-        blank_slot = np.zeros((steps, n, k_max + 1), dtype=np.int16)
-        rows = np.arange(n)[:, None]
-        cols_k = np.arange(k_max)[None, :]
-        for t in range(1, steps):
-            best_slot = char.argmax(axis=2)  # N x K
-            best_val = np.take_along_axis(char, best_slot[..., None], axis=2)[..., 0]
-            masked = char.copy()
-            masked[rows, cols_k, best_slot] = neg
-            second_slot = masked.argmax(axis=2)
-            second_val = np.take_along_axis(masked, second_slot[..., None], axis=2)[..., 0]
-            # blanks: stay, or come from the character of the same count
-            from_char = np.concatenate([np.full((n, 1), neg), best_val], axis=1)
-            blank_from[t] = from_char > blank
-            blank_slot[t, :, 1:] = best_slot
-            new_blank = np.maximum(blank, from_char) + log_blank[t]
-            # characters: stay, from the blank before, or from the previous position's other char
-            prev_id = table[rows, cols_k, best_slot]  # N x K char index of the best slot
-            same = np.zeros_like(char, dtype=bool)
-            same[:, 1:] = table[:, 1:] == prev_id[:, :-1, None]
-            prev_best = np.full((n, k_max, c_max), neg)
-            prev_best[:, 1:] = np.where(same[:, 1:], second_val[:, :-1, None], best_val[:, :-1, None])
-            prev_slot = np.zeros((n, k_max, c_max), dtype=np.int16)
-            prev_slot[:, 1:] = np.where(same[:, 1:], second_slot[:, :-1, None], best_slot[:, :-1, None])
-            from_blank = np.broadcast_to(blank[:, :k_max, None], char.shape)
-            options = np.stack([char, from_blank, prev_best])
-            arg = options.argmax(axis=0)
-            char_from[t] = arg
-            char_prev_slot[t] = prev_slot
-            char = np.take_along_axis(options, arg[None], axis=0)[0] + emit[t]
-            blank = new_blank
-        end_blank = blank[np.arange(n), self.lengths]
-        last_char = char[np.arange(n), self.lengths - 1]
-        end_char = last_char.max(axis=1)
-        totals = np.maximum(end_blank, end_char)
-        best = int(totals.argmax())
-        if not np.isfinite(totals[best]):
-            return None
-        k = int(self.lengths[best])
-        # backtrack
-        if end_char[best] >= end_blank[best]:
-            state: tuple[str, int, int] = ("c", k - 1, int(last_char[best].argmax()))
-        else:
-            state = ("b", k, 0)
-        frames: list[list[int]] = [[] for _ in range(k)]
-        slots = [0] * k
-        for t in range(steps - 1, -1, -1):
-            kind, pos, slot = state
-            if kind == "c":
-                frames[pos].append(t)
-                slots[pos] = slot
-                if t == 0:
-                    break
-                origin = int(char_from[t, best, pos, slot])
-                if origin == 1:
-                    state = ("b", pos, 0)
-                elif origin == 2:
-                    state = ("c", pos - 1, int(char_prev_slot[t, best, pos, slot]))
-            else:
-                if t == 0:
-                    break
-                if blank_from[t, best, pos]:
-                    state = ("c", pos - 1, int(blank_slot[t, best, pos]))
-        text, confs = [], []
-        for position in range(k):
-            if not frames[position]:
-                return None
-            index = int(table[best, position, slots[position]])
-            text.append(self.charset[index])
-            confs.append(float(probs[frames[position], index].max()))
-        return _Path("".join(text), tuple(confs), float(totals[best]))
-
-
 class PlateReader:
     """Loads the detection and recognition models once; ``read`` finds and reads plates in a frame."""
 
@@ -300,7 +126,7 @@ class PlateReader:
         else:
             charset = (home / self.recogniser.charset).read_text(encoding="utf-8").splitlines()
         self._charset = ["<blank>", *charset, " "]
-        self._decoder = _Decoder(self._charset, self.formats)
+        self._decoder = FormatDecoder(self._charset, self.formats)
         from rapidocr_onnxruntime.ch_ppocr_det.utils import DBPostProcess
 
         self._post = DBPostProcess(thresh=self.settings.det_threshold, box_thresh=self.settings.det_box_threshold,
