@@ -92,19 +92,28 @@ def cmd_status(args: argparse.Namespace) -> int:
     except ControlUnavailable as exc:
         print(exc, file=sys.stderr)
         return EX_FAILED
-    print(reply["status"])
+    print("\n".join(status_lines(reply)))
+    return 0
+
+
+def status_lines(reply: dict) -> list[str]:
+    """What ``edge-agent status`` prints from the daemon's status reply."""
+    lines = [reply["status"]]
     for key, value in sorted(reply["state"].items()):
-        print(f"  {key:<24} " + ", ".join(f"{k}={v}" for k, v in value.items()))
+        lines.append(f"  {key:<24} " + ", ".join(f"{k}={v}" for k, v in value.items()))
+    # Per camera since start: is recognition keeping up, and what an idle barrier lane skipped.
+    for camera, figures in sorted((reply.get("recognition") or {}).items()):
+        lines.append(f"  {'recognition/' + camera:<24} " + ", ".join(f"{k}={v}" for k, v in figures.items()))
     whitelist = reply.get("whitelist") or {}
-    print(f"  {'whitelist':<24} {whitelist.get('problem') or str(whitelist.get('people', 0)) + ' people'}")
+    lines.append(f"  {'whitelist':<24} {whitelist.get('problem') or str(whitelist.get('people', 0)) + ' people'}")
     uplink = reply.get("uplink")
     if uplink is None:
-        print(f"  {'uplink':<24} none configured (events are kept locally)")
+        lines.append(f"  {'uplink':<24} none configured (events are kept locally)")
     else:
         link = "connected" if uplink["connected"] else f"NOT connected ({uplink['last_error'] or 'connecting'})"
-        print(f"  {'uplink':<24} {link}, {uplink['pending']} event(s) waiting"
-              f"{', OUTBOX FULL' if uplink['backlog_full'] else ''}")
-    return 0
+        lines.append(f"  {'uplink':<24} {link}, {uplink['pending']} event(s) waiting"
+                     f"{', OUTBOX FULL' if uplink['backlog_full'] else ''}")
+    return lines
 
 
 def cmd_alarm_reset(args: argparse.Namespace) -> int:

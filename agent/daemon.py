@@ -289,6 +289,7 @@ class Agent:
                                                            "backlog_full")}
             return {"ok": True, "status": self.status_line(), "state": self.state(), "uplink": uplink,
                     "whitelist": {"people": len(self.whitelist.current()), "problem": self.whitelist.problem},
+                    "recognition": {worker.name: worker.figures() for worker in self.workers},
                     "events_waiting_for_disk": self.recorder.backlog}
         if command == "alarm_reset":
             try:

@@ -144,3 +144,20 @@ def test_cli_events_status_and_reset_against_a_running_daemon(daemon) -> None:
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=5)
     assert cli("alarm", "reset").returncode == 1
+
+
+def test_status_lines_show_each_cameras_recognition_figures() -> None:
+    from agent.cli import status_lines
+
+    reply = {"status": "running: 1 gate(s), 1 barrier(s)", "state": {"gate/main": {"lock": "locked"}},
+             "recognition": {"lane": {"frames_processed": 900, "busy_s": 12.5, "plate_frames_read": 40,
+                                      "plate_frames_still": 860},
+                             "entrance": {"frames_processed": 450, "busy_s": 30.1}},
+             "whitelist": {"people": 3, "problem": None}, "uplink": None}
+    lines = status_lines(reply)
+    assert lines[0] == "running: 1 gate(s), 1 barrier(s)"
+    assert "  recognition/entrance     frames_processed=450, busy_s=30.1" in lines
+    assert ("  recognition/lane         frames_processed=900, busy_s=12.5, plate_frames_read=40, "
+            "plate_frames_still=860") in lines
+    assert lines[-2:] == ["  whitelist                3 people",
+                          "  uplink                   none configured (events are kept locally)"]

@@ -121,5 +121,6 @@ def test_control_socket_status_and_reset(agent: Agent) -> None:
     state_dir = agent.config.storage.state_dir
     reply = call(state_dir, {"cmd": "status"})
     assert reply["ok"] and reply["state"]["gate/main"]["lock"] == "locked"
+    assert reply["recognition"] == {}, "this node has no camera"
     assert call(state_dir, {"cmd": "alarm_reset"}) == {"ok": False, "message": "no fire alarm is latched"}
     assert call(state_dir, {"cmd": "nope"})["ok"] is False
