@@ -67,13 +67,21 @@ class Recogniser:
     package: str
     model: str  # path inside the package
     charset: str | None  # the character list's path inside the package; None: in the model's metadata
-    scene_stretches: tuple[float, ...]  # horizontal stretches a scene's plate line is read at, then voted
+    # Horizontal stretches a scene's Latin plate line is read at, then voted.  Chinese plate lines
+    # are read unstretched (CHINESE_STRETCHES).
+    latin_stretches: tuple[float, ...]
+
+
+# Chinese plates' characters are wide-set and squarish: on the Chinese crops pasted into the US scenes
+# (bench/bench_plates.py) one unstretched read found 118 of 120 at a median of 274 ms, as did 1.4x
+# alone; the Latin 1.4x + 1.8x vote also read 118, at 345 ms.
+CHINESE_STRETCHES = (1.0,)
 
 
 RECOGNISERS: dict[str, Recogniser] = {
     # PP-OCRv4 was trained with Chinese plates among its data: 98.6% of the shared Chinese crops,
     # where PP-OCRv6 small reads 89% (it mistakes the province character).  Narrow Latin fonts
-    # merge under its CTC unless stretched: 1.4x and 1.8x, voted.
+    # merge under its CTC unless stretched: 1.4x and 1.8x, voted (73.9% of the US scenes).
     "ppocr-v4": Recogniser("ppocr-v4", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx", None,
                            (1.4, 1.8)),
     # PP-OCRv6 small reads Latin plates far better: 81.1% of the shared US scenes against 73.9%
@@ -88,8 +96,11 @@ def choose_recogniser(name: str, formats: list[PlateFormat]) -> Recogniser:
     """``auto``: PP-OCRv4 when a format has Chinese characters, PP-OCRv6 small otherwise."""
     if name != "auto":
         return RECOGNISERS[name]
-    chinese = any(not ch.isascii() for fmt in formats for ch in fmt.regex)
-    return RECOGNISERS["ppocr-v4" if chinese else "ppocr-v6-small"]
+    return RECOGNISERS["ppocr-v4" if has_chinese(formats) else "ppocr-v6-small"]
+
+
+def has_chinese(formats: list[PlateFormat]) -> bool:
+    return any(not ch.isascii() for fmt in formats for ch in fmt.regex)
 
 
 def package_dir(package: str) -> Path:
@@ -119,6 +130,7 @@ class PlateReader:
         detector = package_dir("rapidocr_onnxruntime") / "models" / "ch_PP-OCRv4_det_infer.onnx"
         self._det = ort.InferenceSession(str(detector), options, providers=providers)
         self.recogniser = choose_recogniser(self.settings.recogniser, self.formats)
+        self._stretches = CHINESE_STRETCHES if has_chinese(self.formats) else self.recogniser.latin_stretches
         home = package_dir(self.recogniser.package)
         self._rec = ort.InferenceSession(str(home / self.recogniser.model), options, providers=providers)
         if self.recogniser.charset is None:
@@ -266,7 +278,7 @@ class PlateReader:
         # main line at the recogniser's stretches.  Without a line, the scene detector's own box
         # (padded sideways, as it often clips the first or last character) reads better than the
         # whole region with its frame, state name and dealer text: US 178 -> 180 of 222.
-        stretches = self.recogniser.scene_stretches
+        stretches = self._stretches
         crops: list[tuple[tuple[int, int, int, int], float, float, float]]  # rect, pad x, pad y, stretch
         if tight:
             crops = [(whole, 0.0, 0.0, 1.0)]
