@@ -1,6 +1,7 @@
 """Cheap motion detection, shared by the face pipeline (wakes face detection) and the plate pass
-(an empty, still lane is not read: a plate read costs ~450 ms on an empty frame here, a motion
-check well under a millisecond; ``bench/bench_plate_motion.py``).
+(an empty, still lane is not read: a plate read costs ~465 ms on an empty frame here, a motion
+check about 1.4 ms on a 960x540 frame; ``bench/bench_plate_motion.py``).  The thumbnail is made
+before the colour conversion, so the full frame is touched once.
 
 No I/O, no GPIO.
 """
@@ -39,8 +40,8 @@ class MotionGate:
     def update(self, frame: np.ndarray, ts: float) -> bool:
         """``ts``: the frame's time in seconds (any increasing clock)."""
         thumb = cv2.resize(frame, THUMBNAIL, interpolation=cv2.INTER_AREA)
-        if thumb.ndim == 3:
-            thumb = cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY)
+        if thumb.ndim == 3:  # camera drivers give BGR; BGRA as picamera2's XRGB8888 is taken too
+            thumb = cv2.cvtColor(thumb, cv2.COLOR_BGRA2GRAY if thumb.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
         thumb = thumb.astype(np.float32)
         elapsed, self._last_ts = max(0.0, ts - self._last_ts), ts
         if self._background is None:

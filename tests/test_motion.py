@@ -48,6 +48,16 @@ def test_a_car_driving_up_is_motion_until_it_has_stopped() -> None:
     assert motion.update(lane(rng), 91 / FPS), "and leaving is motion again"
 
 
+def test_grey_and_bgra_frames_are_compared_alike() -> None:
+    rng = np.random.default_rng(4)
+    frame = lane(rng)
+    for converted in (cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA)):
+        motion = MotionGate()
+        motion.update(converted, 0.0)
+        assert not motion.update(converted, 0.1)
+        assert motion.update(cv2.rectangle(converted.copy(), (100, 100), (300, 300), 0, -1), 0.2)
+
+
 def test_lights_switching_on_is_one_look_not_a_stream() -> None:
     rng = np.random.default_rng(3)
     motion = MotionGate()
