@@ -211,10 +211,7 @@ class PlateReader:
             if reads and _plate_likeness(reads[0]) >= _WEAK_LIKENESS:
                 break
             image = equalise_contrast(frame) if equalised else frame
-            merged: dict[str, PlateRead] = {}
-            for read in sorted(reads + self._scene_pass(image, side), key=_plate_likeness, reverse=True):
-                merged.setdefault(read.text, read)
-            reads = list(merged.values())
+            reads = _best_per_text(reads + self._scene_pass(image, side))
         return reads
 
     def _scene_pass(self, frame: np.ndarray, detect_side: int) -> list[PlateRead]:
@@ -249,11 +246,7 @@ class PlateReader:
             read = self._read_region(frame, region, text_box=bx)
             if read is not None and read.confidence >= self.settings.min_confidence:
                 reads.append(read)
-        reads.sort(key=_plate_likeness, reverse=True)
-        unique: dict[str, PlateRead] = {}
-        for read in reads:
-            unique.setdefault(read.text, read)
-        return list(unique.values())
+        return _best_per_text(reads)
 
     def _read_region(
         self, frame: np.ndarray, region: tuple[int, int, int, int], tight: bool = False,
@@ -343,6 +336,14 @@ def _plate_likeness(read: PlateRead) -> float:
     digits = sum(c.isdigit() for c in read.text)
     prior = 1.0 if 0 < digits < len(read.text) else (0.85 if digits else 0.6)
     return read.confidence * prior
+
+
+def _best_per_text(reads: list[PlateRead]) -> list[PlateRead]:
+    """Most plate-like first, one read per text (the most plate-like of those that agree)."""
+    best: dict[str, PlateRead] = {}
+    for read in sorted(reads, key=_plate_likeness, reverse=True):
+        best.setdefault(read.text, read)
+    return list(best.values())
 
 
 def _char_confidences(text: str, variants: list[PlateRead]) -> tuple[float, ...]:
