@@ -14,6 +14,8 @@ from models.plate import (
     RECOGNISERS,
     PlateReader,
     PlateSettings,
+    Slant,
+    _cut_line,
     _grow,
     choose_recogniser,
     looks_like_crop,
@@ -227,11 +229,47 @@ def test_reads_the_scene_detectors_box_when_the_second_look_finds_no_line(
     detect = reader._detect
     # A blurred or dark plate: the second, close-up detection finds no line in the region.
     monkeypatch.setattr(reader, "_detect",
-                        lambda image, side: [] if side == _REFINE_WIDTH + 64 else detect(image, side))
+                        lambda image, side: {} if side == _REFINE_WIDTH + 64 else detect(image, side))
     read = reader._read_region(scene, region, text_box=text_box)
     assert read is not None and read.text == "KX42PL7"
     assert read.box is not None, "the read comes from the detector's line, not the whole region"
     assert abs(read.box[1] - text_box[1]) <= 0.2 * text_box[3] and read.box[3] <= 1.2 * text_box[3]
+
+
+def turn(image: np.ndarray, degrees: float) -> np.ndarray:
+    """``image`` turned by ``degrees`` (counter-clockwise) on a canvas just big enough, the corners
+    filled with its own edge colours: how a plate looks to a camera beside or above the lane."""
+    h, w = image.shape[:2]
+    cos, sin = abs(np.cos(np.radians(degrees))), abs(np.sin(np.radians(degrees)))
+    width, height = int(w * cos + h * sin), int(w * sin + h * cos)
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    matrix[:, 2] += (width / 2 - w / 2, height / 2 - h / 2)
+    return cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
+
+
+@pytest.mark.parametrize("degrees", [-16.0, 16.0])
+def test_reads_a_tilted_plate_level_in_a_scene_and_as_a_crop(degrees: float) -> None:
+    reader = PlateReader(CN)
+    plate = render_cn_plate("京A12345", cjk_font(), height=48)
+    tilted = turn(plate, degrees)
+    scene = np.full((720, 1280, 3), 100, np.uint8)
+    scene[400: 400 + tilted.shape[0], 500: 500 + tilted.shape[1]] = tilted
+    text_box = max(reader._detect(scene, 960).items(), key=lambda line: line[0][2])
+    assert abs(text_box[1].degrees + degrees) < 3, "the detector sees how the line is tilted"
+    reads = reader.read(scene)
+    assert reads and reads[0].text == "京A12345"
+    crop = turn(cv2.resize(plate, (94, 24), interpolation=cv2.INTER_AREA), degrees)
+    assert looks_like_crop(crop.shape[1], crop.shape[0])
+    reads = reader.read(crop)
+    assert reads and reads[0].text == "京A12345"
+
+
+def test_a_level_line_is_cut_as_it_is() -> None:
+    image = np.arange(100 * 200 * 3, dtype=np.uint32).reshape(100, 200, 3).astype(np.uint8)
+    level = Slant(degrees=1.0, length=80.0, thickness=20.0)
+    assert np.array_equal(_cut_line(image, (50, 40, 80, 20), level, 0.1, 0.1), image[38:62, 48:132])
+    tilted = _cut_line(image, (50, 30, 80, 40), Slant(degrees=15.0, length=80.0, thickness=20.0), 0.1, 0.1)
+    assert tilted.shape[:2] == (24, 84), "a tilted line is cut to its own length and thickness"
 
 
 def render_two_row_plate(province_letter: str, serial: str) -> np.ndarray:
