@@ -44,6 +44,7 @@ from models.plate_formats import (
     normalise,
     same_plate,
 )
+from models.plate_geometry import Box, Slant, cut, cut_line, grow, main_line, union, upper_row
 from models.plate_settings import PlateSettings
 from models.plate_vote import PlateDecision, PlateRead, PlateVoter, vote
 
@@ -58,32 +59,6 @@ _REFINE_WIDTH = 256  # plate neighbourhood is rescaled to this width before the 
 # Below this a scene's best read (confidence x mixed-letters-and-digits prior) earns a second look at
 # a higher detection scale: 0.6 is what a confident letters-only read (a badge, a brand) scores.
 _WEAK_LIKENESS = 0.6
-
-
-Box = tuple[int, int, int, int]  # x, y, w, h: upright, in the image's pixels
-# A line tilted by less than this is cut upright as it is: the recognisers read such slants as
-# well, and rotating would only resample the pixels.
-_MIN_TILT_DEGREES = 3.0
-
-
-@dataclass(frozen=True)
-class Slant:
-    """How a detected text line lies: its tilt (degrees, clockwise in the picture) and its own
-    length and thickness, which its upright bounding box overstates when it is tilted."""
-
-    degrees: float
-    length: float
-    thickness: float
-
-    @classmethod
-    def of(cls, quad: np.ndarray) -> Slant:
-        top_left, top_right, _, bottom_left = quad.astype(np.float64)  # the detector's order
-        run = top_right - top_left
-        return cls(math.degrees(math.atan2(run[1], run[0])), float(np.hypot(*run)),
-                   float(np.hypot(*(bottom_left - top_left))))
-
-    def scaled(self, factor: float) -> Slant:
-        return Slant(self.degrees, self.length * factor, self.thickness * factor)
 
 
 @dataclass(frozen=True)
@@ -213,7 +188,7 @@ class PlateReader:
         return PlateRead(path.text, confidence, None, path.char_confidences)
 
     # ---- pipeline ----------------------------------------------------------------------------
-    def read(self, frame_bgr: np.ndarray, box: tuple[int, int, int, int] | None = None) -> list[PlateRead]:
+    def read(self, frame_bgr: np.ndarray, box: Box | None = None) -> list[PlateRead]:
         """Plates in ``frame_bgr``, best first. ``box`` (x, y, w, h) restricts reading to that region."""
         frame = frame_bgr if frame_bgr.ndim == 3 else cv2.cvtColor(frame_bgr, cv2.COLOR_GRAY2BGR)
         if box is not None:
@@ -256,29 +231,29 @@ class PlateReader:
         # first; when none of them reads like a plate, up to as many again (signs and banners at an
         # estate gate are often larger than the plate: US 180 -> 181 of 222, a plate pasted into
         # those scenes 115 -> 118 of 120, /tmp experiments; a fixed 10 lost one US plate to a sticker).
-        quick: list[tuple[float, tuple[int, int, int, int]]] = []
+        quick: list[tuple[float, Box]] = []
         for index, bx in enumerate(boxes[: 2 * self.settings.max_candidates]):
             if index >= self.settings.max_candidates and any(score >= _WEAK_LIKENESS for score, _ in quick):
                 break
-            read = self._read_line(_cut_line(frame, bx, found[bx], 0.1, 0.1))
-            upper = _upper_row(found, bx) if read is None else None
+            read = self._read_line(cut_line(frame, bx, found[bx], 0.1, 0.1))
+            upper = upper_row(found, bx) if read is None else None
             if upper is not None:  # the lower row of a two-row plate reads as no plate on its own
-                read = self._read_rows([_cut(frame, upper, 0.1, 0.1), _cut(frame, bx, 0.1, 0.1)])
-                bx = _union(upper, bx)
+                read = self._read_rows([cut(frame, upper, 0.1, 0.1), cut(frame, bx, 0.1, 0.1)])
+                bx = union(upper, bx)
             if read is not None:
                 quick.append((_plate_likeness(read), bx))
         quick.sort(key=lambda item: item[0], reverse=True)
         reads = []
         for _, bx in quick[: self.settings.refine_candidates]:
-            region = _grow(bx, frame.shape, 0.5, 0.6)
+            region = grow(bx, frame.shape, 0.5, 0.6)
             read = self._read_region(frame, region, text_box=bx, text_slant=found.get(bx))
             if read is not None and read.confidence >= self.settings.min_confidence:
                 reads.append(read)
         return _best_per_text(reads)
 
     def _read_region(
-        self, frame: np.ndarray, region: tuple[int, int, int, int], tight: bool = False,
-        text_box: tuple[int, int, int, int] | None = None, text_slant: Slant | None = None,
+        self, frame: np.ndarray, region: Box, tight: bool = False,
+        text_box: Box | None = None, text_slant: Slant | None = None,
     ) -> PlateRead | None:
         """Read the plate inside ``region``: find its main text line again at a fixed scale.
 
@@ -292,7 +267,7 @@ class PlateReader:
         patch = cv2.resize(patch, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
         variants: list[PlateRead] = []
         lines = self._detect(patch, _REFINE_WIDTH + 64)
-        line = _main_line(list(lines), patch.shape)
+        line = main_line(list(lines), patch.shape)
         whole = (0, 0, patch.shape[1], patch.shape[0])
         # Chosen on the shared data (bench/bench_plates.py): a tight plate crop reads best whole
         # and unstretched (98.5% vs 93% for its detected line); in a scene region the detected
@@ -306,7 +281,7 @@ class PlateReader:
         crops: list[tuple[Box, Slant | None, float, float, float]]  # rect, slant, pad x, pad y, stretch
         if tight:
             crops = [(whole, None, 0.0, 0.0, 1.0)]
-            if line is not None and abs(lines[line].degrees) >= _MIN_TILT_DEGREES:
+            if line is not None and lines[line].tilted:
                 crops.append((line, lines[line], 0.15, 0.1, 1.0))
         elif line is not None:
             crops = [(line, lines[line], 0.05, 0.05, s) for s in stretches]
@@ -318,7 +293,7 @@ class PlateReader:
         else:
             crops = [(whole, None, 0.0, 0.0, stretches[0])]
         for rect, slant, pad_x, pad_y, stretch in crops:
-            crop = _cut_line(patch, rect, slant, pad_x, pad_y)
+            crop = cut_line(patch, rect, slant, pad_x, pad_y)
             crop = cv2.resize(crop, None, fx=stretch, fy=1.0, interpolation=cv2.INTER_CUBIC)
             read = self._read_line(crop)
             if read is not None:
@@ -339,14 +314,14 @@ class PlateReader:
     def _two_rows(self, patch: np.ndarray, lines: list[Box], one_row: PlateRead | None) -> PlateRead | None:
         """Two-row plates (lorries', buses' and trailers' yellow plates: 苏E over 12345), tried when
         the plate read as one row fits no format or barely: the better of the two reads."""
-        lower = _main_line(lines, patch.shape)
-        upper = _upper_row(lines, lower) if lower is not None else None
+        lower = main_line(lines, patch.shape)
+        upper = upper_row(lines, lower) if lower is not None else None
         if lower is None or upper is None:
             return one_row
-        read = self._read_rows([_cut(patch, upper, 0.05, 0.05), _cut(patch, lower, 0.05, 0.05)])
+        read = self._read_rows([cut(patch, upper, 0.05, 0.05), cut(patch, lower, 0.05, 0.05)])
         if read is None or (one_row is not None and read.confidence <= one_row.confidence):
             return one_row
-        return PlateRead(read.text, read.confidence, _union(upper, lower), read.char_confidences)
+        return PlateRead(read.text, read.confidence, union(upper, lower), read.char_confidences)
 
 
 def equalise_contrast(frame: np.ndarray) -> np.ndarray:
@@ -384,64 +359,3 @@ def _char_confidences(text: str, variants: list[PlateRead]) -> tuple[float, ...]
     return tuple(float(max(col)) for col in zip(*(v.char_confidences for v in agreeing), strict=True))
 
 
-def _main_line(boxes: list[tuple[int, int, int, int]], shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
-    """The plate's registration line: the tallest line with a text-line aspect, near the middle."""
-    height = shape[0]
-    best, best_score = None, 0.0
-    for bx, by, bw, bh in boxes:
-        if bw < bh:
-            continue
-        centre = abs((by + bh / 2) - height / 2) / height
-        score = bh * min(1.0, bw / (2.5 * bh)) * (1.0 - centre)
-        if score > best_score:
-            best, best_score = (bx, by, bw, bh), score
-    return best
-
-
-def _upper_row(boxes: list[tuple[int, int, int, int]], lower: tuple[int, int, int, int],
-               ) -> tuple[int, int, int, int] | None:
-    """The upper row of a two-row plate: a shorter line just above ``lower`` and centred over it."""
-    lx, ly, lw, lh = lower
-    best = None
-    for box in boxes:
-        bx, by, bw, bh = box
-        if (0.3 * lh <= bh <= 0.9 * lh and bw < lw and lx <= bx + bw / 2 <= lx + lw
-                and ly - 1.2 * lh <= by + bh <= ly + 0.25 * lh and (best is None or bh > best[3])):
-            best = box
-    return best
-
-
-def _union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
-    x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
-    return x0, y0, x1 - x0, y1 - y0
-
-
-def _grow(box: tuple[int, int, int, int], shape: tuple[int, ...], fx: float, fy: float) -> tuple[int, int, int, int]:
-    x, y, w, h = box
-    height, width = shape[:2]
-    x0, y0 = max(0, int(x - fx * h)), max(0, int(y - fy * h))
-    x1, y1 = min(width, int(x + w + fx * h)), min(height, int(y + h + fy * h))
-    return x0, y0, x1 - x0, y1 - y0
-
-
-def _cut_line(image: np.ndarray, box: Box, slant: Slant | None, px: float, py: float) -> np.ndarray:
-    """The text line in ``box``, turned level when it is tilted (a camera beside the lane or above
-    it, a plate hung askew), with ``px``, ``py`` of its thickness as margin on each side."""
-    if slant is None or abs(slant.degrees) < _MIN_TILT_DEGREES or slant.length < slant.thickness:
-        return _cut(image, box, px, py)
-    x, y, w, h = box
-    centre = (x + w / 2, y + h / 2)
-    width = round(slant.length + 2 * px * slant.thickness)
-    height = round(slant.thickness * (1 + 2 * py))
-    turn = cv2.getRotationMatrix2D(centre, slant.degrees, 1.0)
-    turn[:, 2] += (width / 2 - centre[0], height / 2 - centre[1])  # the line's centre to the crop's
-    return cv2.warpAffine(image, turn, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
-def _cut(image: np.ndarray, box: tuple[int, int, int, int], px: float, py: float) -> np.ndarray:
-    x, y, w, h = box
-    height, width = image.shape[:2]
-    x0, y0 = max(0, int(x - px * h)), max(0, int(y - py * h))
-    x1, y1 = min(width, int(x + w + px * h)), min(height, int(y + h + py * h))
-    return image[y0:y1, x0:x1]

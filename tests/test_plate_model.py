@@ -14,14 +14,12 @@ from models.plate import (
     RECOGNISERS,
     PlateReader,
     PlateSettings,
-    Slant,
-    _cut_line,
-    _grow,
     choose_recogniser,
     looks_like_crop,
     package_dir,
 )
 from models.plate_formats import formats_from_spec, match_plate, normalise, same_plate
+from models.plate_geometry import Slant, cut_line, grow
 from models.plate_vote import PlateRead, PlateVoter
 
 CN = formats_from_spec("cn")
@@ -225,7 +223,7 @@ def test_reads_the_scene_detectors_box_when_the_second_look_finds_no_line(
     draw.text((210, 170), "EMPIRE STATE", font=ImageFont.truetype(FONT, 26), fill=(40, 40, 160), anchor="mm")
     scene[300:500, 400:820] = np.asarray(plate)[:, :, ::-1]
     text_box = max(reader._detect(scene, 960), key=lambda box: box[3])  # the registration line
-    region = _grow(text_box, scene.shape, 0.5, 0.6)
+    region = grow(text_box, scene.shape, 0.5, 0.6)
     detect = reader._detect
     # A blurred or dark plate: the second, close-up detection finds no line in the region.
     monkeypatch.setattr(reader, "_detect",
@@ -267,8 +265,8 @@ def test_reads_a_tilted_plate_level_in_a_scene_and_as_a_crop(degrees: float) -> 
 def test_a_level_line_is_cut_as_it_is() -> None:
     image = np.arange(100 * 200 * 3, dtype=np.uint32).reshape(100, 200, 3).astype(np.uint8)
     level = Slant(degrees=1.0, length=80.0, thickness=20.0)
-    assert np.array_equal(_cut_line(image, (50, 40, 80, 20), level, 0.1, 0.1), image[38:62, 48:132])
-    tilted = _cut_line(image, (50, 30, 80, 40), Slant(degrees=15.0, length=80.0, thickness=20.0), 0.1, 0.1)
+    assert np.array_equal(cut_line(image, (50, 40, 80, 20), level, 0.1, 0.1), image[38:62, 48:132])
+    tilted = cut_line(image, (50, 30, 80, 40), Slant(degrees=15.0, length=80.0, thickness=20.0), 0.1, 0.1)
     assert tilted.shape[:2] == (24, 84), "a tilted line is cut to its own length and thickness"
 
 

@@ -1,0 +1,86 @@
+"""Plate data sets the shared data lacks, made from it on the spot for bench/bench_plates.py.
+
+- ``cn-scenes``: the first 120 Chinese crops, each scaled to 110-220 px wide and pasted into one of
+  the US scenes (which keep their own plates, stickers and signs: text the Chinese formats must not
+  take for the plate).
+- ``us-tilted``: the US scenes turned 6-14 degrees either way, as a camera beside or above the lane
+  sees plates.
+- ``cn-tilted``: the first 200 Chinese crops turned 5-15 degrees either way, on a canvas just big
+  enough, the corners filled with the crop's own edge colours (as a crop cut around a tilted plate).
+
+Each is written to a folder with its ``labels.csv``; the angles are drawn from a fixed seed, so every
+run reads the same images.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from agent.eval_plates import load_samples
+
+
+def turn(image: np.ndarray, degrees: float) -> np.ndarray:
+    """``image`` turned by ``degrees`` (counter-clockwise) on a canvas just big enough for it."""
+    h, w = image.shape[:2]
+    cos, sin = abs(np.cos(np.radians(degrees))), abs(np.sin(np.radians(degrees)))
+    width, height = int(w * cos + h * sin), int(w * sin + h * cos)
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    matrix[:, 2] += (width / 2 - w / 2, height / 2 - h / 2)
+    return cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
+
+
+def _angle(rng: random.Random, low: float, high: float) -> float:
+    return rng.choice([-1, 1]) * rng.uniform(low, high)
+
+
+def paste_cn_scenes(data: Path, folder: Path, count: int = 120) -> Path:
+    rng = random.Random(1)
+    crops = load_samples(data / "cn-crops")[:count]
+    scenes = sorted((data / "us").glob("*.jpg"))[:40]
+    rows = ["image,plate,x,y,w,h"]
+    for index, sample in enumerate(crops):
+        crop = cv2.imread(str(data / "cn-crops" / sample.image))
+        scene = cv2.resize(cv2.imread(str(scenes[index % len(scenes)])), (1160, 720))
+        width = rng.randint(110, 220)
+        height = round(width * crop.shape[0] / crop.shape[1])
+        x, y = rng.randint(100, 1160 - width - 100), rng.randint(300, 720 - height - 60)
+        scene[y: y + height, x: x + width] = cv2.resize(crop, (width, height), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(folder / f"scene_{index:03}.jpg"), scene, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        rows.append(f"scene_{index:03}.jpg,{sample.plate},{x},{y},{width},{height}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return folder
+
+
+def turn_us_scenes(data: Path, folder: Path) -> Path:
+    rng = random.Random(7)
+    rows = ["image,plate"]
+    for sample in load_samples(data / "us"):
+        scene = cv2.imread(str(data / "us" / sample.image))
+        h, w = scene.shape[:2]
+        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), _angle(rng, 6, 14), 1.0)  # same frame size
+        scene = cv2.warpAffine(scene, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE)
+        cv2.imwrite(str(folder / sample.image), scene, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        rows.append(f"{sample.image},{sample.plate}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return folder
+
+
+def turn_cn_crops(data: Path, folder: Path, count: int = 200) -> Path:
+    rng = random.Random(11)
+    rows = ["image,plate"]
+    for sample in load_samples(data / "cn-crops")[:count]:
+        crop = cv2.imread(str(data / "cn-crops" / sample.image))
+        # Turned at twice the size, then brought back: one resampling's blur, not two.
+        crop = cv2.resize(crop, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+        crop = cv2.resize(turn(crop, _angle(rng, 5, 15)), None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(folder / sample.image), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        rows.append(f"{sample.image},{sample.plate}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return folder
+
+
+MADE_SETS = {"cn-scenes": paste_cn_scenes, "us-tilted": turn_us_scenes, "cn-tilted": turn_cn_crops}

@@ -1,0 +1,106 @@
+"""Where a plate's text lines lie in an image, and cutting them out level.
+
+Boxes are upright ``(x, y, w, h)`` in the image's pixels; a :class:`Slant` says how the detected line
+inside one really lies.  Pure geometry over NumPy images: no models, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+Box = tuple[int, int, int, int]  # x, y, w, h: upright, in the image's pixels
+# A line tilted by less than this is cut upright as it is: the recognisers read such slants as
+# well, and rotating would only resample the pixels.
+MIN_TILT_DEGREES = 3.0
+
+
+@dataclass(frozen=True)
+class Slant:
+    """How a detected text line lies: its tilt (degrees, clockwise in the picture) and its own
+    length and thickness, which its upright bounding box overstates when it is tilted."""
+
+    degrees: float
+    length: float
+    thickness: float
+
+    @classmethod
+    def of(cls, quad: np.ndarray) -> Slant:
+        top_left, top_right, _, bottom_left = quad.astype(np.float64)  # the detector's order
+        run = top_right - top_left
+        return cls(math.degrees(math.atan2(run[1], run[0])), float(np.hypot(*run)),
+                   float(np.hypot(*(bottom_left - top_left))))
+
+    @property
+    def tilted(self) -> bool:
+        """Tilted enough to be worth turning level before reading."""
+        return abs(self.degrees) >= MIN_TILT_DEGREES and self.length >= self.thickness
+
+    def scaled(self, factor: float) -> Slant:
+        return Slant(self.degrees, self.length * factor, self.thickness * factor)
+
+
+def main_line(boxes: list[Box], shape: tuple[int, ...]) -> Box | None:
+    """The plate's registration line: the tallest line with a text-line aspect, near the middle."""
+    height = shape[0]
+    best, best_score = None, 0.0
+    for bx, by, bw, bh in boxes:
+        if bw < bh:
+            continue
+        centre = abs((by + bh / 2) - height / 2) / height
+        score = bh * min(1.0, bw / (2.5 * bh)) * (1.0 - centre)
+        if score > best_score:
+            best, best_score = (bx, by, bw, bh), score
+    return best
+
+
+def upper_row(boxes: list[Box], lower: Box,
+               ) -> Box | None:
+    """The upper row of a two-row plate: a shorter line just above ``lower`` and centred over it."""
+    lx, ly, lw, lh = lower
+    best = None
+    for box in boxes:
+        bx, by, bw, bh = box
+        if (0.3 * lh <= bh <= 0.9 * lh and bw < lw and lx <= bx + bw / 2 <= lx + lw
+                and ly - 1.2 * lh <= by + bh <= ly + 0.25 * lh and (best is None or bh > best[3])):
+            best = box
+    return best
+
+
+def union(a: Box, b: Box) -> Box:
+    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+    x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def grow(box: Box, shape: tuple[int, ...], fx: float, fy: float) -> Box:
+    x, y, w, h = box
+    height, width = shape[:2]
+    x0, y0 = max(0, int(x - fx * h)), max(0, int(y - fy * h))
+    x1, y1 = min(width, int(x + w + fx * h)), min(height, int(y + h + fy * h))
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def cut_line(image: np.ndarray, box: Box, slant: Slant | None, px: float, py: float) -> np.ndarray:
+    """The text line in ``box``, turned level when it is tilted (a camera beside the lane or above
+    it, a plate hung askew), with ``px``, ``py`` of its thickness as margin on each side."""
+    if slant is None or not slant.tilted:
+        return cut(image, box, px, py)
+    x, y, w, h = box
+    centre = (x + w / 2, y + h / 2)
+    width = round(slant.length + 2 * px * slant.thickness)
+    height = round(slant.thickness * (1 + 2 * py))
+    turn = cv2.getRotationMatrix2D(centre, slant.degrees, 1.0)
+    turn[:, 2] += (width / 2 - centre[0], height / 2 - centre[1])  # the line's centre to the crop's
+    return cv2.warpAffine(image, turn, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def cut(image: np.ndarray, box: Box, px: float, py: float) -> np.ndarray:
+    x, y, w, h = box
+    height, width = image.shape[:2]
+    x0, y0 = max(0, int(x - px * h)), max(0, int(y - py * h))
+    x1, y1 = min(width, int(x + w + px * h)), min(height, int(y + h + py * h))
+    return image[y0:y1, x0:x1]
