@@ -21,8 +21,9 @@ class PlateConfig(Section):
 
     formats: list[str] = Field(
         default_factory=lambda: ["cn"],
-        description=f"plate formats read: named ({', '.join(NAMED_FORMATS)}) and/or regexes over the "
-        "uppercase text without separators, e.g. '[A-Z]{2}[0-9]{2}[A-Z]{3}'",
+        description=f"plate formats read: named ({', '.join(NAMED_FORMATS)}) and/or regexes for the "
+        "plate's text, e.g. '[A-Z]{2}[0-9]{2}[A-Z]{3}' (UK) or '[A-Z]{2}-[0-9]{3}-[A-Z]{2}' (France): "
+        "separators and anchors in them are ignored, as plates are compared without separators",
     )
     # 960 px: at 640 the detector missed a third of the US plates (about 60 px wide in 1280 px
     # frames); 1280 found no more than 960 and costs twice the time.

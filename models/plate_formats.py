@@ -160,11 +160,88 @@ def _expand(pattern: str) -> tuple[tuple[str, ...], ...]:
     return tuple(dict.fromkeys(t for t in templates if t))
 
 
+_QUANTIFIER = re.compile(r"(?:[?*+]|\{\d*(?:,\d*)?\})[?+]?")
+_GROUP_OPENER = re.compile(r"\(\?(?:P<\w+>|<[=!]|[:=!]|[aiLmsux-]+[:)])")  # (?:  (?P<name>  (?i) ...
+_SHORTHANDS = {"d": "0-9", "w": "A-Z0-9"}  # over normalised text: uppercase, no "_"
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """Index just past the character class that opens at ``pattern[start] == "["``."""
+    i = start + 1
+    if pattern[i: i + 1] == "^":
+        i += 1
+    if pattern[i: i + 1] == "]":  # a "]" first in the class is a literal
+        i += 1
+    while i < len(pattern) and pattern[i] != "]":
+        i += 2 if pattern[i] == "\\" else 1
+    return i + 1
+
+
+def _class_body(body: str) -> str:
+    """A class's members with shorthands spelled out and whitespace (``\\s``) dropped."""
+    out, i = [], 0
+    while i < len(body):
+        if body[i] == "\\" and i + 1 < len(body):
+            letter = body[i + 1]
+            out.append(_SHORTHANDS.get(letter, "" if letter == "s" else body[i: i + 2]))
+            i += 2
+        else:
+            out.append(body[i])
+            i += 1
+    return "".join(out)
+
+
+def plate_regex(pattern: str) -> str:
+    """A technician's regex for plates as printed, made to match the normalised text.
+
+    Normalised text has no separators, so separators written in the regex (``AB-123-CD`` as
+    ``[A-Z]{2}-[0-9]{3}-[A-Z]{2}``, ``\\s``, ``[- ]?``) are dropped with their quantifiers, anchors
+    are dropped (plates are matched whole anyway), and ``\\d`` and ``\\w`` become classes, so the
+    format still expands into per-position templates for constrained decoding.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char, separator = pattern[i], False
+        if char == "[":
+            end = _class_end(pattern, i)
+            negated = pattern[i + 1: i + 2] == "^"
+            body = pattern[i + 2: end - 1] if negated else _class_body(pattern[i + 1: end - 1])
+            kept = "".join(c for c in body if c not in SEPARATORS and not c.isspace())
+            separator = not negated and not kept.replace("\\", "")
+            token, i = f"[{'^' if negated else ''}{body}]", end
+        elif char == "\\" and i + 1 < len(pattern):
+            letter = pattern[i + 1]
+            separator = letter in SEPARATORS or letter == "s" or letter.isspace()
+            token = pattern[i: i + 2]
+            if letter in _SHORTHANDS:
+                token = f"[{_SHORTHANDS[letter]}]"
+            elif letter in "AZbB":  # anchors
+                token = ""
+            i += 2
+        elif char in "^$":
+            token, i = "", i + 1
+        elif char == "{" and (quantifier := _QUANTIFIER.match(pattern, i)):  # its "," is no separator
+            token, i = quantifier.group(), quantifier.end()
+        elif char == "(" and (opener := _GROUP_OPENER.match(pattern, i)):  # nor is the ":" of "(?:"
+            token, i = opener.group(), opener.end()
+        else:
+            separator = char not in ".|" and (char in SEPARATORS or char.isspace())  # unescaped: regex syntax
+            token, i = char, i + 1
+        if separator:
+            quantifier = _QUANTIFIER.match(pattern, i)
+            i = quantifier.end() if quantifier else i
+            continue
+        out.append(token)
+    return "".join(out)
+
+
 def formats_from_spec(spec: str | Iterable[str]) -> list[PlateFormat]:
     """``"cn"``, ``"us"``, ``"cn,us"``, a regex, or a list of these -> formats.
 
-    Anything that is not a known name is a regular expression over the normalised text
-    (uppercase, separators removed), e.g. ``[A-Z]{2}[0-9]{2}[A-Z]{3}`` for UK plates.
+    Anything that is not a known name is a regular expression for the plate's text, e.g.
+    ``[A-Z]{2}[0-9]{2}[A-Z]{3}`` for UK plates or ``[A-Z]{2}-[0-9]{3}-[A-Z]{2}`` for French ones;
+    it is matched against the normalised text (uppercase, separators removed): see :func:`plate_regex`.
     """
     parts = [spec] if isinstance(spec, str) else list(spec)
     formats: list[PlateFormat] = []
@@ -177,7 +254,9 @@ def formats_from_spec(spec: str | Iterable[str]) -> list[PlateFormat]:
                 formats.extend(NAMED_FORMATS[key.lower()])
             elif key:
                 re.compile(key)  # raises re.error for a technician's typo
-                formats.append(PlateFormat(f"regex:{key}", key, _expand(key)))
+                regex = plate_regex(key)
+                re.compile(regex)
+                formats.append(PlateFormat(f"regex:{key}", regex, _expand(regex)))
     if not formats:
         raise ValueError(f"no plate format in {spec!r}")
     return formats

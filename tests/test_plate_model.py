@@ -18,7 +18,7 @@ from models.plate import (
     looks_like_crop,
     package_dir,
 )
-from models.plate_formats import formats_from_spec, match_plate, normalise, same_plate
+from models.plate_formats import formats_from_spec, match_plate, normalise, plate_regex, same_plate
 from models.plate_geometry import Slant, cut_line, grow
 from models.plate_vote import PlateRead, PlateVoter
 
@@ -65,6 +65,24 @@ def test_custom_regex_fixes_confusables_by_position() -> None:
     assert normalise("AB1Z CDE", uk) == "AB12CDE"
     assert normalise("A8I2CDE", uk) == "AB12CDE"
     assert normalise("ABCDEFG", uk) is None
+
+
+@pytest.mark.parametrize(
+    ("spec", "printed", "expected"),
+    [
+        (r"[A-Z]{2}-[0-9]{3}-[A-Z]{2}", "AB-123-CD", "AB123CD"),  # France, separators in the regex
+        (r"^[A-Z]{2}\d{2}\s?[A-Z]{3}$", "AB12 CDE", "AB12CDE"),  # UK, anchors and shorthands
+        (r"[A-Z]{1,3}[- ][A-Z]{1,2} [0-9]{1,4}", "M-AB 1234", "MAB1234"),  # Germany
+        (r"(?:[A-Z]{3}|[0-9]{3})\.[0-9]{3}", "123.456", "123456"),  # a group and an escaped dot
+        (r"[A-Z]{3} [0-9]{4}|[0-9]{3} [A-Z]{3}", "123 ABC", "123ABC"),
+    ],
+)
+def test_custom_regex_may_be_written_as_plates_are_printed(spec: str, printed: str, expected: str) -> None:
+    (fmt,) = formats_from_spec(spec)
+    assert fmt.templates, "still expands into per-position templates for constrained decoding"
+    assert normalise(printed, [fmt]) == expected
+    assert plate_regex("[A-Z]{2}( |-)?[0-9]{3}") == "[A-Z]{2}(|)?[0-9]{3}"
+    assert plate_regex("[^\\s]{6}") == "[^\\s]{6}" and plate_regex(".{5,8}") == ".{5,8}"
 
 
 def test_format_specs() -> None:
