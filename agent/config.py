@@ -138,12 +138,25 @@ class CameraConfig(Section):
     gate: Name | None = Field(None, description="gate (or barrier) this camera watches")
     replay: ReplayConfig = Field(default_factory=ReplayConfig, description="for video files and image folders")
     stall_seconds: Seconds = Field(5.0, description="no frame for this long raises camera.fault")
+    lane: list[tuple[float, float]] | None = Field(
+        None, description="barrier cameras: corners [x, y] of the lane in front of the barrier, as fractions "
+        "of the picture's width and height (0-1); plates and motion outside it are ignored, so a car parked "
+        "in view beyond the lane never raises the barrier. Default: the whole picture")
 
     @field_validator("resolution")
     @classmethod
     def _sane_resolution(cls, value: tuple[int, int]) -> tuple[int, int]:
         if not (16 <= value[0] <= 4096 and 16 <= value[1] <= 4096):
             raise ValueError("resolution must be between 16 and 4096 pixels each way")
+        return value
+
+    @field_validator("lane")
+    @classmethod
+    def _lane_is_an_area(cls, value: list[tuple[float, float]] | None) -> list[tuple[float, float]] | None:
+        if value is not None:
+            from models.area import Area
+
+            Area(value)  # raises ValueError with what is wrong with the corners
         return value
 
     @property

@@ -201,6 +201,8 @@ def _semantic_problems(config: AgentConfig, marks: _Marks) -> list[ConfigProblem
     for index, camera in enumerate(hardware.cameras):
         if camera.gate is not None and camera.gate not in lanes:
             problem(("hardware", "cameras", index, "gate"), f"no gate or barrier named {camera.gate!r}")
+        if camera.lane is not None and camera.gate not in barrier_names:
+            problem(("hardware", "cameras", index, "lane"), "a lane is for cameras that watch a barrier")
         message = camera_source_problem(camera)
         if message:
             problem(("hardware", "cameras", index, "source"), message)

@@ -25,8 +25,10 @@ if TYPE_CHECKING:
     from agent.config_faces import FaceConfig
     from agent.config_plates import PlateConfig
     from drivers.camera import Camera
+    from models.area import Area
     from models.face import FaceEngine
     from models.plate import PlateReader
+    from models.plate_vote import PlateRead
 
 log = logging.getLogger("edge_agent.vision")
 
@@ -143,17 +145,22 @@ class PlatePass:
 
     With ``plates.read_on_motion_only`` a frame is read only when something moved in it, a pass is
     under way, or the barrier's safety loop sees a vehicle (a car that stopped before the camera
-    noticed it); an empty, still lane costs a motion check instead of a plate read."""
+    noticed it); an empty, still lane costs a motion check instead of a plate read.
+
+    With an ``area`` (the camera's ``lane``), plates are looked for only in the part of the picture
+    that holds it, a plate counts only if its centre lies in it, and so does motion: a resident's
+    car parked across the road is not read as one waiting at the barrier."""
 
     def __init__(self, reader: PlateReader, plates: PlateConfig, barrier: str, access: AccessController,
                  idle_seconds: float = 1.5, repeat_seconds: float = 30.0,
-                 vehicle_present: Callable[[], bool] | None = None) -> None:
+                 vehicle_present: Callable[[], bool] | None = None, area: Area | None = None) -> None:
         from agent.config_plates import plate_formats
         from models.motion import MotionGate
         from models.plate_vote import PlateVoter
 
         self.reader = reader
-        self.motion = MotionGate(plates.motion_pixel_delta, plates.motion_fraction) \
+        self.area = area
+        self.motion = MotionGate(plates.motion_pixel_delta, plates.motion_fraction, area=area) \
             if plates.read_on_motion_only else None
         self.vehicle_present = vehicle_present or (lambda: False)
         self.frames_read = 0
@@ -173,7 +180,7 @@ class PlatePass:
             self.frames_skipped += 1
             return
         self.frames_read += 1
-        reads = self.reader.read(frame)
+        reads = self._read(frame)
         if not reads:
             if ts - self._last_read > self.idle_seconds:
                 self.voter.reset()
@@ -194,9 +201,19 @@ class PlatePass:
         self.access.plate_decided(self.barrier, decision)
 
 
+    def _read(self, frame: np.ndarray) -> list[PlateRead]:
+        if self.area is None:
+            return self.reader.read(frame)
+        reads = self.reader.read(frame, within=self.area.bounds(frame.shape))
+        return [r for r in reads if r.box is not None
+                and self.area.contains(r.box[0] + r.box[2] / 2, r.box[1] + r.box[3] / 2, frame.shape)]
+
+
 def start_workers(config: AgentConfig, hardware: Hardware, access: AccessController, models: Models,
                   ) -> list[VisionWorker]:
     """One worker per camera that watches a gate (faces) or a barrier (plates)."""
+    from models.area import Area
+
     workers = []
     for camera_config in config.hardware.cameras:
         lane = camera_config.gate
@@ -206,8 +223,9 @@ def start_workers(config: AgentConfig, hardware: Hardware, access: AccessControl
             handle = face_handler(models, config.faces, lane, access)
         elif lane in hardware.barriers:
             barrier = hardware.barriers[lane]
+            area = Area(camera_config.lane) if camera_config.lane else None
             handle = PlatePass(models.plate_reader(config.plates), config.plates, lane, access,
-                               vehicle_present=lambda barrier=barrier: barrier.vehicle_present)
+                               vehicle_present=lambda barrier=barrier: barrier.vehicle_present, area=area)
         else:
             continue
         camera = hardware.cameras[camera_config.name]

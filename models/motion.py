@@ -9,9 +9,13 @@ No I/O, no GPIO.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from models.area import Area
 
 THUMBNAIL = (32, 24)  # area averaging over ~20x20-pixel blocks removes sensor noise; a person or a car stays
 
@@ -25,16 +29,18 @@ class MotionGate:
     frames, because a worker checks frames at the camera's rate while idle and far slower while it
     recognises.  When nearly the whole picture changes at once (lights switched on, the camera's
     night mode) the background starts again from that frame: one look, not seconds of "motion".
+    With an ``area``, only the part of the picture inside it counts (traffic beyond a barrier's lane).
     """
 
     def __init__(self, pixel_delta: int = 12, fraction: float = 0.01, fade_seconds: float = 1.0,
-                 reset_fraction: float = 0.6) -> None:
+                 reset_fraction: float = 0.6, area: Area | None = None) -> None:
         self.pixel_delta = pixel_delta
         self.fraction = fraction
         self.fade_seconds = fade_seconds
         self.reset_fraction = reset_fraction
         self.changed = 0.0  # share of the thumbnail that changed in the last frame, for diagnosis
         self._background: np.ndarray | None = None
+        self._cells = area.mask(*THUMBNAIL) if area is not None else np.ones(THUMBNAIL[::-1], bool)
         self._last_ts = 0.0
 
     def update(self, frame: np.ndarray, ts: float) -> bool:
@@ -48,7 +54,7 @@ class MotionGate:
             self._background = thumb
             self.changed = 1.0
             return True  # nothing to compare with: a frame we know nothing about is worth a look
-        self.changed = float(np.mean(np.abs(thumb - self._background) > self.pixel_delta))
+        self.changed = float(np.mean((np.abs(thumb - self._background) > self.pixel_delta)[self._cells]))
         if self.changed > self.reset_fraction:
             self._background = thumb
         else:

@@ -26,6 +26,7 @@ No I/O beyond loading the models once, no GPIO.  onnxruntime uses one intra-op t
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 from dataclasses import dataclass
@@ -188,12 +189,19 @@ class PlateReader:
         return PlateRead(path.text, confidence, None, path.char_confidences)
 
     # ---- pipeline ----------------------------------------------------------------------------
-    def read(self, frame_bgr: np.ndarray, box: Box | None = None) -> list[PlateRead]:
-        """Plates in ``frame_bgr``, best first. ``box`` (x, y, w, h) restricts reading to that region."""
+    def read(self, frame_bgr: np.ndarray, box: Box | None = None, within: Box | None = None) -> list[PlateRead]:
+        """Plates in ``frame_bgr``, best first.  ``box`` (x, y, w, h) is where a plate is: it is read
+        as a plate crop.  ``within`` is the part of a scene to search (a barrier's lane); the reads'
+        boxes are in the whole frame's pixels either way."""
         frame = frame_bgr if frame_bgr.ndim == 3 else cv2.cvtColor(frame_bgr, cv2.COLOR_GRAY2BGR)
         if box is not None:
             read = self._read_region(frame, box, tight=True)
             return [read] if read else []
+        if within is not None:
+            x, y, w, h = within
+            reads = self._read_scene(frame[y: y + h, x: x + w])
+            return [dataclasses.replace(r, box=(r.box[0] + x, r.box[1] + y, r.box[2], r.box[3]) if r.box else None)
+                    for r in reads]
         if looks_like_crop(frame.shape[1], frame.shape[0]):
             read = self._read_region(frame, (0, 0, frame.shape[1], frame.shape[0]), tight=True)
             if read is not None:

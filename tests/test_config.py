@@ -101,6 +101,20 @@ def test_camera_must_watch_a_known_gate_and_exist(tmp_path: Path) -> None:
     assert any("cameras[0].source" in p and "does not exist" in p for p in found)
 
 
+def test_a_lane_is_checked_and_belongs_to_a_barrier_camera() -> None:
+    barrier = "  barriers:\n    - {name: car-in, raise_relay: 5, lower_relay: 6, safety_loop: 13}\n"
+    camera = "  cameras:\n    - {name: c, source: 0, gate: %s, lane: %s}\n"
+    lane = "[[0.1, 0.5], [0.9, 0.5], [1, 1], [0, 1]]"
+    config = parse_config(VALID + barrier + camera % ("car-in", lane), "test.yaml")
+    assert config.hardware.cameras[0].lane == [(0.1, 0.5), (0.9, 0.5), (1.0, 1.0), (0.0, 1.0)]
+    (message,) = problems(VALID + barrier + camera % ("car-in", "[[0.1, 0.5], [1.5, 0.5], [1, 1]]"))
+    assert "cameras[0].lane" in message and "fractions of the frame" in message
+    (message,) = problems(VALID + barrier + camera % ("car-in", "[[0, 0], [0.5, 0.5], [1, 1]]"))
+    assert "enclose part of the frame" in message
+    (message,) = problems(VALID + barrier + camera % ("main", lane))
+    assert "cameras[0].lane" in message and "cameras that watch a barrier" in message
+
+
 def test_unreadable_video_is_reported(tmp_path: Path) -> None:
     bogus = tmp_path / "broken.mp4"
     bogus.write_bytes(b"not a video at all" * 100)

@@ -12,6 +12,7 @@ import pytest
 from agent.config_plates import PlateConfig
 from agent.simulation_media import cjk_font, generate_lane_video, render_plate
 from agent.vision import PlatePass
+from models.area import Area
 from models.motion import MotionGate
 from models.plate import PlateReader
 from models.plate_vote import PlateDecision
@@ -146,3 +147,52 @@ def test_safety_loop_or_setting_keeps_every_frame_read(reader: PlateReader, lane
     assert on_loop == []
     ungated, _ = run_pass(reader, lane_video, PlateConfig(read_on_motion_only=False), until=1.0)
     assert ungated == []
+
+
+# The lane in front of the barrier: the lower middle of the picture.  Beyond it, across the road,
+# a resident's car is parked in full view.
+LANE = Area([(0.25, 0.45), (0.75, 0.45), (0.95, 1.0), (0.05, 1.0)])
+
+
+def test_an_area_in_fractions_fits_any_resolution() -> None:
+    assert LANE.bounds((720, 1280, 3)) == (64, 324, 1152, 396)
+    assert LANE.bounds((480, 640)) == (32, 216, 576, 264)
+    assert LANE.contains(640, 700, (720, 1280)) and not LANE.contains(100, 200, (720, 1280))
+    sliver = Area([(0.5, 0.0), (0.51, 0.0), (0.51, 1.0), (0.5, 1.0)])  # narrower than a thumbnail cell
+    assert sliver.mask(32, 24).any(axis=1).all(), "a narrow lane still covers the cells it crosses"
+
+
+def test_motion_outside_the_lane_does_not_count() -> None:
+    rng = np.random.default_rng(5)
+    motion = MotionGate(area=LANE)
+    motion.update(lane(rng), 0.0)
+    beyond = lane(rng)
+    beyond[20:120, 0:200] = 30  # traffic on the road beyond the lane, top left
+    assert not motion.update(beyond, 0.1) and motion.changed == 0.0
+    assert MotionGate().update(lane(rng), 0.0) and MotionGate(area=None).update(beyond, 0.0)
+    inside = lane(rng, car_x=300)
+    assert motion.update(inside, 0.2)
+
+
+def test_a_car_parked_beyond_the_lane_never_raises_the_barrier(reader: PlateReader) -> None:
+    font = cjk_font()
+    resident, stranger = render_plate("京A12345", font, height=40), render_plate("沪B54321", font, height=40)
+    rng = np.random.default_rng(6)
+
+    def frame(car_x: int) -> np.ndarray:
+        picture = np.clip(np.full((720, 1280, 3), 120, np.int16) + rng.integers(-6, 7, (720, 1280, 3)), 0, 255)
+        picture = picture.astype(np.uint8)
+        picture[150:150 + resident.shape[0], 60:60 + resident.shape[1]] = resident  # parked, across the road
+        picture[460:700, car_x: car_x + 360] = 50  # the stranger's car driving up to the barrier
+        picture[600:600 + stranger.shape[0], car_x + 110: car_x + 110 + stranger.shape[1]] = stranger
+        return picture
+
+    def decided(area: Area | None) -> list[str]:
+        decisions = Decisions()
+        plate_pass = PlatePass(reader, PlateConfig(), "car-in", decisions, area=area)  # type: ignore[arg-type]
+        for step in range(6):
+            plate_pass(frame(380 + 20 * step), step / 3)
+        return decisions.decided
+
+    assert "京A12345" in decided(None), "without a lane, the parked car is read like the one at the barrier"
+    assert decided(LANE) == ["沪B54321"]
