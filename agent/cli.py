@@ -196,7 +196,7 @@ def cmd_hw_test(args: argparse.Namespace) -> int:
     except PinFactoryError as exc:
         print(f"FAIL  pin factory {config.hardware.pin_factory}: {exc}")
         return EX_FAILED
-    checks = run_checks(config, factory, pulse=args.pulse)
+    checks = run_checks(config, factory, pulse=args.pulse, snapshots=args.snapshots)
     for check in checks:
         print(check)
     failed = sum(not c.ok for c in checks)
@@ -271,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     hw_test = hw_commands.add_parser("test", help="check every configured device (OK/FAIL)")
     _add_config(hw_test)
     hw_test.add_argument("--pulse", action="store_true", help="also click relays and sound indicators")
+    hw_test.add_argument("--snapshots", type=Path, metavar="DIR",
+                         help="save each camera's frame as DIR/<camera>.jpg, a barrier camera's lane drawn on it")
     hw_test.set_defaults(func=cmd_hw_test)
 
     evaluate = commands.add_parser("eval", help="measure recognition on a labelled data set")

@@ -141,7 +141,8 @@ class CameraConfig(Section):
     lane: list[tuple[float, float]] | None = Field(
         None, description="barrier cameras: corners [x, y] of the lane in front of the barrier, as fractions "
         "of the picture's width and height (0-1); plates and motion outside it are ignored, so a car parked "
-        "in view beyond the lane never raises the barrier. Default: the whole picture")
+        "in view beyond the lane never raises the barrier; check it with `edge-agent hw test --snapshots DIR`. "
+        "Default: the whole picture")
 
     @field_validator("resolution")
     @classmethod

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 from gpiozero import Factory
 
 from agent.agent_config import AgentConfig
@@ -29,8 +31,10 @@ def _try(device: str, probe: Callable[[], str]) -> Check:
         return Check(device, False, str(exc) or type(exc).__name__)
 
 
-def run_checks(config: AgentConfig, pin_factory: Factory, pulse: bool = False) -> list[Check]:
-    """Read every input; pulse relays, LEDs and buzzers only with ``pulse``; grab a frame per camera."""
+def run_checks(config: AgentConfig, pin_factory: Factory, pulse: bool = False,
+               snapshots: Path | None = None) -> list[Check]:
+    """Read every input; pulse relays, LEDs and buzzers only with ``pulse``; grab a frame per camera,
+    saved to ``snapshots`` when given (with a barrier camera's lane drawn on it)."""
     from gpiozero import Button, DigitalInputDevice, DigitalOutputDevice
 
     checks: list[Check] = []
@@ -88,6 +92,27 @@ def run_checks(config: AgentConfig, pin_factory: Factory, pulse: bool = False) -
             from drivers.camera import grab_one
 
             frame, fps = grab_one(camera, timeout=10.0)
-            return f"{camera.source}: frame {frame.shape[1]}x{frame.shape[0]}, {fps:.1f} fps"
+            detail = f"{camera.source}: frame {frame.shape[1]}x{frame.shape[0]}, {fps:.1f} fps"
+            if snapshots is not None:
+                detail += f", saved {save_snapshot(frame, camera.lane, snapshots / f'{camera.name}.jpg')}"
+            return detail
         checks.append(_try(f"camera {camera.name}", grab))
     return checks
+
+
+def save_snapshot(frame: np.ndarray, lane: list[tuple[float, float]] | None, path: Path) -> Path:
+    """``frame`` as a JPEG, the lane outlined: how a technician checks a lane's corners.  It stays on
+    the node, like every picture."""
+    import cv2
+
+    picture = frame.copy()
+    if lane:
+        height, width = picture.shape[:2]
+        corners = np.round(np.array(lane) * (width, height)).astype(np.int32)
+        cv2.polylines(picture, [corners], isClosed=True, color=(0, 255, 0), thickness=max(2, width // 320))
+        cv2.putText(picture, "lane", tuple(int(v) for v in corners[0] + (4, 24)), cv2.FONT_HERSHEY_SIMPLEX,
+                    max(0.6, width / 1280), (0, 255, 0), 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), picture):
+        raise OSError(f"cannot write {path}")
+    return path
