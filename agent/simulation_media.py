@@ -65,6 +65,17 @@ def render_plate(text: str, font_path: Path, height: int = 70) -> np.ndarray:
     return np.asarray(plate)[:, :, ::-1].copy()
 
 
+def turn(image: np.ndarray, degrees: float) -> np.ndarray:
+    """``image`` turned by ``degrees`` (counter-clockwise) on a canvas just big enough, the corners
+    filled with its own edge colours: a plate as a camera beside or above the lane sees it."""
+    h, w = image.shape[:2]
+    cos, sin = abs(np.cos(np.radians(degrees))), abs(np.sin(np.radians(degrees)))
+    width, height = int(w * cos + h * sin), int(w * sin + h * cos)
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    matrix[:, 2] += (width / 2 - w / 2, height / 2 - h / 2)
+    return cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
+
+
 def _scene(size: tuple[int, int], colour: tuple[int, int, int]) -> np.ndarray:
     width, height = size
     scene = np.full((height, width, 3), colour, np.uint8)

@@ -4,8 +4,9 @@ Run: ``taskset -c 0 .venv/bin/python bench/bench_plate_motion.py``.  Uses the si
 barrier videos (960x540, 15 fps, with sensor noise): 20 s of an empty lane, and 20 s in which two cars
 drive up, wait and leave.  Both are decoded by OpenCV and fed at 3 frames a second, as a Pi 4 keeps up
 with.  Prints the median cost of a motion check beside a plate read of an empty frame and of a frame
-with a car (whole frame, and only the part holding the simulation's camera ``lane``), then, per video, the reader's CPU time with gating on (the default) and off, and the
-decisions each made (they must agree).
+with a car (the whole frame, and only the part holding the simulation camera's ``lane``), then, per
+video, the reader's CPU time with gating on (the default) and off, and the decisions each made (they
+must agree).
 """
 
 from __future__ import annotations

@@ -18,19 +18,9 @@ import random
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from agent.eval_plates import load_samples
-
-
-def turn(image: np.ndarray, degrees: float) -> np.ndarray:
-    """``image`` turned by ``degrees`` (counter-clockwise) on a canvas just big enough for it."""
-    h, w = image.shape[:2]
-    cos, sin = abs(np.cos(np.radians(degrees))), abs(np.sin(np.radians(degrees)))
-    width, height = int(w * cos + h * sin), int(w * sin + h * cos)
-    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
-    matrix[:, 2] += (width / 2 - w / 2, height / 2 - h / 2)
-    return cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
+from agent.simulation_media import turn
 
 
 def _angle(rng: random.Random, low: float, high: float) -> float:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from agent.simulation_media import cjk_font
+from agent.simulation_media import cjk_font, turn
 from agent.simulation_media import render_plate as render_cn_plate
 from models.plate import (
     _REFINE_WIDTH,
@@ -250,17 +250,6 @@ def test_reads_the_scene_detectors_box_when_the_second_look_finds_no_line(
     assert read is not None and read.text == "KX42PL7"
     assert read.box is not None, "the read comes from the detector's line, not the whole region"
     assert abs(read.box[1] - text_box[1]) <= 0.2 * text_box[3] and read.box[3] <= 1.2 * text_box[3]
-
-
-def turn(image: np.ndarray, degrees: float) -> np.ndarray:
-    """``image`` turned by ``degrees`` (counter-clockwise) on a canvas just big enough, the corners
-    filled with its own edge colours: how a plate looks to a camera beside or above the lane."""
-    h, w = image.shape[:2]
-    cos, sin = abs(np.cos(np.radians(degrees))), abs(np.sin(np.radians(degrees)))
-    width, height = int(w * cos + h * sin), int(w * sin + h * cos)
-    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
-    matrix[:, 2] += (width / 2 - w / 2, height / 2 - h / 2)
-    return cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
 
 
 @pytest.mark.parametrize("degrees", [-16.0, 16.0])
