@@ -5,6 +5,7 @@
   take for the plate).
 - ``us-tilted``: the US scenes turned 6-14 degrees either way, as a camera beside or above the lane
   sees plates.
+- ``us-crops``: the US plates cut at their labelled boxes: Latin plate crops.
 - ``cn-tilted``: the first 200 Chinese crops turned 5-15 degrees either way, on a canvas just big
   enough, the corners filled with the crop's own edge colours (as a crop cut around a tilted plate).
 
@@ -59,6 +60,18 @@ def turn_us_scenes(data: Path, folder: Path) -> Path:
     return folder
 
 
+def cut_us_crops(data: Path, folder: Path) -> Path:
+    rows = ["image,plate"]
+    for sample in load_samples(data / "us"):
+        x, y, w, h = sample.box  # type: ignore[misc]
+        scene = cv2.imread(str(data / "us" / sample.image))
+        crop = scene[max(0, y): y + h, max(0, x): x + w]
+        cv2.imwrite(str(folder / sample.image), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        rows.append(f"{sample.image},{sample.plate}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return folder
+
+
 def turn_cn_crops(data: Path, folder: Path, count: int = 200) -> Path:
     rng = random.Random(11)
     rows = ["image,plate"]
@@ -73,4 +86,5 @@ def turn_cn_crops(data: Path, folder: Path, count: int = 200) -> Path:
     return folder
 
 
-MADE_SETS = {"cn-scenes": paste_cn_scenes, "us-tilted": turn_us_scenes, "cn-tilted": turn_cn_crops}
+MADE_SETS = {"cn-scenes": paste_cn_scenes, "us-tilted": turn_us_scenes, "us-crops": cut_us_crops,
+             "cn-tilted": turn_cn_crops}

@@ -62,3 +62,26 @@ def test_register_adds_plates_with_run() -> None:
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["plates", "somewhere", "--json"])
     assert args.func.__name__ == "run" and args.json and args.dir == "somewhere"
+
+
+def test_latin_plate_crops_read_better_stretched(shared_data: Path, tmp_path: Path) -> None:
+    """Narrow Latin fonts merge in the recogniser unless stretched: the US plates, cut at their
+    labelled boxes, read better at the Latin crop stretches than as they are."""
+    import cv2
+
+    from agent.eval_plates import evaluate, load_samples, summarise
+    from models.plate import LATIN_CROP_STRETCHES, PlateReader
+
+    rows = ["image,plate"]
+    for sample in load_samples(shared_data / "plates" / "us")[:42]:
+        x, y, w, h = sample.box  # type: ignore[misc]
+        scene = cv2.imread(str(shared_data / "plates" / "us" / sample.image))
+        cv2.imwrite(str(tmp_path / sample.image), scene[max(0, y): y + h, max(0, x): x + w])
+        rows.append(f"{sample.image},{sample.plate}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    reader = PlateReader("us")
+    assert reader._crop_stretches == LATIN_CROP_STRETCHES
+    stretched = summarise(evaluate(tmp_path, reader), "us")["exact"]
+    reader._crop_stretches = (1.0,)
+    as_they_are = summarise(evaluate(tmp_path, reader), "us")["exact"]
+    assert stretched > as_they_are  # 37 vs 34 of these 42 here; 185 vs 173 of all 222
