@@ -189,6 +189,39 @@ def test_reads_a_rendered_plate_crop(recogniser: str) -> None:
     assert len(reads[0].char_confidences) == 7 and reads[0].confidence > 0.5
 
 
+def render_eu_plate(text: str, country: str) -> np.ndarray:
+    """A white EU plate with the blue band (circle of stars, country letters) on its left."""
+    height, width = 110, 520
+    plate = Image.new("RGB", (width, height), (245, 245, 245))
+    draw = ImageDraw.Draw(plate)
+    draw.rectangle((0, 0, width - 1, height - 1), outline=(10, 10, 10), width=4)
+    band = 40
+    draw.rectangle((4, 4, band, height - 5), fill=(30, 60, 170))
+    for k in range(12):
+        cx, cy = band / 2 + 4 + 12 * np.cos(k * np.pi / 6), 36 + 12 * np.sin(k * np.pi / 6)
+        draw.ellipse((cx - 2, cy - 2, cx + 2, cy + 2), fill=(250, 210, 0))
+    draw.text((band / 2 + 4, 86), country, font=ImageFont.truetype(CONDENSED_FONT, 32), fill=(250, 250, 250),
+              anchor="mm")
+    draw.text(((width + band) / 2, height / 2), text, font=ImageFont.truetype(CONDENSED_FONT, 78), fill=(10, 10, 10),
+              anchor="mm")
+    return np.asarray(plate)[:, :, ::-1].copy()
+
+
+@pytest.mark.parametrize(("spec", "printed", "country"), [
+    (r"[A-Z]{2}-[0-9]{3}-[A-Z]{2}", "AB-123-CD", "F"),
+    (r"[A-Z]{1,3}-[A-Z]{1,2} [0-9]{1,4}", "M-AB 1234", "D"),
+])
+def test_reads_a_european_plate_with_its_format_written_as_printed(spec: str, printed: str, country: str) -> None:
+    reader = PlateReader(spec)
+    plate = render_eu_plate(printed, country)
+    scene = np.full((720, 1280, 3), 110, np.uint8)
+    scene[400: 400 + plate.shape[0], 400: 400 + plate.shape[1]] = plate
+    expected = printed.replace("-", "").replace(" ", "")
+    for image in (plate, cv2.resize(plate, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA), scene):
+        reads = reader.read(image)
+        assert reads and reads[0].text == expected, "the band's country letters are not part of the plate"
+
+
 def test_finds_and_reads_a_rendered_plate_in_a_scene(reader: PlateReader) -> None:
     rng = np.random.default_rng(7)
     scene = rng.integers(60, 120, size=(720, 1280, 3), dtype=np.uint8)
