@@ -347,8 +347,11 @@ def equalise_contrast(frame: np.ndarray) -> np.ndarray:
 
 
 def looks_like_crop(width: int, height: int) -> bool:
-    """A frame that is itself a plate: plate-like aspect and too small to be a camera scene."""
-    return 1.5 <= width / max(1, height) <= 6.0 and width <= 640 and height <= 240
+    """A frame that is itself a plate: plate-like aspect, and too small to be a camera scene or
+    proportioned like no camera frame (4:3, 16:9) but like a plate (2:1 US, 3.1:1 Chinese, 4.7:1 EU):
+    a high-resolution crop's text touches its edges, where a scene's is ignored as cut off."""
+    aspect = width / max(1, height)
+    return 1.5 <= aspect <= 6.0 and ((width <= 640 and height <= 240) or aspect >= 1.9)
 
 
 def _plate_likeness(read: PlateRead) -> float:

@@ -222,6 +222,13 @@ def test_reads_a_european_plate_with_its_format_written_as_printed(spec: str, pr
         assert reads and reads[0].text == expected, "the band's country letters are not part of the plate"
 
 
+def test_plate_crops_of_any_size_are_crops_and_camera_frames_scenes() -> None:
+    for width, height in ((94, 24), (440, 140), (440, 220), (900, 227), (1600, 340)):
+        assert looks_like_crop(width, height)
+    for width, height in ((1920, 1080), (1280, 960), (640, 360), (1160, 720), (720, 1160)):
+        assert not looks_like_crop(width, height)
+
+
 def test_finds_and_reads_a_rendered_plate_in_a_scene(reader: PlateReader) -> None:
     rng = np.random.default_rng(7)
     scene = rng.integers(60, 120, size=(720, 1280, 3), dtype=np.uint8)
