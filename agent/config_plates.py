@@ -86,7 +86,7 @@ class PlateConfig(Section):
             if item.strip().lower() in NAMED_FORMATS:
                 continue
             try:
-                re.compile(item)
+                formats_from_spec(item)
             except re.error as error:
                 raise ValueError(f"{item!r} is neither a named format nor a valid regex: {error}") from None
         return value

@@ -252,6 +252,9 @@ def formats_from_spec(spec: str | Iterable[str]) -> list[PlateFormat]:
             key = item.strip()
             if key.lower() in NAMED_FORMATS:
                 formats.extend(NAMED_FORMATS[key.lower()])
+            elif re.fullmatch(r"[A-Za-z]{2,8}", key):  # a name, not a pattern: it would match one plate
+                raise ValueError(f"{key!r} is not a named plate format ({', '.join(NAMED_FORMATS)}); give "
+                                 "other regions as a regex, e.g. '[A-Z]{2}[0-9]{2}[A-Z]{3}' for UK plates")
             elif key:
                 re.compile(key)  # raises re.error for a technician's typo
                 regex = plate_regex(key)

@@ -55,6 +55,8 @@ def test_bad_regex_is_an_error_not_a_traceback(tmp_path: Path, capsys: pytest.Ca
     (tmp_path / "labels.csv").write_text("image,plate\n", encoding="utf-8")
     assert main(["plates", str(tmp_path), "--formats", "[A-Z"]) == 2
     assert "error" in capsys.readouterr().err
+    assert main(["plates", str(tmp_path), "--formats", "eu"]) == 2
+    assert "not a named plate format (cn, us, latin)" in capsys.readouterr().err
 
 
 def test_register_adds_plates_with_run() -> None:
