@@ -200,7 +200,6 @@ class PlatePass:
         self._last_decided = (decision.text, ts)
         self.access.plate_decided(self.barrier, decision)
 
-
     def _read(self, frame: np.ndarray) -> list[PlateRead]:
         if self.area is None:
             return self.reader.read(frame)

@@ -286,9 +286,9 @@ class PlateReader:
         # Chosen on the shared data (bench/bench_plates.py): a tight plate crop reads best whole, at
         # the crop stretches (Chinese crops 98.5% vs 93% for the detected line; on US crops the line
         # read 155 of 222, the whole crop 185); in a scene region the detected main line at the
-        # recogniser's stretches.  Without a line, the scene detector's own box
-        # (padded sideways, as it often clips the first or last character) reads better than the
-        # whole region with its frame, state name and dealer text: US 178 -> 180 of 222.
+        # recogniser's stretches.  Without a line, the scene detector's own box (padded sideways,
+        # as it often clips the first or last character) reads better than the whole region with
+        # its frame, state name and dealer text: US 178 -> 180 of 222.
         # A tilted line is read turned level.  A crop of a tilted plate is read both whole and
         # along its levelled line, voted: 200 shared Chinese crops turned 5-15 degrees, 185 -> 194
         # read; the levelled line alone read 195 of those but lost 6 of the 500 crops as they are.
@@ -375,5 +375,3 @@ def _char_confidences(text: str, variants: list[PlateRead]) -> tuple[float, ...]
     if not agreeing:
         return ()
     return tuple(float(max(col)) for col in zip(*(v.char_confidences for v in agreeing), strict=True))
-
-
