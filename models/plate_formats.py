@@ -163,6 +163,7 @@ def _expand(pattern: str) -> tuple[tuple[str, ...], ...]:
 _QUANTIFIER = re.compile(r"(?:[?*+]|\{\d*(?:,\d*)?\})[?+]?")
 _GROUP_OPENER = re.compile(r"\(\?(?:P<\w+>|<[=!]|[:=!]|[aiLmsux-]+[:)])")  # (?:  (?P<name>  (?i) ...
 _SHORTHANDS = {"d": "0-9", "w": "A-Z0-9"}  # over normalised text: uppercase, no "_"
+_NAME = re.compile(r"[A-Za-z]{2,8}")
 
 
 def _class_end(pattern: str, start: int) -> int:
@@ -246,13 +247,13 @@ def formats_from_spec(spec: str | Iterable[str]) -> list[PlateFormat]:
     parts = [spec] if isinstance(spec, str) else list(spec)
     formats: list[PlateFormat] = []
     for part in parts:
-        items = part.split(",") if all(name.strip().lower() in NAMED_FORMATS for name in part.split(",")) \
-            else [part]
+        # "cn,us" is a list of names; a regex may hold commas too ("[A-Z]{1,3}").
+        items = part.split(",") if all(_NAME.fullmatch(name.strip()) for name in part.split(",")) else [part]
         for item in items:
             key = item.strip()
             if key.lower() in NAMED_FORMATS:
                 formats.extend(NAMED_FORMATS[key.lower()])
-            elif re.fullmatch(r"[A-Za-z]{2,8}", key):  # a name, not a pattern: it would match one plate
+            elif _NAME.fullmatch(key):  # a name, not a pattern: as a regex it would match one plate
                 raise ValueError(f"{key!r} is not a named plate format ({', '.join(NAMED_FORMATS)}); give "
                                  "other regions as a regex, e.g. '[A-Z]{2}[0-9]{2}[A-Z]{3}' for UK plates")
             elif key:

@@ -91,8 +91,9 @@ def test_format_specs() -> None:
     assert unbounded[0].templates == () and normalise("abc12", unbounded) == "ABC12"
     with pytest.raises(Exception):  # noqa: B017 - re.error for a typo'd regex
         formats_from_spec("[A-Z")
-    with pytest.raises(ValueError, match="'uk' is not a named plate format"):  # would match the plate "UK" only
-        formats_from_spec("uk")
+    for spec in ("uk", "cn,uk"):  # as a regex, "uk" would match the plate "UK" only
+        with pytest.raises(ValueError, match="'uk' is not a named plate format"):
+            formats_from_spec(spec)
 
 
 def test_same_plate_treats_o_and_zero_alike_only_on_latin_plates() -> None:
