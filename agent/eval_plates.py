@@ -15,8 +15,10 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import yaml
@@ -68,27 +70,35 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool
     return smaller > 0 and ix * iy / smaller >= 0.5
 
 
-def evaluate(folder: Path, reader: PlateReader) -> list[Outcome]:
+def evaluate(folder: Path, reader: PlateReader,
+             progress: Callable[[int, int, list[Outcome]], None] | None = None) -> list[Outcome]:
+    """Every labelled image read; ``progress(done, total, outcomes)`` is called after each."""
     import cv2
 
-    outcomes = []
-    for sample in load_samples(folder):
-        image = cv2.imread(str(folder / sample.image), cv2.IMREAD_COLOR)
-        if image is None:
-            print(f"warning: cannot read {sample.image}", file=sys.stderr)
-            outcomes.append(Outcome(sample.image, sample.plate, "", 0.0, None))
-            continue
-        height, width = image.shape[:2]
-        start = time.perf_counter()
-        crop_box = (0, 0, width, height) if _is_crop(sample.box, width, height) else None
-        reads = reader.read(image, crop_box)
-        ms = (time.perf_counter() - start) * 1000.0
-        best = reads[0] if reads else None
-        overlaps = None
-        if sample.box is not None and not _is_crop(sample.box, width, height):
-            overlaps = bool(best and best.box and _overlap(best.box, sample.box))
-        outcomes.append(Outcome(sample.image, sample.plate, best.text if best else "", ms, overlaps))
+    samples = load_samples(folder)
+    outcomes: list[Outcome] = []
+    for sample in samples:
+        outcomes.append(_read_sample(folder, sample, reader, cv2))
+        if progress is not None:
+            progress(len(outcomes), len(samples), outcomes)
     return outcomes
+
+
+def _read_sample(folder: Path, sample: Sample, reader: PlateReader, cv2: ModuleType) -> Outcome:
+    image = cv2.imread(str(folder / sample.image), cv2.IMREAD_COLOR)
+    if image is None:
+        print(f"warning: cannot read {sample.image}", file=sys.stderr)
+        return Outcome(sample.image, sample.plate, "", 0.0, None)
+    height, width = image.shape[:2]
+    start = time.perf_counter()
+    crop_box = (0, 0, width, height) if _is_crop(sample.box, width, height) else None
+    reads = reader.read(image, crop_box)
+    ms = (time.perf_counter() - start) * 1000.0
+    best = reads[0] if reads else None
+    overlaps = None
+    if sample.box is not None and not _is_crop(sample.box, width, height):
+        overlaps = bool(best and best.box and _overlap(best.box, sample.box))
+    return Outcome(sample.image, sample.plate, best.text if best else "", ms, overlaps)
 
 
 def summarise(outcomes: list[Outcome], formats: str) -> dict[str, object]:
@@ -134,7 +144,9 @@ def run(args: argparse.Namespace) -> int:
     from models.plate import PlateReader  # OpenCV and onnxruntime load only when a command runs
 
     reader = PlateReader(formats, plate_settings(config))
-    outcomes = evaluate(folder, reader)
+    outcomes = evaluate(folder, reader, _show_progress if sys.stderr.isatty() else None)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
     summary = summarise(outcomes, args.formats or ",".join(config.formats))
     if args.details:
         with open(args.details, "w", newline="", encoding="utf-8") as handle:
@@ -148,6 +160,12 @@ def run(args: argparse.Namespace) -> int:
         for key, value in summary.items():
             print(f"{key:>15}: {value}")
     return 0
+
+
+def _show_progress(done: int, total: int, outcomes: list[Outcome]) -> None:
+    """One self-overwriting line on a terminal: a long run shows it is alive and how it is going."""
+    exact = sum(same_plate(o.expected, o.read) for o in outcomes)
+    print(f"\r{done}/{total} images, {exact / done:.1%} exact so far", end="", file=sys.stderr, flush=True)
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -201,7 +201,9 @@ class PlateReader:
         """Plates in ``frame_bgr``, best first.  ``box`` (x, y, w, h) is where a plate is: it is read
         as a plate crop.  ``within`` is the part of a scene to search (a barrier's lane); the reads'
         boxes are in the whole frame's pixels either way."""
-        frame = frame_bgr if frame_bgr.ndim == 3 else cv2.cvtColor(frame_bgr, cv2.COLOR_GRAY2BGR)
+        frame = frame_bgr
+        if frame.ndim == 2 or frame.shape[2] == 4:  # an infrared camera's grey, picamera2's XRGB8888
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR if frame.ndim == 2 else cv2.COLOR_BGRA2BGR)
         if box is not None:
             read = self._read_region(frame, box, tight=True)
             return [read] if read else []

@@ -105,3 +105,22 @@ def test_high_resolution_plate_crops_are_read_as_crops(shared_data: Path, tmp_pa
         rows.append(f"{sample.image},{sample.plate}")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     assert summarise(evaluate(tmp_path, PlateReader("cn")), "cn")["exact"] >= 19
+
+
+def test_progress_is_reported_after_every_image(tmp_path: Path) -> None:
+    import cv2
+
+    from agent.eval_plates import evaluate
+    from agent.simulation_media import cjk_font, render_plate
+    from models.plate import PlateReader
+
+    plates = ["京A12345", "沪B54321", "浙C23456"]
+    for index, text in enumerate(plates):
+        cv2.imwrite(str(tmp_path / f"{index}.png"), render_plate(text, cjk_font(), height=48))
+    (tmp_path / "labels.csv").write_text("image,plate\n" + "".join(f"{i}.png,{t}\n" for i, t in enumerate(plates)),
+                                         encoding="utf-8")
+    seen: list[tuple[int, int, int]] = []
+    outcomes = evaluate(tmp_path, PlateReader("cn"),
+                        lambda done, total, so_far: seen.append((done, total, len(so_far))))
+    assert seen == [(1, 3, 1), (2, 3, 2), (3, 3, 3)]
+    assert [o.read for o in outcomes] == plates

@@ -232,6 +232,13 @@ def test_plate_crops_of_any_size_are_crops_and_camera_frames_scenes() -> None:
         assert not looks_like_crop(width, height)
 
 
+def test_grey_and_bgra_frames_are_read_as_colour_ones(reader: PlateReader) -> None:
+    crop = render_plate("KX42PL7")
+    for frame in (cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), cv2.cvtColor(crop, cv2.COLOR_BGR2BGRA)):
+        reads = reader.read(frame)
+        assert reads and reads[0].text == "KX42PL7"
+
+
 def test_finds_and_reads_a_rendered_plate_in_a_scene(reader: PlateReader) -> None:
     rng = np.random.default_rng(7)
     scene = rng.integers(60, 120, size=(720, 1280, 3), dtype=np.uint8)
