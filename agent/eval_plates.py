@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING
 
 import yaml
@@ -73,18 +72,18 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool
 def evaluate(folder: Path, reader: PlateReader,
              progress: Callable[[int, int, list[Outcome]], None] | None = None) -> list[Outcome]:
     """Every labelled image read; ``progress(done, total, outcomes)`` is called after each."""
-    import cv2
-
     samples = load_samples(folder)
     outcomes: list[Outcome] = []
     for sample in samples:
-        outcomes.append(_read_sample(folder, sample, reader, cv2))
+        outcomes.append(_read_sample(folder, sample, reader))
         if progress is not None:
             progress(len(outcomes), len(samples), outcomes)
     return outcomes
 
 
-def _read_sample(folder: Path, sample: Sample, reader: PlateReader, cv2: ModuleType) -> Outcome:
+def _read_sample(folder: Path, sample: Sample, reader: PlateReader) -> Outcome:
+    import cv2  # OpenCV loads only when a command runs
+
     image = cv2.imread(str(folder / sample.image), cv2.IMREAD_COLOR)
     if image is None:
         print(f"warning: cannot read {sample.image}", file=sys.stderr)

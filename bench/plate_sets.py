@@ -28,6 +28,11 @@ def _angle(rng: random.Random, low: float, high: float) -> float:
     return rng.choice([-1, 1]) * rng.uniform(low, high)
 
 
+def _write_labels(folder: Path, rows: list[str]) -> Path:
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return folder
+
+
 def paste_cn_scenes(data: Path, folder: Path, count: int = 120) -> Path:
     rng = random.Random(1)
     crops = load_samples(data / "cn-crops")[:count]
@@ -42,8 +47,7 @@ def paste_cn_scenes(data: Path, folder: Path, count: int = 120) -> Path:
         scene[y: y + height, x: x + width] = cv2.resize(crop, (width, height), interpolation=cv2.INTER_CUBIC)
         cv2.imwrite(str(folder / f"scene_{index:03}.jpg"), scene, [cv2.IMWRITE_JPEG_QUALITY, 95])
         rows.append(f"scene_{index:03}.jpg,{sample.plate},{x},{y},{width},{height}")
-    (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return folder
+    return _write_labels(folder, rows)
 
 
 def turn_us_scenes(data: Path, folder: Path) -> Path:
@@ -56,8 +60,7 @@ def turn_us_scenes(data: Path, folder: Path) -> Path:
         scene = cv2.warpAffine(scene, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE)
         cv2.imwrite(str(folder / sample.image), scene, [cv2.IMWRITE_JPEG_QUALITY, 95])
         rows.append(f"{sample.image},{sample.plate}")
-    (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return folder
+    return _write_labels(folder, rows)
 
 
 def cut_us_crops(data: Path, folder: Path) -> Path:
@@ -68,8 +71,7 @@ def cut_us_crops(data: Path, folder: Path) -> Path:
         crop = scene[max(0, y): y + h, max(0, x): x + w]
         cv2.imwrite(str(folder / sample.image), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
         rows.append(f"{sample.image},{sample.plate}")
-    (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return folder
+    return _write_labels(folder, rows)
 
 
 def turn_cn_crops(data: Path, folder: Path, count: int = 200) -> Path:
@@ -82,8 +84,7 @@ def turn_cn_crops(data: Path, folder: Path, count: int = 200) -> Path:
         crop = cv2.resize(turn(crop, _angle(rng, 5, 15)), None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(folder / sample.image), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
         rows.append(f"{sample.image},{sample.plate}")
-    (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return folder
+    return _write_labels(folder, rows)
 
 
 MADE_SETS = {"cn-scenes": paste_cn_scenes, "us-tilted": turn_us_scenes, "us-crops": cut_us_crops,
