@@ -238,13 +238,15 @@ class PlateReader:
     def _scene_pass(self, frame: np.ndarray, detect_side: int) -> list[PlateRead]:
         h, w = frame.shape[:2]
         margin = 0.01 * max(h, w)
-        # Text touching the frame edge is a cut-off plate (unreadable anyway) or, far more
-        # often, a camera's burnt-in date stamp; plate lines are wider than tall.
+
+        def at_edge(b: Box) -> bool:
+            return b[0] <= margin or b[1] <= margin or b[0] + b[2] >= w - margin or b[1] + b[3] >= h - margin
+
+        # Plate lines are wider than tall.  Text touching the frame edge is far more often a camera's
+        # burnt-in date stamp than a plate, so it is read last (below).
         found = self._detect(frame, detect_side)
-        boxes = [b for b in found
-                 if b[2] >= 1.2 * b[3] and b[3] >= 6 and b[0] > margin and b[1] > margin
-                 and b[0] + b[2] < w - margin and b[1] + b[3] < h - margin]
-        boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
+        lines = sorted((b for b in found if b[2] >= 1.2 * b[3] and b[3] >= 6), key=lambda b: b[2] * b[3], reverse=True)
+        boxes = [b for b in lines if not at_edge(b)]
         # Quick pass: one read per text box, to pick the few worth the full treatment.  Largest boxes
         # first; when none of them reads like a plate, up to as many again (signs and banners at an
         # estate gate are often larger than the plate: US 180 -> 181 of 222, a plate pasted into
@@ -260,6 +262,14 @@ class PlateReader:
                 bx = union(upper, bx)
             if read is not None:
                 quick.append((_plate_likeness(read), bx))
+        # Nothing plate-like inside the frame: the plate may be at its edge (a car just entering the
+        # picture, a camera mounted low).  A read there without a letter is a date or time stamp.
+        # US 183 -> 184 of 222 (the same with US scenes turned: 180 -> 181), at the same median.
+        if not any(score >= _WEAK_LIKENESS for score, _ in quick):
+            for bx in [b for b in lines if at_edge(b)][: self.settings.max_candidates]:
+                read = self._read_line(cut_line(frame, bx, found[bx], 0.1, 0.1))
+                if read is not None and any(c.isalpha() for c in read.text):
+                    quick.append((_plate_likeness(read), bx))
         quick.sort(key=lambda item: item[0], reverse=True)
         reads = []
         for _, bx in quick[: self.settings.refine_candidates]:

@@ -252,6 +252,19 @@ def test_finds_and_reads_a_rendered_plate_in_a_scene(reader: PlateReader) -> Non
     assert x - 10 <= bx <= x + plate.shape[1] and y - 10 <= by <= y + plate.shape[0]
 
 
+def test_a_plate_at_the_frame_edge_is_read_but_a_date_stamp_is_not(reader: PlateReader) -> None:
+    rng = np.random.default_rng(11)
+    scene = rng.integers(60, 120, size=(720, 1280, 3), dtype=np.uint8)
+    stamp = Image.fromarray(scene[:, :, ::-1])
+    ImageDraw.Draw(stamp).text((4, 4), "20240617 084214", font=ImageFont.truetype(FONT, 28), fill=(250, 250, 250))
+    scene = np.asarray(stamp)[:, :, ::-1].copy()  # a camera's burnt-in date and time, top left
+    assert reader.read(scene) == [], "digits at the edge are a date stamp, not a plate"
+    plate = render_plate("KX42PL7")
+    scene[0: plate.shape[0] - 4, 700: 700 + plate.shape[1]] = plate[4:]  # a car entering at the top
+    reads = reader.read(scene)
+    assert reads and reads[0].text == "KX42PL7"
+
+
 def test_blank_scene_reads_nothing(reader: PlateReader) -> None:
     assert reader.read(np.full((480, 640, 3), 128, dtype=np.uint8)) == []
 
