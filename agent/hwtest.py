@@ -107,8 +107,10 @@ def save_snapshot(frame: np.ndarray, lane: list[tuple[float, float]] | None, pat
 
     picture = frame.copy()
     if lane:
+        from models.area import Area
+
         height, width = picture.shape[:2]
-        corners = np.round(np.array(lane) * (width, height)).astype(np.int32)
+        corners = np.round(Area(lane).corners(width, height)).astype(np.int32)
         cv2.polylines(picture, [corners], isClosed=True, color=(0, 255, 0), thickness=max(2, width // 320))
         cv2.putText(picture, "lane", tuple(int(v) for v in corners[0] + (4, 24)), cv2.FONT_HERSHEY_SIMPLEX,
                     max(0.6, width / 1280), (0, 255, 0), 2)

@@ -29,13 +29,14 @@ class Area:
         if cv2.contourArea(self.polygon.astype(np.float32)) < 1e-4:
             raise ValueError("an area's corners must enclose part of the frame")
 
-    def _pixels(self, width: int, height: int) -> np.ndarray:
+    def corners(self, width: int, height: int) -> np.ndarray:
+        """The corners in pixels of a ``width`` x ``height`` frame, as an (N, 2) float array."""
         return self.polygon * (width, height)
 
     def bounds(self, shape: tuple[int, ...]) -> Box:
         """The upright rectangle, in pixels of a frame of ``shape``, that holds the area."""
         height, width = shape[:2]
-        corners = self._pixels(width, height)
+        corners = self.corners(width, height)
         x0, y0 = np.floor(corners.min(axis=0)).astype(int)
         x1, y1 = np.ceil(corners.max(axis=0)).astype(int)
         x0, y0 = max(0, x0), max(0, y0)
@@ -44,7 +45,7 @@ class Area:
     def contains(self, x: float, y: float, shape: tuple[int, ...]) -> bool:
         """Whether pixel (``x``, ``y``) of a frame of ``shape`` lies in the area (or on its edge)."""
         height, width = shape[:2]
-        contour = self._pixels(width, height).astype(np.float32).reshape(-1, 1, 2)
+        contour = self.corners(width, height).astype(np.float32).reshape(-1, 1, 2)
         return cv2.pointPolygonTest(contour, (float(x), float(y)), False) >= 0
 
     def mask(self, width: int, height: int) -> np.ndarray:
@@ -52,5 +53,5 @@ class Area:
         Drawn finer first, so a narrow area still covers the coarse cells it passes through."""
         scale = max(1, _RASTER // width)
         canvas = np.zeros((height * scale, width * scale), np.uint8)
-        cv2.fillPoly(canvas, [np.round(self._pixels(width * scale, height * scale)).astype(np.int32)], 255)
+        cv2.fillPoly(canvas, [np.round(self.corners(width * scale, height * scale)).astype(np.int32)], 255)
         return cv2.resize(canvas, (width, height), interpolation=cv2.INTER_AREA) > 0

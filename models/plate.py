@@ -247,13 +247,18 @@ class PlateReader:
         found = self._detect(frame, detect_side)
         lines = sorted((b for b in found if b[2] >= 1.2 * b[3] and b[3] >= 6), key=lambda b: b[2] * b[3], reverse=True)
         boxes = [b for b in lines if not at_edge(b)]
+        edge = [b for b in lines if at_edge(b)]
         # Quick pass: one read per text box, to pick the few worth the full treatment.  Largest boxes
         # first; when none of them reads like a plate, up to as many again (signs and banners at an
         # estate gate are often larger than the plate: US 180 -> 181 of 222, a plate pasted into
         # those scenes 115 -> 118 of 120, /tmp experiments; a fixed 10 lost one US plate to a sticker).
         quick: list[tuple[float, Box]] = []
+
+        def plate_like_found() -> bool:
+            return any(score >= _WEAK_LIKENESS for score, _ in quick)
+
         for index, bx in enumerate(boxes[: 2 * self.settings.max_candidates]):
-            if index >= self.settings.max_candidates and any(score >= _WEAK_LIKENESS for score, _ in quick):
+            if index >= self.settings.max_candidates and plate_like_found():
                 break
             read = self._read_line(cut_line(frame, bx, found[bx], 0.1, 0.1))
             upper = upper_row(found, bx) if read is None else None
@@ -265,8 +270,8 @@ class PlateReader:
         # Nothing plate-like inside the frame: the plate may be at its edge (a car just entering the
         # picture, a camera mounted low).  A read there without a letter is a date or time stamp.
         # US 183 -> 184 of 222 (the same with US scenes turned: 180 -> 181), at the same median.
-        if not any(score >= _WEAK_LIKENESS for score, _ in quick):
-            for bx in [b for b in lines if at_edge(b)][: self.settings.max_candidates]:
+        if not plate_like_found():
+            for bx in edge[: self.settings.max_candidates]:
                 read = self._read_line(cut_line(frame, bx, found[bx], 0.1, 0.1))
                 if read is not None and any(c.isalpha() for c in read.text):
                     quick.append((_plate_likeness(read), bx))
