@@ -52,7 +52,8 @@ class PlateFormat:
     templates: tuple[tuple[str, ...], ...] = field(default=())
 
     def matches(self, text: str) -> bool:
-        return re.fullmatch(self.regex, text) is not None
+        # Plate text is uppercase (see clean); a technician's "[a-z]{3}" or "(?i)" means the same.
+        return re.fullmatch(self.regex, text, re.IGNORECASE) is not None
 
 
 def _cn_standard() -> PlateFormat:
@@ -94,7 +95,7 @@ def _expand(pattern: str) -> tuple[tuple[str, ...], ...]:
 
     def chars_of(op: object, arg: object) -> str | None:
         if op is LITERAL:
-            return chr(arg)  # type: ignore[arg-type]
+            return _upper(chr(arg))  # type: ignore[arg-type]
         if op is IN:
             out: list[str] = []
             for sub_op, sub_arg in arg:  # type: ignore[attr-defined]
@@ -104,7 +105,7 @@ def _expand(pattern: str) -> tuple[tuple[str, ...], ...]:
                     out.extend(chr(c) for c in range(sub_arg[0], sub_arg[1] + 1))
                 else:
                     return None
-            return "".join(dict.fromkeys(out))
+            return _upper("".join(out))
         return None
 
     def seq(items: Iterable) -> list[tuple[str, ...]] | None:
@@ -158,6 +159,11 @@ def _expand(pattern: str) -> tuple[tuple[str, ...], ...]:
     if not templates or len(templates) > _MAX_TEMPLATES:
         return ()
     return tuple(dict.fromkeys(t for t in templates if t))
+
+
+def _upper(chars: str) -> str:
+    """A position's allowed characters as plate text has them: uppercase, each once."""
+    return "".join(dict.fromkeys(c.upper() if len(c.upper()) == 1 else c for c in chars))
 
 
 _QUANTIFIER = re.compile(r"(?:[?*+]|\{\d*(?:,\d*)?\})[?+]?")

@@ -85,6 +85,16 @@ def test_custom_regex_may_be_written_as_plates_are_printed(spec: str, printed: s
     assert plate_regex("[^\\s]{6}") == "[^\\s]{6}" and plate_regex(".{5,8}") == ".{5,8}"
 
 
+@pytest.mark.parametrize(
+    "spec", ["[a-z]{2}[0-9]{2}[a-z]{3}", "(?i)[A-Z]{2}[0-9]{2}[A-Z]{3}", "[A-Za-z]{2}\\d{2}[a-z]{3}"],
+)
+def test_custom_regex_in_lowercase_constrains_like_uppercase(spec: str) -> None:
+    # Plates are read and compared uppercase: a lowercase class used to fit no read at all.
+    (fmt,) = formats_from_spec(spec)
+    assert fmt.templates == formats_from_spec("[A-Z]{2}[0-9]{2}[A-Z]{3}")[0].templates
+    assert normalise("ab1z cde", [fmt]) == "AB12CDE"
+
+
 def test_format_specs() -> None:
     assert [f.name for f in formats_from_spec("cn,us")] == ["cn", "cn-ne", "us"]
     unbounded = formats_from_spec("[A-Z]+[0-9]*")
