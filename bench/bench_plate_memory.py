@@ -1,4 +1,5 @@
-"""Peak memory of the plate reader over a folder of scenes, beside onnxruntime's default options.
+"""Peak memory of the plate reader over a folder of scenes, beside detection without strips and
+onnxruntime's default options.
 
 Run: ``taskset -c 0 .venv/bin/python bench/bench_plate_memory.py [DIR] [--limit N]`` (DIR defaults to
 the shared US scenes).  Each configuration runs in a fresh process that loads one image at a time,
@@ -27,7 +28,10 @@ if sys.argv[3] == "default":  # the baseline: onnxruntime's own defaults (memory
             if name != "enable_mem_pattern":
                 super().__setattr__(name, value)
     ort.SessionOptions = _Default
+import models.plate
 from models.plate import PlateReader
+if sys.argv[3] == "whole":  # the baseline: large detection inputs run whole, not in strips
+    models.plate._DETECT_TILE_PIXELS = 10**12
 reader = PlateReader("us")
 start_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 times = []
@@ -57,7 +61,8 @@ def main() -> None:
     if not args.folder.is_dir():
         print(f"no data at {args.folder}")
         return
-    for mode, label in (("reader", "reader (memory patterns off)"), ("default", "onnxruntime defaults")):
+    for mode, label in (("reader", "reader (memory patterns off, detection in strips)"),
+                        ("whole", "detection of large inputs whole"), ("default", "onnxruntime defaults")):
         result = measure(args.folder, args.limit, mode)
         print(f"plate reader peak RSS: {result['peak_mb']} MB after {result['images']} scenes "
               f"(models loaded: {result['loaded_mb']} MB), median {result['median_ms']} ms  {label}")

@@ -9,7 +9,8 @@ Pipeline for one frame:
 1. *Find*: text detection on the frame scaled to ``detect_width``; each text box wide enough to be
    a plate line is a candidate.  A frame that is itself a plate crop (plate-like aspect, small) or a
    caller-given ``box`` skips this step.  A frame with nothing plate-like is looked at again at
-   ``second_look_width``, then contrast-equalised.
+   ``second_look_width``, then contrast-equalised.  A detection input larger than a 4:3 frame at
+   960 is run in overlapping strips, which bounds the detector's memory.
 2. *Refine*: the candidate's neighbourhood is cut from the full-resolution frame, scaled to a fixed
    width and detected again, which gives a tight box around the plate's main character line
    (state names and dealer frames are separate, smaller lines).
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,12 @@ __all__ = [
 _REC_HEIGHT = 48  # the PP-OCRv4 recogniser's input height
 _REC_MIN_WIDTH = 320  # and the width it was trained at
 _REFINE_WIDTH = 256  # plate neighbourhood is rescaled to this width before the second detection
+# Detection's working memory grows with its input: a 1280x960 second look took the reader's peak RSS
+# from 330 to 454 MB.  Larger inputs are detected in strips of at most about this many pixels (a 4:3
+# or 16:9 frame's first look at 960 is below it), overlapping by this many (scaled) pixels: more
+# than a plate line is wide at the second look's scale (wider ones are found at the first).
+_DETECT_TILE_PIXELS = 1280 * 640
+_STRIP_OVERLAP = 256
 # Below this a scene's best read (confidence x mixed-letters-and-digits prior) earns a second look at
 # a higher detection scale: 0.6 is what a confident letters-only read (a badge, a brand) scores.
 _WEAK_LIKENESS = 0.6
@@ -133,7 +141,7 @@ class PlateReader:
         options.log_severity_level = 3
         # Every frame size and plate width is a new input shape; onnxruntime's memory patterns
         # keep a pre-planned allocation per shape, which on the shared US scenes grew the reader's
-        # peak RSS by ~180 MB for no speed (bench/bench_plate_memory.py).
+        # peak RSS by ~100 MB for no speed (bench/bench_plate_memory.py).
         options.enable_mem_pattern = False
         providers = ["CPUExecutionProvider"]
         detector = package_dir("rapidocr_onnxruntime") / "models" / "ch_PP-OCRv4_det_infer.onnx"
@@ -157,17 +165,46 @@ class PlateReader:
 
     # ---- model calls -------------------------------------------------------------------------
     def _detect(self, image: np.ndarray, long_side: int) -> dict[Box, Slant]:
-        """Text lines in ``image``: each line's upright bounding box and how it is slanted."""
+        """Text lines in ``image`` scaled to ``long_side``: each line's upright bounding box and how it
+        is slanted.  Above _DETECT_TILE_PIXELS the scaled image is detected in overlapping strips, so
+        the detector's working memory stays that of one strip whatever the scale."""
         h, w = image.shape[:2]
         scale = long_side / max(h, w)
         nh, nw = max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32)
-        x = cv2.resize(image, (nw, nh)).astype(np.float32) / 127.5 - 1.0
-        pred = self._det.run(None, {self._det.get_inputs()[0].name: x.transpose(2, 0, 1)[None]})[0]
-        quads, _ = self._post(pred, (h, w))
+        scaled = cv2.resize(image, (nw, nh)).astype(np.float32) / 127.5 - 1.0
+        along_x = nw >= nh
+        length, across = (nw, nh) if along_x else (nh, nw)
+        widest = _DETECT_TILE_PIXELS // across // 32 * 32  # the widest strip within the budget
+        if nh * nw <= _DETECT_TILE_PIXELS or widest <= _STRIP_OVERLAP + 32:
+            return self._lines(scaled, (h, w), (0.0, 0.0))
+        overlap = _STRIP_OVERLAP
+        count = math.ceil((length - overlap) / (widest - overlap))
+        size = math.ceil((length + (count - 1) * overlap) / count / 32) * 32
+        factor = nw / w if along_x else nh / h  # scaled pixels per image pixel along the strips
+        starts = [min(index * (size - overlap), length - size) for index in range(count)]
+        # A line belongs to the strip holding its centre, each overlap shared down its middle: a line
+        # shorter than the overlap is then always whole in the strip that keeps it.
+        cuts = [0.0, *((a + size + b) / 2 / factor for a, b in itertools.pairwise(starts)), math.inf]
+        lines: dict[Box, Slant] = {}
+        for start, low, high in zip(starts, cuts[:-1], cuts[1:], strict=True):
+            strip = scaled[:, start: start + size] if along_x else scaled[start: start + size]
+            shape = (h, size / factor) if along_x else (size / factor, w)
+            offset = (start / factor, 0.0) if along_x else (0.0, start / factor)
+            for box, slant in self._lines(strip, shape, offset).items():
+                centre = box[0] + box[2] / 2 if along_x else box[1] + box[3] / 2
+                if low <= centre < high:
+                    lines[box] = slant
+        return lines
+
+    def _lines(self, scaled: np.ndarray, shape: tuple[float, float], offset: tuple[float, float]) -> dict[Box, Slant]:
+        """The detector over ``scaled`` (normalised, sides multiples of 32), which shows ``shape``
+        (height, width) image pixels starting at ``offset`` (x, y)."""
+        pred = self._det.run(None, {self._det.get_inputs()[0].name: scaled.transpose(2, 0, 1)[None]})[0]
+        quads, _ = self._post(pred, shape)
         lines: dict[Box, Slant] = {}
         for quad in quads:
-            x0, y0 = quad.min(axis=0)
-            x1, y1 = quad.max(axis=0)
+            x0, y0 = quad.min(axis=0) + offset
+            x1, y1 = quad.max(axis=0) + offset
             if x1 - x0 > 3 and y1 - y0 > 3:
                 lines[(int(x0), int(y0), int(x1 - x0), int(y1 - y0))] = Slant.of(quad)
         return lines

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+import models.plate as plate_module
 from agent.simulation_media import cjk_font, turn
 from agent.simulation_media import render_plate as render_cn_plate
 from models.plate import (
@@ -289,6 +290,43 @@ def test_second_look_finds_a_plate_too_small_for_the_first_scale() -> None:
     assert without.read(scene) == [], "at 480 px the plate is too small to find"
     reads = with_second.read(scene)
     assert reads and reads[0].text == "KX42PL7"
+
+
+class RecordingSession:
+    """An onnxruntime session that notes the shape of every input it is run on."""
+
+    def __init__(self, session: object) -> None:
+        self.session, self.shapes = session, []
+
+    def get_inputs(self) -> list:
+        return self.session.get_inputs()  # type: ignore[attr-defined]
+
+    def run(self, names: object, feeds: dict[str, np.ndarray]) -> list:
+        self.shapes.extend(x.shape for x in feeds.values())
+        return self.session.run(names, feeds)  # type: ignore[attr-defined]
+
+
+def test_large_detections_run_in_strips_that_find_each_line_once(
+    reader: PlateReader, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(12)
+    scene = rng.integers(60, 120, size=(1080, 1920, 3), dtype=np.uint8)
+    plate = render_plate("KX42PL7")
+    # At 1920 the strips are 672 px wide, 256 overlapping, cut at x = 544, 960 and 1376: three plates
+    # straddle those cuts, two lie inside one strip.
+    for x in (100, 433, 849, 1265, 1650):
+        scene[500: 500 + plate.shape[0], x: x + plate.shape[1]] = plate
+    detector = RecordingSession(reader._det)
+    monkeypatch.setattr(reader, "_det", detector)
+    strips = sorted(b for b in reader._detect(scene, 1920) if b[2] > 100)
+    assert len(detector.shapes) == 4
+    assert max(h * w for *_, h, w in detector.shapes) <= plate_module._DETECT_TILE_PIXELS
+    monkeypatch.setattr(plate_module, "_DETECT_TILE_PIXELS", 10**9)
+    whole = sorted(b for b in reader._detect(scene, 1920) if b[2] > 100)
+    assert detector.shapes[4:] == [(1, 3, 1088, 1920)]
+    assert len(strips) == len(whole) == 5, "each plate once, none cut in two at a seam"
+    for got, expected in zip(strips, whole, strict=True):
+        assert all(abs(a - b) <= 6 for a, b in zip(got, expected, strict=True))
 
 
 def test_contrast_look_finds_a_plate_in_the_dark(reader: PlateReader) -> None:
