@@ -416,6 +416,32 @@ def test_reads_a_two_row_plate_as_a_crop_and_in_a_scene(scale: float) -> None:
     assert by < y + plate.shape[0] * 0.3 and by + bh > y + plate.shape[0] * 0.7, "the box spans both rows"
 
 
+def render_green_plate(text: str, height: int = 70) -> np.ndarray:
+    """A new-energy plate: black characters on white fading to green, six after the letter."""
+    width = int(height * 480 / 140)
+    fade = np.linspace(0.0, 1.0, height)[:, None]
+    rows = (np.array([245, 250, 245]) * (1 - fade) + np.array([60, 190, 90]) * fade).astype(np.uint8)
+    plate = Image.fromarray(np.repeat(rows[:, None, :], width, axis=1))
+    draw = ImageDraw.Draw(plate)
+    draw.rectangle((2, 2, width - 3, height - 3), outline=(30, 30, 30), width=2)
+    draw.text((width // 2, height // 2), f"{text[:2]}·{text[2:]}", font=ImageFont.truetype(str(cjk_font()),
+              int(height * 0.62)), fill=(10, 10, 10), anchor="mm")
+    return np.asarray(plate)[:, :, ::-1].copy()
+
+
+@pytest.mark.parametrize("text", ["粤BD12345", "沪AF23456", "京A12345D"])  # small cars D/F first; large last
+def test_reads_a_green_new_energy_plate_as_a_crop_and_in_a_scene(text: str) -> None:
+    reader = PlateReader(CN)
+    plate = render_green_plate(text)
+    for size in ((94, 24), (300, 88)):  # a detector's tight crop, a larger one
+        reads = reader.read(cv2.resize(plate, size, interpolation=cv2.INTER_AREA))
+        assert reads and reads[0].text == text
+    scene = np.full((720, 1280, 3), 100, np.uint8)
+    scene[400:452, 500:680] = cv2.resize(plate, (180, 52), interpolation=cv2.INTER_AREA)
+    reads = reader.read(scene)
+    assert reads and reads[0].text == text
+
+
 def test_a_plate_smaller_than_the_signs_around_it_is_still_read() -> None:
     reader = PlateReader(CN, PlateSettings(max_candidates=6))
     scene = Image.new("RGB", (1280, 720), (110, 110, 105))
