@@ -18,8 +18,9 @@ Pipeline for one frame:
    hung askew) and at the recogniser's horizontal stretches, goes through the recogniser;
    each output is decoded *constrained to the plate formats* (:mod:`models.plate_decode`), so
    look-alikes are resolved by position, not after the fact.  A plate that reads as no plate, or
-   barely, on one row is read again as two rows when a shorter line sits just above it (yellow
-   two-row plates of lorries, buses and trailers: 苏E over 12345), the rows decoded as one.
+   barely, on one row is read again as two rows when a line no taller sits just above or below it
+   (yellow two-row plates of lorries, buses and trailers: 苏E over 12345; square plates of
+   motorcycles and imported cars: AB12 over CDE), the rows decoded as one.
 4. *Vote*: the variants are combined per character (:mod:`models.plate_vote`).
 
 No I/O beyond loading the models once, no GPIO.  onnxruntime uses one intra-op thread by default.
@@ -47,7 +48,7 @@ from models.plate_formats import (
     normalise,
     same_plate,
 )
-from models.plate_geometry import Box, Slant, cut, cut_line, grow, main_line, union, upper_row
+from models.plate_geometry import Box, Slant, cut, cut_line, grow, main_line, row_pair, union
 from models.plate_settings import PlateSettings
 from models.plate_vote import PlateDecision, PlateRead, PlateVoter, vote
 
@@ -298,10 +299,13 @@ class PlateReader:
             if index >= self.settings.max_candidates and plate_like_found():
                 break
             read = self._read_line(cut_line(frame, bx, found[bx], 0.1, 0.1))
-            upper = upper_row(found, bx) if read is None else None
-            if upper is not None:  # the lower row of a two-row plate reads as no plate on its own
-                read = self._read_rows([cut(frame, upper, 0.1, 0.1), cut(frame, bx, 0.1, 0.1)])
-                bx = union(upper, bx)
+            # A row of a two-row plate reads as no plate on its own, or barely.
+            weak = read is None or read.confidence < self.settings.min_confidence
+            rows = row_pair(list(found), bx) if weak else None
+            if rows is not None:
+                both = self._read_rows([cut(frame, rows[0], 0.1, 0.1), cut(frame, rows[1], 0.1, 0.1)])
+                if both is not None and (read is None or both.confidence > read.confidence):
+                    read, bx = both, union(*rows)
             if read is not None:
                 quick.append((_plate_likeness(read), bx))
         # Nothing plate-like inside the frame: the plate may be at its edge (a car just entering the
@@ -383,12 +387,13 @@ class PlateReader:
         return PlateRead(read.text, read.confidence, box, read.char_confidences)
 
     def _two_rows(self, patch: np.ndarray, lines: list[Box], one_row: PlateRead | None) -> PlateRead | None:
-        """Two-row plates (lorries', buses' and trailers' yellow plates: 苏E over 12345), tried when
-        the plate read as one row fits no format or barely: the better of the two reads."""
-        lower = main_line(lines, patch.shape)
-        upper = upper_row(lines, lower) if lower is not None else None
-        if lower is None or upper is None:
+        """Two-row plates (苏E over 12345, AB12 over CDE), tried when the plate read as one row fits
+        no format or barely: the better of the two reads."""
+        line = main_line(lines, patch.shape)
+        rows = row_pair(lines, line) if line is not None else None
+        if rows is None:
             return one_row
+        upper, lower = rows
         read = self._read_rows([cut(patch, upper, 0.05, 0.05), cut(patch, lower, 0.05, 0.05)])
         if read is None or (one_row is not None and read.confidence <= one_row.confidence):
             return one_row

@@ -59,17 +59,29 @@ def main_line(boxes: list[Box], shape: tuple[int, ...]) -> Box | None:
     return best
 
 
-def upper_row(boxes: list[Box], lower: Box,
-               ) -> Box | None:
-    """The upper row of a two-row plate: a shorter line just above ``lower`` and centred over it."""
+def upper_row(boxes: list[Box], lower: Box) -> Box | None:
+    """The upper row of a two-row plate: a line just above ``lower``, centred over it, no taller.
+    Chinese lorries' and buses' plates have a smaller upper row (苏E over 12345); square plates
+    elsewhere (motorcycles, imported cars: AB12 over CDE) two rows of one size."""
     lx, ly, lw, lh = lower
     best = None
     for box in boxes:
         bx, by, bw, bh = box
-        if (0.3 * lh <= bh <= 0.9 * lh and bw < lw and lx <= bx + bw / 2 <= lx + lw
-                and ly - 1.2 * lh <= by + bh <= ly + 0.25 * lh and (best is None or bh > best[3])):
+        if (0.3 * lh <= bh <= 1.15 * lh and bw < 1.6 * lw and lx <= bx + bw / 2 <= lx + lw
+                and ly - 1.2 * lh <= by + bh <= ly + 0.25 * lh and box != lower and (best is None or bh > best[3])):
             best = box
     return best
+
+
+def row_pair(boxes: list[Box], line: Box) -> tuple[Box, Box] | None:
+    """(upper, lower): the rows of the two-row plate ``line`` is a row of, whichever of the two it is."""
+    upper = upper_row(boxes, line)
+    if upper is not None:
+        return upper, line
+    for box in boxes:
+        if box != line and upper_row([line], box) == line:
+            return line, box
+    return None
 
 
 def union(a: Box, b: Box) -> Box:

@@ -20,7 +20,7 @@ from models.plate import (
     package_dir,
 )
 from models.plate_formats import formats_from_spec, match_plate, normalise, plate_regex, same_plate
-from models.plate_geometry import Slant, cut_line, grow
+from models.plate_geometry import Slant, cut_line, grow, row_pair
 from models.plate_vote import PlateRead, PlateVoter
 
 CN = formats_from_spec("cn")
@@ -440,6 +440,37 @@ def test_reads_a_green_new_energy_plate_as_a_crop_and_in_a_scene(text: str) -> N
     scene[400:452, 500:680] = cv2.resize(plate, (180, 52), interpolation=cv2.INTER_AREA)
     reads = reader.read(scene)
     assert reads and reads[0].text == text
+
+
+def render_square_plate(upper: str, lower: str) -> np.ndarray:
+    """A square plate (motorcycles, imported cars): two rows of one size, black on yellow."""
+    plate = Image.new("RGB", (300, 210), (250, 210, 30))
+    draw = ImageDraw.Draw(plate)
+    draw.rectangle((3, 3, 296, 206), outline=(0, 0, 0), width=3)
+    for text, y in ((upper, 59), (lower, 151)):
+        draw.text((150, y), text, font=ImageFont.truetype(CONDENSED_FONT, 80), fill=(0, 0, 0), anchor="mm")
+    return np.asarray(plate)[:, :, ::-1].copy()
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_reads_a_square_plate_of_two_equal_rows(scale: float) -> None:
+    reader = PlateReader(formats_from_spec("[A-Z]{2}[0-9]{2} ?[A-Z]{3}"))  # UK: AB12 over CDE
+    plate = cv2.resize(render_square_plate("AB12", "CDE"), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    reads = reader.read(plate)
+    assert reads and reads[0].text == "AB12CDE"
+    scene = np.full((720, 1280, 3), 100, np.uint8)
+    scene[300: 300 + plate.shape[0], 500: 500 + plate.shape[1]] = plate
+    reads = reader.read(scene)
+    assert reads and reads[0].text == "AB12CDE"
+
+
+def test_either_row_of_a_two_row_plate_finds_the_other() -> None:
+    top, bottom, sign = (47, 25, 207, 68), (72, 116, 158, 68), (40, 400, 300, 30)
+    assert row_pair([top, bottom, sign], bottom) == (top, bottom)
+    assert row_pair([top, bottom, sign], top) == (top, bottom)
+    assert row_pair([top, bottom, sign], sign) is None
+    assert row_pair([(72, 40, 90, 30), bottom], bottom) == ((72, 40, 90, 30), bottom)  # 苏E over 12345
+    assert row_pair([(0, 25, 400, 68), bottom], bottom) is None, "a line far wider than the row is no row"
 
 
 def test_a_plate_smaller_than_the_signs_around_it_is_still_read() -> None:
