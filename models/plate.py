@@ -284,6 +284,7 @@ class PlateReader:
         # burnt-in date stamp than a plate, so it is read last (below).
         found = self._detect(frame, detect_side)
         lines = sorted((b for b in found if b[2] >= 1.2 * b[3] and b[3] >= 6), key=lambda b: b[2] * b[3], reverse=True)
+        all_lines = list(found)
         boxes = [b for b in lines if not at_edge(b)]
         edge = [b for b in lines if at_edge(b)]
         # Quick pass: one read per text box, to pick the few worth the full treatment.  Largest boxes
@@ -301,7 +302,7 @@ class PlateReader:
             read = self._read_line(cut_line(frame, bx, found[bx], 0.1, 0.1))
             # A row of a two-row plate reads as no plate on its own, or barely.
             weak = read is None or read.confidence < self.settings.min_confidence
-            rows = row_pair(list(found), bx) if weak else None
+            rows = row_pair(all_lines, bx) if weak else None
             if rows is not None:
                 both = self._read_rows([cut(frame, rows[0], 0.1, 0.1), cut(frame, rows[1], 0.1, 0.1)])
                 if both is not None and (read is None or both.confidence > read.confidence):
