@@ -304,7 +304,7 @@ class PlateReader:
             weak = read is None or read.confidence < self.settings.min_confidence
             rows = row_pair(all_lines, bx) if weak else None
             if rows is not None:
-                both = self._read_rows([cut(frame, rows[0], 0.1, 0.1), cut(frame, rows[1], 0.1, 0.1)])
+                both = self._read_rows([cut(frame, row, 0.1, 0.1) for row in rows])
                 if both is not None and (read is None or both.confidence > read.confidence):
                     read, bx = both, union(*rows)
             if read is not None:
@@ -394,11 +394,10 @@ class PlateReader:
         rows = row_pair(lines, line) if line is not None else None
         if rows is None:
             return one_row
-        upper, lower = rows
-        read = self._read_rows([cut(patch, upper, 0.05, 0.05), cut(patch, lower, 0.05, 0.05)])
+        read = self._read_rows([cut(patch, row, 0.05, 0.05) for row in rows])
         if read is None or (one_row is not None and read.confidence <= one_row.confidence):
             return one_row
-        return PlateRead(read.text, read.confidence, union(upper, lower), read.char_confidences)
+        return PlateRead(read.text, read.confidence, union(*rows), read.char_confidences)
 
 
 def equalise_contrast(frame: np.ndarray) -> np.ndarray:

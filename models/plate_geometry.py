@@ -78,10 +78,7 @@ def row_pair(boxes: list[Box], line: Box) -> tuple[Box, Box] | None:
     upper = upper_row(boxes, line)
     if upper is not None:
         return upper, line
-    for box in boxes:
-        if box != line and upper_row([line], box) == line:
-            return line, box
-    return None
+    return next(((line, box) for box in boxes if upper_row([line], box) == line), None)
 
 
 def union(a: Box, b: Box) -> Box:
