@@ -60,6 +60,13 @@ __all__ = [
 _REC_HEIGHT = 48  # the PP-OCRv4 recogniser's input height
 _REC_MIN_WIDTH = 320  # and the width it was trained at
 _REFINE_WIDTH = 256  # plate neighbourhood is rescaled to this width before the second detection
+# A scene's plate line is cut with this much of its width beside it on each side (and 5% of its
+# height above and below).  The detector's box hugs the characters; with a little of the plate
+# around them the recogniser places the first and last characters and the gaps between groups
+# better (a state emblem, a cactus read as a character less often): on the shared US scenes
+# 182 -> 188 of 222 against 5%, and 182 -> 183 of them turned; Chinese crops pasted into scenes
+# 484 -> 483 of 500.  Any width from 7.5% to 20% read more than 5%; 10% read most.
+_LINE_PAD_X = 0.1
 # Detection's working memory grows with its input: a 1280x960 second look took the reader's peak RSS
 # from 330 to 454 MB.  Larger inputs are detected in strips of at most about this many pixels (a 4:3
 # or 16:9 frame's first look at 960 is below it), overlapping by this many (scaled) pixels: more
@@ -360,7 +367,7 @@ class PlateReader:
             if line is not None and lines[line].tilted:
                 crops.append((line, lines[line], 0.15, 0.1, self._crop_stretches[0]))
         elif line is not None:
-            crops = [(line, lines[line], 0.05, 0.05, s) for s in stretches]
+            crops = [(line, lines[line], _LINE_PAD_X, 0.05, s) for s in stretches]
         elif text_box is not None:
             bx, by, bw, bh = text_box
             rect = (round((bx - x) * scale), round((by - y) * scale), round(bw * scale), round(bh * scale))
