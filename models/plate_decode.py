@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.plate_formats import SEPARATORS, PlateFormat, normalise
+from models.plate_formats import PlateFormat, normalise
 
 
 @dataclass
@@ -29,7 +29,12 @@ class FormatDecoder:
     def __init__(self, charset: list[str], formats: list[PlateFormat]):
         self.charset = charset
         index = {c: i for i, c in enumerate(charset)}
-        self.blank_like = np.array([0] + [index[c] for c in SEPARATORS if c in index and index[c] != 0])
+        # Plates are written in letters, digits and (Chinese) characters.  Whatever else the
+        # recogniser reads is a separator or decoration: a dash, a middle dot, the star, heart or
+        # state outline between a plate's groups, a bolt.  It counts as a gap, not as evidence the
+        # format cannot explain, which would sink the read's confidence below a state name's
+        # (a star between the groups read "*" took a plate from 0.96 to 0.43).
+        self.blank_like = np.array([0] + [i for i, c in enumerate(charset) if i and not c.isalnum()])
         self.templates: list[list[np.ndarray]] = []
         for fmt in formats:
             for template in fmt.templates:
@@ -74,7 +79,7 @@ class FormatDecoder:
         idx = probs.argmax(axis=1)
         chars, confs, previous = [], [], 0
         for t, i in enumerate(idx):
-            if i != 0 and i != previous and self.charset[i] not in SEPARATORS:
+            if i != 0 and i != previous and self.charset[i].isalnum():
                 chars.append(self.charset[i].upper())
                 confs.append(float(probs[t, i]))
             previous = i

@@ -514,3 +514,40 @@ def test_constrained_decoding_keeps_every_character(reader: PlateReader, frames:
     # shorter templates win and dropped characters from real plates).
     path = reader._decoder.decode(_ctc_frames(reader, frames))
     assert path is not None and path.text == expected
+
+
+def test_a_decoration_between_characters_is_a_gap_not_unexplained_evidence(reader: PlateReader) -> None:
+    # The recogniser reads a star or heart between a plate's groups as "*" or "♥": neither a
+    # character of the plate nor something the format must explain.
+    plain = reader._decoder.decode(_ctc_frames(reader, "_7_A_B_C__1_2_3_"))
+    starred = reader._decoder.decode(_ctc_frames(reader, "_7_A_B_C_*_1_2_3_"))
+    assert plain is not None and starred is not None and starred.text == plain.text == "7ABC123"
+    assert min(starred.char_confidences) == pytest.approx(min(plain.char_confidences), rel=0.01)
+
+
+def render_us_plate(left: str, right: str, state: str = "TEXAS") -> np.ndarray:
+    """A US plate 300x150: the state's name on top, dark characters in two groups with a star between."""
+    plate = Image.new("RGB", (300, 150), (235, 235, 230))
+    draw = ImageDraw.Draw(plate)
+    draw.rectangle((0, 0, 299, 149), outline=(40, 40, 40), width=3)
+    draw.text((150, 22), state, font=ImageFont.truetype(CONDENSED_FONT, 20), fill=(30, 30, 30), anchor="mm")
+    font = ImageFont.truetype(CONDENSED_FONT, 70)
+    gap = 44
+    x = (300 - draw.textlength(left, font=font) - gap - draw.textlength(right, font=font)) / 2
+    draw.text((x, 80), left, font=font, fill=(25, 25, 25), anchor="lm")
+    draw.text((x + draw.textlength(left, font=font) + gap, 80), right, font=font, fill=(25, 25, 25), anchor="lm")
+    cx = x + draw.textlength(left, font=font) + gap / 2
+    draw.polygon([(cx + 14 * np.cos(np.pi / 2 + k * 4 * np.pi / 5), 80 - 14 * np.sin(np.pi / 2 + k * 4 * np.pi / 5))
+                  for k in range(5)], fill=(25, 25, 25))
+    return np.asarray(plate)[:, :, ::-1].copy()
+
+
+@pytest.mark.parametrize(("left", "right", "width"), [("SH0", "R7X", 160), ("UJ5", "E1A", 110), ("CR4", "H9P", 160)])
+def test_a_star_between_the_groups_is_no_character_and_the_plate_outranks_its_state_name(
+    reader: PlateReader, left: str, right: str, width: int,
+) -> None:
+    plate = cv2.resize(render_us_plate(left, right), (width, width // 2), interpolation=cv2.INTER_AREA)
+    scene = np.full((720, 1280, 3), 100, np.uint8)
+    scene[440: 440 + plate.shape[0], 560: 560 + width] = plate
+    reads = reader.read(scene)
+    assert reads and same_plate(reads[0].text, left + right), [(r.text, r.confidence) for r in reads]
