@@ -186,7 +186,7 @@ class PlatePass:
                 self.voter.reset()
             return
         self._last_read = ts
-        best = max(reads, key=lambda r: r.confidence)
+        best = reads[0]  # the reader's ranking: a state name or a badge reads surer than a plate, but less like one
         if self._last_decided and best.text != self._last_decided[0] and self.voter.reads and \
                 all(r.text != best.text for r in self.voter.reads[-2:]):
             self.voter.reset()  # a different plate right behind the last car: a new pass

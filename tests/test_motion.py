@@ -196,3 +196,20 @@ def test_a_car_parked_beyond_the_lane_never_raises_the_barrier(reader: PlateRead
 
     assert "京A12345" in decided(None), "without a lane, the parked car is read like the one at the barrier"
     assert decided(LANE) == ["沪B54321"]
+
+
+def test_the_pass_votes_the_plate_not_the_more_confident_state_name_above_it() -> None:
+    from tests.test_plate_model import render_us_plate
+
+    reader = PlateReader("us")
+    plate = cv2.resize(render_us_plate("SH0", "R7X"), (160, 80), interpolation=cv2.INTER_AREA)
+    frame = np.full((720, 1280, 3), 100, np.uint8)
+    frame[440:520, 560:720] = plate
+    reads = reader.read(frame)
+    texts = [r.text.replace("O", "0") for r in reads]  # the plate's font draws O and 0 alike
+    assert texts == ["SH0R7X", "TEXAS"] and reads[1].confidence > reads[0].confidence
+    decisions = Decisions()
+    plate_pass = PlatePass(reader, PlateConfig(formats=["us"]), "car-in", decisions)  # type: ignore[arg-type]
+    for step in range(3):
+        plate_pass(frame, step / 3)
+    assert decisions.decided == [reads[0].text], "the reader ranks by plate-likeness, not confidence"
