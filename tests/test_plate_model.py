@@ -531,8 +531,10 @@ def render_us_plate(left: str, right: str, state: str = "TEXAS") -> np.ndarray:
     draw = ImageDraw.Draw(plate)
     draw.rectangle((0, 0, 299, 149), outline=(40, 40, 40), width=3)
     draw.text((150, 22), state, font=ImageFont.truetype(CONDENSED_FONT, 20), fill=(30, 30, 30), anchor="mm")
-    font = ImageFont.truetype(CONDENSED_FONT, 70)
-    gap = 44
+    gap, size = 44, 70
+    while (draw.textlength(left + right, font=ImageFont.truetype(CONDENSED_FONT, size)) + gap > 276):
+        size -= 2  # seven characters need a narrower font
+    font = ImageFont.truetype(CONDENSED_FONT, size)
     x = (300 - draw.textlength(left, font=font) - gap - draw.textlength(right, font=font)) / 2
     draw.text((x, 80), left, font=font, fill=(25, 25, 25), anchor="lm")
     draw.text((x + draw.textlength(left, font=font) + gap, 80), right, font=font, fill=(25, 25, 25), anchor="lm")
