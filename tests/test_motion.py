@@ -199,12 +199,10 @@ def test_a_car_parked_beyond_the_lane_never_raises_the_barrier(reader: PlateRead
 
 
 def test_the_pass_votes_the_plate_not_the_more_confident_state_name_above_it() -> None:
-    from tests.test_plate_model import render_us_plate
+    from tests.test_plate_model import us_plate_scene
 
     reader = PlateReader("us")
-    plate = cv2.resize(render_us_plate("SH0", "R7X"), (160, 80), interpolation=cv2.INTER_AREA)
-    frame = np.full((720, 1280, 3), 100, np.uint8)
-    frame[440:520, 560:720] = plate
+    frame = us_plate_scene("SH0", "R7X", 160)
     reads = reader.read(frame)
     texts = [r.text.replace("O", "0") for r in reads]  # the plate's font draws O and 0 alike
     assert texts == ["SH0R7X", "TEXAS"] and reads[1].confidence > reads[0].confidence

@@ -544,12 +544,17 @@ def render_us_plate(left: str, right: str, state: str = "TEXAS") -> np.ndarray:
     return np.asarray(plate)[:, :, ::-1].copy()
 
 
+def us_plate_scene(left: str, right: str, width: int) -> np.ndarray:
+    """A plain 1280x720 frame with render_us_plate scaled to ``width`` in its lower middle."""
+    scene = np.full((720, 1280, 3), 100, np.uint8)
+    scene[440: 440 + width // 2, 560: 560 + width] = cv2.resize(
+        render_us_plate(left, right), (width, width // 2), interpolation=cv2.INTER_AREA)
+    return scene
+
+
 @pytest.mark.parametrize(("left", "right", "width"), [("SH0", "R7X", 160), ("UJ5", "E1A", 110), ("CR4", "H9P", 160)])
 def test_a_star_between_the_groups_is_no_character_and_the_plate_outranks_its_state_name(
     reader: PlateReader, left: str, right: str, width: int,
 ) -> None:
-    plate = cv2.resize(render_us_plate(left, right), (width, width // 2), interpolation=cv2.INTER_AREA)
-    scene = np.full((720, 1280, 3), 100, np.uint8)
-    scene[440: 440 + plate.shape[0], 560: 560 + width] = plate
-    reads = reader.read(scene)
+    reads = reader.read(us_plate_scene(left, right, width))
     assert reads and same_plate(reads[0].text, left + right), [(r.text, r.confidence) for r in reads]
