@@ -28,10 +28,10 @@ if sys.argv[3] == "default":  # the baseline: onnxruntime's own defaults (memory
             if name != "enable_mem_pattern":
                 super().__setattr__(name, value)
     ort.SessionOptions = _Default
-import models.plate
+import models.plate_detect
 from models.plate import PlateReader
 if sys.argv[3] == "whole":  # the baseline: large detection inputs run whole, not in strips
-    models.plate._DETECT_TILE_PIXELS = 10**12
+    models.plate_detect._DETECT_TILE_PIXELS = 10**12
 reader = PlateReader("us")
 start_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 times = []

