@@ -1,5 +1,5 @@
-"""Peak memory of the plate reader over a folder of scenes, beside detection without strips and
-onnxruntime's default options.
+"""Peak memory of the plate reader over a folder of scenes, beside detection without strips, an
+arena per onnxruntime session, and onnxruntime's default options.
 
 Run: ``taskset -c 0 .venv/bin/python bench/bench_plate_memory.py [DIR] [--limit N]`` (DIR defaults to
 the shared US scenes).  Each configuration runs in a fresh process that loads one image at a time,
@@ -21,12 +21,15 @@ import json, resource, statistics, sys, time
 from pathlib import Path
 import cv2
 import onnxruntime as ort
-if sys.argv[3] == "default":  # the baseline: onnxruntime's own defaults (memory patterns on)
+if sys.argv[3] in ("default", "own-arenas"):  # baselines: an arena per session, and memory patterns on
     _Options = ort.SessionOptions
     class _Default(_Options):
         def __setattr__(self, name, value):
-            if name != "enable_mem_pattern":
+            if name != "enable_mem_pattern" or sys.argv[3] == "own-arenas":
                 super().__setattr__(name, value)
+        def add_session_config_entry(self, key, value):
+            if key != "session.use_env_allocators":
+                super().add_session_config_entry(key, value)
     ort.SessionOptions = _Default
 import models.plate_detect
 from models.plate import PlateReader
@@ -61,8 +64,9 @@ def main() -> None:
     if not args.folder.is_dir():
         print(f"no data at {args.folder}")
         return
-    for mode, label in (("reader", "reader (memory patterns off, detection in strips)"),
-                        ("whole", "detection of large inputs whole"), ("default", "onnxruntime defaults")):
+    for mode, label in (("reader", "reader (memory patterns off, detection in strips, one arena)"),
+                        ("whole", "detection of large inputs whole"), ("own-arenas", "an arena per session"),
+                        ("default", "onnxruntime defaults")):
         result = measure(args.folder, args.limit, mode)
         print(f"plate reader peak RSS: {result['peak_mb']} MB after {result['images']} scenes "
               f"(models loaded: {result['loaded_mb']} MB), median {result['median_ms']} ms  {label}")

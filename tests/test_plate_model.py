@@ -17,6 +17,7 @@ from models.plate import (
     choose_recogniser,
     looks_like_crop,
     package_dir,
+    session_options,
 )
 from models.plate_formats import formats_from_spec, match_plate, normalise, plate_regex, same_plate
 from models.plate_geometry import Slant, cut_line, grow, row_pair
@@ -326,6 +327,12 @@ def test_large_detections_run_in_strips_that_find_each_line_once(
     assert len(strips) == len(whole) == 5, "each plate once, none cut in two at a seam"
     for got, expected in zip(strips, whole, strict=True):
         assert all(abs(a - b) <= 6 for a, b in zip(got, expected, strict=True))
+
+
+def test_the_readers_sessions_draw_on_one_shared_memory_arena(reader: PlateReader) -> None:
+    assert session_options(1).get_session_config_entry("session.use_env_allocators") == "1"
+    another = PlateReader(CN)  # the arena is registered once per process; a second reader uses it too
+    assert another.read(render_cn_plate("京A12345", cjk_font(), height=48))[0].text == "京A12345"
 
 
 def test_contrast_look_finds_a_plate_in_the_dark(reader: PlateReader) -> None:
