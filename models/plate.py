@@ -139,8 +139,6 @@ class PlateReader:
     def __init__(self, formats: list[PlateFormat] | str, settings: PlateSettings | None = None):
         self.formats = formats_from_spec(formats) if isinstance(formats, str) else list(formats)
         self.settings = settings or PlateSettings()
-        options = session_options(self.settings.threads)
-        providers = ["CPUExecutionProvider"]
         self._detector = self._text_detector("ppocr-v4")
         self._last_detector = self._text_detector("ppocr-v5-mobile")
         self.recogniser = choose_recogniser(self.settings.recogniser, self.formats)
@@ -148,7 +146,8 @@ class PlateReader:
         self._stretches = CHINESE_STRETCHES if chinese else self.recogniser.latin_stretches
         self._crop_stretches = CHINESE_STRETCHES if chinese else LATIN_CROP_STRETCHES
         home = package_dir(self.recogniser.package)
-        self._rec = ort.InferenceSession(str(home / self.recogniser.model), options, providers=providers)
+        self._rec = ort.InferenceSession(str(home / self.recogniser.model), session_options(self.settings.threads),
+                                         providers=["CPUExecutionProvider"])
         if self.recogniser.charset is None:
             charset = self._rec.get_modelmeta().custom_metadata_map["character"].splitlines()
         else:
@@ -368,7 +367,7 @@ def session_options(threads: int) -> ort.SessionOptions:
     # The reader's sessions draw on one memory arena, registered once per process: each session's
     # own arena keeps its largest working memory for its next run, so their peaks added up (peak
     # RSS over 100 US scenes 347 -> 329 MB at the same speed, and with the last look's detector
-    # 468 -> 336 MB: bench/bench_plate_memory.py).
+    # 459 -> 343 MB: bench/bench_plate_memory.py).
     _register_shared_arena()
     options.add_session_config_entry("session.use_env_allocators", "1")
     return options
