@@ -28,6 +28,7 @@ from agent.vision import PlatePass
 from models.area import Area
 from models.motion import MotionGate
 from models.plate import PlateReader
+from models.plate_settings import PlateSettings
 from models.plate_vote import PlateDecision
 
 FPS = 15.0
@@ -79,6 +80,8 @@ def main() -> None:
     print(json.dumps({"median_ms": {
         "motion_check": median_ms(lambda f: motion.update(f, time.monotonic()), empty[:150]),
         "read_empty_frame": median_ms(reader.read, empty[::30]),
+        "read_empty_frame_without_last_look": median_ms(
+            PlateReader("cn", PlateSettings(last_look=False)).read, empty[::30]),
         "read_frame_with_car": median_ms(reader.read, with_car),
         "read_frame_with_car_in_lane": median_ms(lambda f: reader.read(f, within=lane.bounds(f.shape)), with_car)}}))
     for name, video in frames.items():

@@ -140,7 +140,7 @@ class PlateReader:
         self.formats = formats_from_spec(formats) if isinstance(formats, str) else list(formats)
         self.settings = settings or PlateSettings()
         self._detector = self._text_detector("ppocr-v4")
-        self._last_detector = self._text_detector("ppocr-v5-mobile")
+        self._last_detector = self._text_detector("ppocr-v5-mobile") if self.settings.last_look else None
         self.recogniser = choose_recogniser(self.settings.recogniser, self.formats)
         chinese = has_chinese(self.formats)
         self._stretches = CHINESE_STRETCHES if chinese else self.recogniser.latin_stretches
@@ -220,7 +220,9 @@ class PlateReader:
         # read keeps its cost.
         second = min(self.settings.second_look_width, long_side * 2)
         looks = [(False, second, self._detector)] if second > first else []  # (equalised, side, detector)
-        looks += [(True, first, self._detector), (False, second, self._last_detector)]
+        looks += [(True, first, self._detector)]
+        if self._last_detector is not None:
+            looks += [(False, second, self._last_detector)]
         for equalised, side, detector in looks:
             if reads and _plate_likeness(reads[0]) >= _WEAK_LIKENESS:
                 break

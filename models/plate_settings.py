@@ -12,6 +12,7 @@ class PlateSettings:
 
     detect_width: int = 960
     second_look_width: int = 1280
+    last_look: bool = True
     min_confidence: float = 0.5
     max_candidates: int = 6
     refine_candidates: int = 3

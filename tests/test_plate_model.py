@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from agent.config_plates import PlateConfig, plate_formats, plate_settings
 from agent.simulation_media import cjk_font, turn
 from agent.simulation_media import render_plate as render_cn_plate
 from models.plate import (
@@ -308,6 +309,14 @@ def test_last_look_with_the_second_detector_finds_a_plate_the_first_does_not() -
     reads = reader.read(scene)
     assert reads and reads[0].text == "KX42PL7"
     assert reader._scene_pass(scene, 480, reader._last_detector)[0].text == "KX42PL7"
+
+
+def test_the_last_look_can_be_turned_off_for_cheaper_frames_without_a_plate() -> None:
+    config = PlateConfig.model_validate({"formats": ["us"], "detect_width": 480, "second_look_width": 480,
+                                         "last_look": False})
+    reader = PlateReader(plate_formats(config), plate_settings(config))
+    assert reader._last_detector is None, "the second detector is not even loaded"
+    assert reader.read(distant_plate_scene()) == [], "only the last look finds this plate"
 
 
 class RecordingSession:
