@@ -10,7 +10,7 @@ Pipeline for one frame:
 1. *Find*: text detection on the frame scaled to ``detect_width``; each text box wide enough to be
    a plate line is a candidate.  A frame that is itself a plate crop (plate-like aspect, small) or a
    caller-given ``box`` skips this step.  A frame with nothing plate-like is looked at again at
-   ``second_look_width``, then contrast-equalised, then with the second detector.  A detection
+   ``second_look_width``, then contrast-equalised, then with the second detector (``last_look``).  A detection
    input larger than a 4:3 frame at 960 is run in overlapping strips, which bounds its memory.
 2. *Refine*: the candidate's neighbourhood is cut from the full-resolution frame, scaled to a fixed
    width and detected again, which gives a tight box around the plate's main character line
@@ -216,8 +216,8 @@ class PlateReader:
         # in shadow or against the light, which the detector misses), last with PP-OCRv5 mobile's
         # detector at the higher scale: it finds some small, dim plates PP-OCRv4's misses (US 190
         # -> 192 of 222; US turned and Chinese plates in scenes unchanged), though as the only
-        # detector it read 175.  Only frames without a plate pay for these looks, so the median
-        # read keeps its cost.
+        # detector it read 175 (``last_look: false`` leaves it out).  Only frames without a plate
+        # pay for these looks, so the median read keeps its cost.
         second = min(self.settings.second_look_width, long_side * 2)
         looks = [(False, second, self._detector)] if second > first else []  # (equalised, side, detector)
         looks += [(True, first, self._detector)]
