@@ -11,7 +11,7 @@ Pipeline for one frame:
    a plate line is a candidate.  A frame that is itself a plate crop (plate-like aspect, small) or a
    caller-given ``box`` skips this step.  A frame with nothing plate-like is looked at again at
    ``second_look_width``, then contrast-equalised, then with the second detector (``last_look``).  A detection
-   input larger than a 4:3 frame at 960 is run in overlapping strips, which bounds its memory.
+   input larger than a 16:9 frame at 1280 is run in overlapping strips, which bounds its memory.
 2. *Refine*: the candidate's neighbourhood is cut from the full-resolution frame, scaled to a fixed
    width and detected again, which gives a tight box around the plate's main character line
    (state names and dealer frames are separate, smaller lines).

@@ -21,10 +21,15 @@ import onnxruntime as ort
 from models.plate_geometry import Box, Slant
 
 # Detection's working memory grows with its input: a 1280x960 second look took the reader's peak RSS
-# from 330 to 454 MB.  Larger inputs are detected in strips of at most about this many pixels (a 4:3
-# or 16:9 frame's first look at 960 is below it), overlapping by this many (scaled) pixels: more
-# than a plate line is wide at the second look's scale (wider ones are found at the first).
-_DETECT_TILE_PIXELS = 1280 * 640
+# from 330 to 454 MB.  Larger inputs are detected in strips of at most about this many pixels,
+# overlapping by this many (scaled) pixels: more than a plate line is wide at the second look's scale
+# (wider ones are found at the first).  The budget holds a 16:9 frame at 1280 (1280x704), a gate
+# camera's usual shape, whole: in two strips an empty 960x540 frame cost 809 ms against 738 ms whole
+# (bench/bench_plate_motion.py), while whole costs 14 MB more peak RSS (310 -> 324 MB over 100 shared
+# scenes cut to 16:9: bench/bench_plate_memory.py --gate-frames).  It reads as many plates: 192 of the
+# shared US scenes (car9-0 gained, wts-lg-000188 lost), and the same turned ones and Chinese plates in
+# scenes.  A 4:3 frame at 1280 (1280x960) is still detected in two strips.
+_DETECT_TILE_PIXELS = 1280 * 720
 _STRIP_OVERLAP = 256
 
 

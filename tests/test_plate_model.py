@@ -339,8 +339,9 @@ def test_large_detections_run_in_strips_that_find_each_line_once(
     rng = np.random.default_rng(12)
     scene = rng.integers(60, 120, size=(1080, 1920, 3), dtype=np.uint8)
     plate = render_plate("KX42PL7")
-    # At 1920 the strips are 672 px wide, 256 overlapping, cut at x = 544, 960 and 1376: three plates
-    # straddle those cuts, two lie inside one strip.
+    # With this budget, at 1920 the strips are 672 px wide, 256 overlapping, cut at x = 544, 960 and
+    # 1376: three plates straddle those cuts, two lie inside one strip.
+    monkeypatch.setattr(reader._detector, "tile_pixels", 1280 * 640)
     for x in (100, 433, 849, 1265, 1650):
         scene[500: 500 + plate.shape[0], x: x + plate.shape[1]] = plate
     detector = RecordingSession(reader._detector._session)
@@ -354,6 +355,18 @@ def test_large_detections_run_in_strips_that_find_each_line_once(
     assert len(strips) == len(whole) == 5, "each plate once, none cut in two at a seam"
     for got, expected in zip(strips, whole, strict=True):
         assert all(abs(a - b) <= 6 for a, b in zip(got, expected, strict=True))
+
+
+def test_a_16_9_frame_is_detected_whole_at_1280_and_a_4_3_frame_in_strips(
+    reader: PlateReader, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A gate camera's 16:9 frame is the common case: at the second look it costs one run, not two.
+    detector = RecordingSession(reader._detector._session)
+    monkeypatch.setattr(reader._detector, "_session", detector)
+    reader._detector.detect(np.zeros((720, 1280, 3), np.uint8), 1280)
+    assert detector.shapes == [(1, 3, 704, 1280)]
+    reader._detector.detect(np.zeros((960, 1280, 3), np.uint8), 1280)
+    assert len(detector.shapes) == 3, "a 4:3 frame at 1280 still runs in two strips"
 
 
 def test_the_readers_sessions_draw_on_one_shared_memory_arena(reader: PlateReader) -> None:
