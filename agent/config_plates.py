@@ -37,7 +37,7 @@ class PlateConfig(Section):
         1280, ge=320, le=2560, description="long side for a second look when the first finds no plate-like text"
     )
     # On: US 190 -> 192 of the shared scenes, at the same median read; but an empty frame (or one whose
-    # plate is unreadable) costs 833 ms instead of 554 ms here (bench/bench_plate_motion.py).
+    # plate is unreadable) costs 738 ms instead of 489 ms here (bench/bench_plate_motion.py).
     last_look: bool = Field(
         True, description="when still nothing plate-like is found, detect once more with PP-OCRv5 mobile's "
         "detector (small, dim plates); false saves over a third of what a frame without a plate costs",
