@@ -65,7 +65,7 @@ class PlateConfig(Section):
     )
     # auto: PP-OCRv4 when a format has Chinese characters (98.6% of the shared Chinese crops, against
     # 89% for PP-OCRv6 small, which mistakes the province), PP-OCRv6 small otherwise (86.5% of
-    # the shared US scenes, against 73.9% for PP-OCRv4).
+    # the shared US scenes, against 73.0% for PP-OCRv4).
     recogniser: Literal["auto", "ppocr-v4", "ppocr-v6-small"] = Field(
         "auto", description="text recogniser: auto (PP-OCRv4 for Chinese formats, PP-OCRv6 small otherwise)"
     )

@@ -103,7 +103,7 @@ RECOGNISERS: dict[str, Recogniser] = {
     # merge under its CTC unless stretched: 1.4x and 1.8x, voted (74.3% of the US scenes).
     "ppocr-v4": Recogniser("ppocr-v4", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx", None,
                            (1.4, 1.8)),
-    # PP-OCRv6 small reads Latin plates far better: 86.5% of the shared US scenes against 73.9%
+    # PP-OCRv6 small reads Latin plates far better: 86.5% of the shared US scenes against 73.0%
     # (bench/bench_plates.py).  One read at 1.4x: 1.0x read 75%, 1.2x 77%, 1.6x 77.5%, and 1.0x
     # with 1.4x voted 79%, against 79.7% for 1.4x alone (measured before the contrast look).
     # 1.4x with 1.8x voted read 3 more US scenes but none more of them turned (bench's us-tilted),
