@@ -100,7 +100,7 @@ LATIN_CROP_STRETCHES = (1.4, 1.8)
 RECOGNISERS: dict[str, Recogniser] = {
     # PP-OCRv4 was trained with Chinese plates among its data: 98.6% of the shared Chinese crops,
     # where PP-OCRv6 small reads 89% (it mistakes the province character).  Narrow Latin fonts
-    # merge under its CTC unless stretched: 1.4x and 1.8x, voted (74.3% of the US scenes).
+    # merge under its CTC unless stretched: 1.4x and 1.8x, voted (73.0% of the US scenes).
     "ppocr-v4": Recogniser("ppocr-v4", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx", None,
                            (1.4, 1.8)),
     # PP-OCRv6 small reads Latin plates far better: 86.5% of the shared US scenes against 73.0%
