@@ -202,28 +202,38 @@ def test_broker_killed_and_restarted_mid_stream(tmp_path: Path) -> None:
         broker.kill()
 
 
-def test_long_outage_100k_events_then_delivered(tmp_path: Path, broker: Mosquitto) -> None:
+def test_long_outage_100k_events_then_delivered(tmp_path: Path) -> None:
+    users = {"agent": "agent-pw", "platform": "platform-pw"}
+    broker = Mosquitto(tmp_path / "broker", passwords=users).start()
     port = broker.port
     broker.kill()  # the building is offline
-    node = Node(tmp_path, make_config(port, outbox={"max_in_flight": 200}))
+    password_file = tmp_path / "mqtt-password"
+    password_file.write_text("agent-pw\n")
+    node = Node(tmp_path, make_config(port, username="agent", password={"file": str(password_file)},
+                                      outbox={"max_in_flight": 200}))
     node.uplink.start()
+    collector: Collector | None = None
     try:
         bulk_insert(node.store, 100_000)
         time.sleep(0.5)
         assert node.uplink.health()["connected"] is False and node.store.pending_count() == 100_000
+        # Only the platform may log in at first, so the node's first events cannot reach the broker
+        # before the platform's subscription does (its reconnect is jittered: it may come any time).
+        broker.set_passwords({"platform": "platform-pw"})
         broker.start()
-        collector = Collector(port, [f"{ROOT}/events/#"])
-        try:
-            wait_until(lambda: node.store.pending_count() == 0, timeout=120)
-            wait_until(lambda: len(collector.messages) >= 100_000, timeout=60)
-            ids = event_ids(collector)
-            assert len(set(ids)) == 100_000
-            assert first_occurrences(ids) == stored_ids(node.store)
-        finally:
-            collector.close()
+        collector = Collector(port, [f"{ROOT}/events/#"], username="platform", password="platform-pw")
+        broker.set_passwords(users)
+        wait_until(lambda: node.store.pending_count() == 0, timeout=120)
+        wait_until(lambda: len(collector.messages) >= 100_000, timeout=60)
+        ids = event_ids(collector)
+        assert len(set(ids)) == 100_000
+        assert first_occurrences(ids) == stored_ids(node.store)
     finally:
+        if collector is not None:
+            collector.close()
         node.uplink.stop()
         node.store.close()
+        broker.kill()
 
 
 @pytest.mark.parametrize("window", [10.0, 0.0])
