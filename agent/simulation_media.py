@@ -76,6 +76,15 @@ def turn(image: np.ndarray, degrees: float) -> np.ndarray:
     return cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
 
 
+def shear_upright(image: np.ndarray, slope: float) -> np.ndarray:
+    """``image`` with its rows sloping by ``slope`` (down to the right when positive) and its columns
+    upright, on a canvas just big enough, the corners filled with its own edge colours: a plate as
+    a camera beside the lane sees it."""
+    h, w = image.shape[:2]
+    shear = np.float32([[1, 0, 0], [slope, 1, -slope * w if slope < 0 else 0]])
+    return cv2.warpAffine(image, shear, (w, h + int(abs(slope) * w)), borderMode=cv2.BORDER_REPLICATE)
+
+
 def _scene(size: tuple[int, int], colour: tuple[int, int, int]) -> np.ndarray:
     width, height = size
     scene = np.full((height, width, 3), colour, np.uint8)

@@ -9,11 +9,13 @@ returned line, uppercased with non-alphanumerics dropped, equals the label (O an
 choose the plate among the scene's text, so it is an upper bound for raw rapidocr, not a gate.
 The reader is also run with the recogniser ``auto`` did not choose, to show why it chose.
 
-The shared data has neither Chinese *scenes*, Latin crops nor tilted plates, so four more sets are made
+The shared data has neither Chinese *scenes*, Latin crops nor tilted plates, so six more sets are made
 from it on the spot (bench/plate_sets.py): Chinese crops pasted into the US scenes, the US scenes turned
-6-14 degrees, the US plates cut at their labelled boxes, and Chinese crops turned 5-15 degrees.  On the
-tilted sets the reader is also run without levelling tilted lines, and on the US crops unstretched, to
-show what each is worth.  ``--sets`` picks some of the six.
+6-14 degrees, the US plates cut at their labelled boxes, Chinese crops turned 5-15 degrees, and Chinese
+and US crops sheared as seen from beside the lane.  On the tilted and sheared sets the reader is also run
+without levelling tilted lines, and on the crops ones with tilted lines only turned level (not also
+sheared upright); on the US crops unstretched, to show what each is worth.  ``--sets`` picks some of
+the eight.
 """
 
 from __future__ import annotations
@@ -77,7 +79,9 @@ def _evaluate(folder: Path, reader: PlateReader, limit: int) -> list[Outcome]:
         return evaluate(sub, reader)
 
 
-SETS = {"us": "us", "cn-crops": "cn", "cn-scenes": "cn", "us-tilted": "us", "us-crops": "us", "cn-tilted": "cn"}
+SETS = {"us": "us", "cn-crops": "cn", "cn-scenes": "cn", "us-tilted": "us", "us-crops": "us", "cn-tilted": "cn",
+        "cn-sheared": "cn", "us-crops-sheared": "us"}
+CROP_SETS = ("cn-crops", "us-crops", "cn-tilted", "cn-sheared", "us-crops-sheared")
 
 
 def _line(name: str, summary: dict, note: str) -> str:
@@ -108,11 +112,15 @@ def main() -> None:
         other_reader = PlateReader(formats_from_spec(spec), dataclasses.replace(settings, recogniser=other))
         print(_line(name, summarise(_evaluate(folder, other_reader, args.limit), spec),
                     f"recogniser {other}, not chosen"))
-        if name.endswith("-tilted"):
+        if name.endswith(("-tilted", "-sheared")):
             levelling = models.plate_geometry.MIN_TILT_DEGREES
             models.plate_geometry.MIN_TILT_DEGREES = 90.0  # no line is tilted that much: none is levelled
             print(_line(name, summarise(_evaluate(folder, reader, args.limit), spec), "tilted lines read as found"))
             models.plate_geometry.MIN_TILT_DEGREES = levelling
+        if name in ("cn-tilted", "cn-sheared", "us-crops-sheared"):
+            reader._crop_levellers = (models.plate_geometry.cut_line,)
+            print(_line(name, summarise(_evaluate(folder, reader, args.limit), spec), "tilted lines only turned level"))
+            reader._crop_levellers = (models.plate_geometry.cut_line, models.plate_geometry.cut_sheared)
         if name == "us-crops":
             reader._crop_stretches = (1.0,)
             print(_line(name, summarise(_evaluate(folder, reader, args.limit), spec), "crops read unstretched"))
@@ -120,7 +128,7 @@ def main() -> None:
         raw_rate, raw_any, raw_ms = baseline(folder, count, use_det=True, spec=spec)
         print(f"{name:9} raw    : exact {raw_rate:.1%}, median {raw_ms:.1f} ms  (RapidOCR()(image), best fitting line)")
         print(f"{name:9} raw any: exact {raw_any:.1%}   (same run, hit if ANY line equals the label: the issue's raw)")
-        if name in ("cn-crops", "us-crops", "cn-tilted"):  # crops: recognition alone is the fairer baseline
+        if name in CROP_SETS:  # crops: recognition alone is the fairer baseline
             rec_rate, _, rec_ms = baseline(folder, count, use_det=False, spec=spec)
             print(f"{name:9} raw rec: exact {rec_rate:.1%}, median {rec_ms:.1f} ms   (RapidOCR, use_det=False)")
     made.cleanup()

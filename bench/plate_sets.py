@@ -9,6 +9,11 @@
 - ``cn-tilted``: the first 200 Chinese crops turned 5-15 degrees either way, on a canvas just big
   enough, the corners filled with the crop's own edge colours (as a crop cut around a tilted plate).
 
+- ``cn-sheared``: the first 200 Chinese crops as a camera beside the lane sees them: sheared, so
+  the top and bottom edges slope by 0.1-0.25 while the verticals stay upright, on a canvas just big
+  enough (the crop cut upright around such a plate).
+- ``us-crops-sheared``: the US crops (as ``us-crops``) sheared the same way.
+
 Each is written to a folder with its ``labels.csv``; the angles are drawn from a fixed seed, so every
 run reads the same images.
 """
@@ -19,9 +24,10 @@ import random
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from agent.eval_plates import load_samples
-from agent.simulation_media import turn
+from agent.simulation_media import shear_upright, turn
 
 
 def _angle(rng: random.Random, low: float, high: float) -> float:
@@ -87,5 +93,31 @@ def turn_cn_crops(data: Path, folder: Path, count: int = 200) -> Path:
     return _write_labels(folder, rows)
 
 
+def _shear(image: np.ndarray, slope: float) -> np.ndarray:
+    # Sheared at twice the size, then brought back: one resampling's blur, not two.
+    image = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(shear_upright(image, slope), None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+
+
+def shear_crops(source: Path, folder: Path, count: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    rows = ["image,plate"]
+    for sample in load_samples(source)[:count]:
+        crop = _shear(cv2.imread(str(source / sample.image)), _angle(rng, 0.1, 0.25))
+        cv2.imwrite(str(folder / sample.image), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        rows.append(f"{sample.image},{sample.plate}")
+    return _write_labels(folder, rows)
+
+
+def shear_cn_crops(data: Path, folder: Path) -> Path:
+    return shear_crops(data / "cn-crops", folder, 200, seed=3)
+
+
+def shear_us_crops(data: Path, folder: Path) -> Path:
+    crops = folder.with_name(folder.name + "-unsheared")
+    crops.mkdir()
+    return shear_crops(cut_us_crops(data, crops), folder, 10_000, seed=6)
+
+
 MADE_SETS = {"cn-scenes": paste_cn_scenes, "us-tilted": turn_us_scenes, "us-crops": cut_us_crops,
-             "cn-tilted": turn_cn_crops}
+             "cn-tilted": turn_cn_crops, "cn-sheared": shear_cn_crops, "us-crops-sheared": shear_us_crops}

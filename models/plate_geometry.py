@@ -41,6 +41,11 @@ class Slant:
         """Tilted enough to be worth turning level before reading."""
         return abs(self.degrees) >= MIN_TILT_DEGREES and self.length >= self.thickness
 
+    @property
+    def across(self) -> float:
+        """How far the line reaches across the picture (its horizontal extent)."""
+        return self.length * math.cos(math.radians(self.degrees))
+
     def scaled(self, factor: float) -> Slant:
         return Slant(self.degrees, self.length * factor, self.thickness * factor)
 
@@ -107,6 +112,24 @@ def cut_line(image: np.ndarray, box: Box, slant: Slant | None, px: float, py: fl
     turn = cv2.getRotationMatrix2D(centre, slant.degrees, 1.0)
     turn[:, 2] += (width / 2 - centre[0], height / 2 - centre[1])  # the line's centre to the crop's
     return cv2.warpAffine(image, turn, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def cut_sheared(image: np.ndarray, box: Box, slant: Slant | None, px: float, py: float) -> np.ndarray:
+    """As :func:`cut_line`, but a tilted line is made level by shearing it upright, not by turning
+    it: a plate seen from beside the lane keeps its verticals vertical while its top and bottom
+    edges slope, so turning it level leans its characters."""
+    if slant is None or not slant.tilted:
+        return cut(image, box, px, py)
+    x, y, w, h = box
+    centre_x, centre_y = x + w / 2, y + h / 2
+    slope = math.tan(math.radians(slant.degrees))
+    upright = slant.thickness / math.cos(math.radians(slant.degrees))  # the line's height, measured upright
+    width = round(slant.across + 2 * px * upright)
+    height = round(upright * (1 + 2 * py))
+    # From the crop's (u, v) to the image's (x, y): x = cx + u - W/2, y = cy + v - H/2 + slope (u - W/2).
+    shear = np.float32([[1, 0, centre_x - width / 2], [slope, 1, centre_y - height / 2 - slope * width / 2]])
+    return cv2.warpAffine(image, shear, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 def cut(image: np.ndarray, box: Box, px: float, py: float) -> np.ndarray:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from agent.config_plates import PlateConfig, plate_formats, plate_settings
-from agent.simulation_media import cjk_font, turn
+from agent.eval_plates import load_samples
+from agent.simulation_media import cjk_font, shear_upright, turn
 from agent.simulation_media import render_plate as render_cn_plate
 from models.plate import (
     _REFINE_WIDTH,
@@ -22,7 +27,7 @@ from models.plate import (
     session_options,
 )
 from models.plate_formats import formats_from_spec, match_plate, normalise, plate_regex, same_plate
-from models.plate_geometry import Slant, cut_line, grow, row_pair
+from models.plate_geometry import Slant, cut_line, cut_sheared, grow, row_pair
 from models.plate_vote import PlateRead, PlateVoter
 
 CN = formats_from_spec("cn")
@@ -239,9 +244,10 @@ def test_reads_a_european_plate_with_its_format_written_as_printed(spec: str, pr
 
 
 def test_plate_crops_of_any_size_are_crops_and_camera_frames_scenes() -> None:
-    for width, height in ((94, 24), (440, 140), (440, 220), (900, 227), (1600, 340)):
+    # The last two are small crops cut upright around plates seen from beside the lane.
+    for width, height in ((94, 24), (440, 140), (440, 220), (900, 227), (1600, 340), (58, 41), (295, 180)):
         assert looks_like_crop(width, height)
-    for width, height in ((1920, 1080), (1280, 960), (640, 360), (1160, 720), (720, 1160)):
+    for width, height in ((1920, 1080), (1280, 960), (640, 360), (1160, 720), (720, 1160), (200, 180)):
         assert not looks_like_crop(width, height)
 
 
@@ -424,6 +430,66 @@ def test_reads_a_tilted_plate_level_in_a_scene_and_as_a_crop(degrees: float) -> 
     assert looks_like_crop(crop.shape[1], crop.shape[0])
     reads = reader.read(crop)
     assert reads and reads[0].text == "京A12345"
+
+
+@pytest.mark.parametrize("slope", [0.25, -0.2])
+def test_a_sheared_line_is_cut_upright_and_a_turned_one_would_lean(slope: float) -> None:
+    plate = np.full((40, 200, 3), 255, np.uint8)
+    plate[:, 10::20] = plate[:, 11::20] = plate[:, 12::20] = 0  # upright bars, as a plate's strokes
+    sheared = shear_upright(plate, slope)
+    degrees = math.degrees(math.atan(slope))
+    top = 0 if slope > 0 else round(-slope * 200)  # where the plate's top-left corner went
+    box = (0, 0, sheared.shape[1], sheared.shape[0])
+    slant = Slant(degrees, length=200 / math.cos(math.radians(degrees)), thickness=40 * math.cos(math.radians(degrees)))
+    assert top >= 0 and slant.tilted and slant.across == pytest.approx(200)
+    upright = cut_sheared(sheared, box, slant, 0.0, 0.0)
+    assert abs(upright.shape[0] - 40) <= 1 and abs(upright.shape[1] - 200) <= 1
+    height, width = min(40, upright.shape[0]), min(200, upright.shape[1])
+    assert np.abs(upright[:height, :width].astype(int) - plate[:height, :width]).mean() < 12
+    turned = cut_line(sheared, box, slant, 0.0, 0.0)
+    height, width = min(40, turned.shape[0]), min(200, turned.shape[1])
+    assert np.abs(turned[:height, :width].astype(int) - plate[:height, :width]).mean() > 40, "turning leans the bars"
+
+
+def test_a_tilted_crop_line_is_levelled_both_ways_only_when_it_spans_the_plate(
+        reader: PlateReader, monkeypatch: pytest.MonkeyPatch) -> None:
+    levelled: list[str] = []
+
+    def noting(name: str, cutter: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+        def cut(*args: object) -> np.ndarray:
+            levelled.append(name)
+            return cutter(*args)
+        return cut
+
+    monkeypatch.setattr(reader, "_crop_levellers", (noting("turned", cut_line), noting("sheared", cut_sheared)))
+    reads = reader.read(shear_upright(render_plate("7ABC123"), 0.2))
+    assert reads and reads[0].text == "7ABC123"
+    assert levelled == ["turned", "sheared"]
+    levelled.clear()
+    # The detector finds the letters and the digits as two lines: the larger is only part of the
+    # plate, and its levelled reads would outvote the whole crop's.
+    reads = reader.read(shear_upright(render_plate("TNP    222"), 0.2))
+    assert reads and reads[0].text == "TNP222"
+    assert levelled == []
+
+
+def test_a_small_crop_of_a_plate_seen_from_beside_the_lane_is_read_as_a_crop(
+        reader: PlateReader, monkeypatch: pytest.MonkeyPatch) -> None:
+    crop = shear_upright(cv2.resize(render_plate("7ABC123"), (120, 60), interpolation=cv2.INTER_AREA), 0.25)
+    assert crop.shape[1] / crop.shape[0] < 1.5
+    monkeypatch.setattr(reader, "_read_scene", lambda frame: pytest.fail("read as a scene"))
+    reads = reader.read(crop)
+    assert reads and reads[0].text == "7ABC123"
+
+
+@pytest.mark.parametrize(("image", "slope"), [("cn_0136.jpg", 0.2), ("cn_0153.jpg", -0.2), ("cn_0159.jpg", 0.2)])
+def test_reads_a_chinese_crop_seen_from_beside_the_lane(shared_data: Path, image: str, slope: float) -> None:
+    # Each of these was misread when its tilted line was only turned level (a Q, D or T read as
+    # 0 or 1): the sheared line's read outvotes it.
+    expected = next(s.plate for s in load_samples(shared_data / "plates" / "cn-crops") if s.image == image)
+    crop = shear_upright(cv2.imread(str(shared_data / "plates" / "cn-crops" / image)), slope)
+    reads = PlateReader(CN).read(crop)
+    assert reads and reads[0].text == expected
 
 
 def test_a_level_line_is_cut_as_it_is() -> None:
