@@ -16,7 +16,8 @@ Pipeline for one frame:
    width and detected again, which gives a tight box around the plate's main character line
    (state names and dealer frames are separate, smaller lines).
 3. *Recognise*: the line, turned level if it is tilted (a camera beside or above the lane, a plate
-   hung askew) and at the recogniser's horizontal stretches, goes through the recogniser;
+   hung askew; a crop's line is also sheared upright, as a camera beside the lane sees a plate) and
+   at the recogniser's horizontal stretches, goes through the recogniser;
    each output is decoded *constrained to the plate formats* (:mod:`models.plate_decode`), so
    look-alikes are resolved by position, not after the fact.  A plate that reads as no plate, or
    barely, on one row is read again as two rows when a line no taller sits just above or below it
