@@ -12,10 +12,10 @@ The reader is also run with the recogniser ``auto`` did not choose, to show why 
 The shared data has neither Chinese *scenes*, Latin crops nor tilted plates, so six more sets are made
 from it on the spot (bench/plate_sets.py): Chinese crops pasted into the US scenes, the US scenes turned
 6-14 degrees, the US plates cut at their labelled boxes, Chinese crops turned 5-15 degrees, and Chinese
-and US crops sheared as seen from beside the lane.  On the tilted and sheared sets the reader is also run
-without levelling tilted lines, and on the crops ones with tilted lines only turned level (not also
-sheared upright); on the US crops unstretched, to show what each is worth.  ``--sets`` picks some of
-the eight.
+and US crops sheared as seen from beside the lane.  To show what each step is worth, the reader is also
+run on the tilted and sheared sets without levelling tilted lines; on the tilted and sheared crops with
+tilted lines only turned level, not also sheared upright; and on the US crops unstretched.  ``--sets``
+picks some of the eight.
 """
 
 from __future__ import annotations
@@ -118,9 +118,10 @@ def main() -> None:
             print(_line(name, summarise(_evaluate(folder, reader, args.limit), spec), "tilted lines read as found"))
             models.plate_geometry.MIN_TILT_DEGREES = levelling
         if name in ("cn-tilted", "cn-sheared", "us-crops-sheared"):
+            levellers = reader._crop_levellers
             reader._crop_levellers = (models.plate_geometry.cut_line,)
             print(_line(name, summarise(_evaluate(folder, reader, args.limit), spec), "tilted lines only turned level"))
-            reader._crop_levellers = (models.plate_geometry.cut_line, models.plate_geometry.cut_sheared)
+            reader._crop_levellers = levellers
         if name == "us-crops":
             reader._crop_stretches = (1.0,)
             print(_line(name, summarise(_evaluate(folder, reader, args.limit), spec), "crops read unstretched"))

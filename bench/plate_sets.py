@@ -8,7 +8,6 @@
 - ``us-crops``: the US plates cut at their labelled boxes: Latin plate crops.
 - ``cn-tilted``: the first 200 Chinese crops turned 5-15 degrees either way, on a canvas just big
   enough, the corners filled with the crop's own edge colours (as a crop cut around a tilted plate).
-
 - ``cn-sheared``: the first 200 Chinese crops as a camera beside the lane sees them: sheared, so
   the top and bottom edges slope by 0.1-0.25 while the verticals stay upright, on a canvas just big
   enough (the crop cut upright around such a plate).

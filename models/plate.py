@@ -402,9 +402,10 @@ def equalise_contrast(frame: np.ndarray) -> np.ndarray:
 
 
 def looks_like_crop(width: int, height: int) -> bool:
-    """A frame that is itself a plate: too small to be a camera scene and not taller than wide, or
-    proportioned like no camera frame (4:3, 16:9) but like a plate (2:1 US, 3.1:1 Chinese, 4.7:1 EU):
-    a high-resolution crop's text touches its edges, where a scene's is ignored as cut off."""
+    """A frame that is itself a plate: too small to be a camera scene and at least 1.2 times as wide
+    as tall, or proportioned like no camera frame (4:3, 16:9) but like a plate (2:1 US, 3.1:1
+    Chinese, 4.7:1 EU): a high-resolution crop's text touches its edges, where a scene's is ignored
+    as cut off."""
     aspect = width / max(1, height)
     # A crop cut upright around a plate seen from the side is taller than the plate: a US plate
     # (2:1) sheared by a quarter is 1.3:1.  Such a small one is still read as a crop first (and as a
