@@ -36,6 +36,30 @@ def make_config(port: int, **overrides: object) -> MqttConfig:
     return MqttConfig.model_validate(values)
 
 
+# A broker with logins lets a test keep the node out while the platform subscribes.
+USERS = {"agent": "agent-pw", "platform": "platform-pw"}
+
+
+def agent_config(tmp_path: Path, port: int, **overrides: object) -> MqttConfig:
+    """The node logs in as "agent", its password in a file, as an installed node keeps it."""
+    password_file = tmp_path / "mqtt-password"
+    password_file.write_text(USERS["agent"] + "\n")
+    return make_config(port, username="agent", password={"file": str(password_file)}, **overrides)
+
+
+def platform_collector(port: int, topics: list[str]) -> Collector:
+    return Collector(port, topics, username="platform", password=USERS["platform"])
+
+
+def restart_platform_first(broker: Mosquitto, topics: list[str]) -> Collector:
+    """Start ``broker`` again with only the platform let in, and subscribe it: nothing the node sends
+    on its (jittered) reconnect can go past the subscriber.  ``broker.set_passwords(USERS)`` then
+    lets the node in."""
+    broker.set_passwords({"platform": USERS["platform"]})
+    broker.start()
+    return platform_collector(broker.port, topics)
+
+
 def record(store: EventStore, kind: str = "door.opened", **details: object) -> Event:
     event = Event(node=NODE.node_id, type=kind, device="main", details=details)
     store.append(event)
@@ -145,14 +169,10 @@ def test_status_state_and_will(tmp_path: Path, broker: Mosquitto) -> None:
 
 
 def test_broker_killed_and_restarted_mid_stream(tmp_path: Path) -> None:
-    users = {"agent": "agent-pw", "platform": "platform-pw"}
-    broker = Mosquitto(tmp_path / "broker", passwords=users).start()
-    password_file = tmp_path / "mqtt-password"
-    password_file.write_text("agent-pw\n")
+    broker = Mosquitto(tmp_path / "broker", passwords=USERS).start()
     keys = write_keypair(tmp_path / "platform")
-    config = make_config(broker.port, username="agent", password={"file": str(password_file)},
-                         command_public_key=str(keys[1]))
-    first = Collector(broker.port, [f"{ROOT}/#"], username="platform", password="platform-pw")
+    config = agent_config(tmp_path, broker.port, command_public_key=str(keys[1]))
+    first = platform_collector(broker.port, [f"{ROOT}/#"])
     collectors = [first]
     try:
         with Node(tmp_path, config) as node:
@@ -168,14 +188,11 @@ def test_broker_killed_and_restarted_mid_stream(tmp_path: Path) -> None:
             # mosquitto PUBACKs a QoS 1 message before it has written it to subscribers; the few it acked
             # and never forwarded die with it. The node re-sends what was acknowledged in the last seconds
             # before an unexpected disconnect (outbox.resend_window), so nothing is lost.
-            # Only the platform may log in at first, so nothing the node sends can go past the subscriber.
-            broker.set_passwords({"platform": "platform-pw"})
-            broker.start()
-            second = Collector(broker.port, [f"{ROOT}/#"], username="platform", password="platform-pw")
+            second = restart_platform_first(broker, [f"{ROOT}/#"])
             collectors.append(second)
             time.sleep(0.3)
             assert second.on(f"{ROOT}/status") == []  # the restart really lost the retained messages
-            broker.set_passwords(users)  # SIGHUP: the node gets in on its next (jittered) attempt
+            broker.set_passwords(USERS)  # SIGHUP: the node gets in on its next (jittered) attempt
             producer.join()
             wait_until(lambda: node.store.pending_count() == 0, timeout=40)
             all_ids = stored_ids(node.store)
@@ -184,8 +201,7 @@ def test_broker_killed_and_restarted_mid_stream(tmp_path: Path) -> None:
             assert received == all_ids, "every event arrives, in order, after dedupe by id"
             assert node.uplink.connects >= 2
             # Retained status and state are back, for a subscriber that arrives later.
-            late = Collector(broker.port, [f"{ROOT}/status", f"{ROOT}/state/#"], username="platform",
-                             password="platform-pw")
+            late = platform_collector(broker.port, [f"{ROOT}/status", f"{ROOT}/state/#"])
             collectors.append(late)
             wait_until(lambda: late.on(f"{ROOT}/status") == [b"online"])
             wait_until(lambda: late.on(f"{ROOT}/state/gate/main") == [b'{"lock":"locked","door":"closed"}'])
@@ -203,26 +219,17 @@ def test_broker_killed_and_restarted_mid_stream(tmp_path: Path) -> None:
 
 
 def test_long_outage_100k_events_then_delivered(tmp_path: Path) -> None:
-    users = {"agent": "agent-pw", "platform": "platform-pw"}
-    broker = Mosquitto(tmp_path / "broker", passwords=users).start()
-    port = broker.port
+    broker = Mosquitto(tmp_path / "broker", passwords=USERS).start()
     broker.kill()  # the building is offline
-    password_file = tmp_path / "mqtt-password"
-    password_file.write_text("agent-pw\n")
-    node = Node(tmp_path, make_config(port, username="agent", password={"file": str(password_file)},
-                                      outbox={"max_in_flight": 200}))
+    node = Node(tmp_path, agent_config(tmp_path, broker.port, outbox={"max_in_flight": 200}))
     node.uplink.start()
     collector: Collector | None = None
     try:
         bulk_insert(node.store, 100_000)
         time.sleep(0.5)
         assert node.uplink.health()["connected"] is False and node.store.pending_count() == 100_000
-        # Only the platform may log in at first, so the node's first events cannot reach the broker
-        # before the platform's subscription does (its reconnect is jittered: it may come any time).
-        broker.set_passwords({"platform": "platform-pw"})
-        broker.start()
-        collector = Collector(port, [f"{ROOT}/events/#"], username="platform", password="platform-pw")
-        broker.set_passwords(users)
+        collector = restart_platform_first(broker, [f"{ROOT}/events/#"])
+        broker.set_passwords(USERS)
         wait_until(lambda: node.store.pending_count() == 0, timeout=120)
         wait_until(lambda: len(collector.messages) >= 100_000, timeout=60)
         ids = event_ids(collector)
@@ -240,12 +247,8 @@ def test_long_outage_100k_events_then_delivered(tmp_path: Path) -> None:
 def test_events_a_dead_broker_acknowledged_are_sent_again(tmp_path: Path, window: float) -> None:
     """A broker without persistence acknowledges, then dies before any subscriber had the messages:
     with the resend window the platform still gets them all; without it (0) they are gone."""
-    users = {"agent": "agent-pw", "platform": "platform-pw"}
-    password_file = tmp_path / "mqtt-password"
-    password_file.write_text("agent-pw\n")
-    broker = Mosquitto(tmp_path / "broker", passwords=users).start()
-    config = make_config(broker.port, username="agent", password={"file": str(password_file)},
-                         outbox={"resend_window": window})
+    broker = Mosquitto(tmp_path / "broker", passwords=USERS).start()
+    config = agent_config(tmp_path, broker.port, outbox={"resend_window": window})
     platform: Collector | None = None
     try:
         with Node(tmp_path, config) as node:
@@ -255,11 +258,9 @@ def test_events_a_dead_broker_acknowledged_are_sent_again(tmp_path: Path, window
             wait_until(lambda: node.store.pending_count() == 0)  # all 50 acknowledged, no subscriber had them
             broker.kill()
             wait_until(lambda: not node.uplink.health()["connected"])
-            broker.set_passwords({"platform": "platform-pw"})  # the platform subscribes before the node is back
-            broker.start()
-            platform = Collector(broker.port, [f"{ROOT}/events/#"], username="platform", password="platform-pw")
+            platform = restart_platform_first(broker, [f"{ROOT}/events/#"])
             time.sleep(0.3)
-            broker.set_passwords(users)
+            broker.set_passwords(USERS)
             wait_until(lambda: node.uplink.health()["connected"])
             if window:
                 wait_until(lambda: len(set(event_ids(platform))) == 50)
