@@ -56,7 +56,7 @@ def render_plate(text: str, font_path: Path, height: int = 70) -> np.ndarray:
     from PIL import Image, ImageDraw, ImageFont
 
     width = int(height * 440 / 140)
-    plate = Image.new("RGB", (width, height), (160, 60, 20))  # BGR-ordered later: blue plate
+    plate = Image.new("RGB", (width, height), (20, 60, 160))  # blue (RGB here; BGR once flipped below)
     draw = ImageDraw.Draw(plate)
     draw.rectangle([3, 3, width - 4, height - 4], outline=(245, 245, 245), width=2)
     font = ImageFont.truetype(str(font_path), int(height * 0.68))
