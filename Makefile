@@ -58,6 +58,7 @@ bench: setup debian-packages
 	$(TASKSET) $(PY) bench/bench_plates.py
 	$(TASKSET) $(PY) bench/bench_plate_memory.py
 	$(TASKSET) $(PY) bench/bench_plate_motion.py
+	$(TASKSET) $(PY) bench/bench_plate_size.py
 	$(TASKSET) $(PY) bench/bench_uplink.py
 	bench/systemd_exposure.sh
 

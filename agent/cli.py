@@ -15,6 +15,7 @@ from agent.agent_config import AgentConfig
 from agent.config import DEFAULT_CONFIG_PATH
 from agent.config_loader import EX_CONFIG, ConfigError, json_schema, load_config
 from agent.events import parse_time
+from models.plate_settings import RELIABLE_PLATE_WIDTH
 
 EX_FAILED = 1
 
@@ -102,8 +103,12 @@ def status_lines(reply: dict) -> list[str]:
     for key, value in sorted(reply["state"].items()):
         lines.append(f"  {key:<24} " + ", ".join(f"{k}={v}" for k, v in value.items()))
     # Per camera since start: is recognition keeping up, and what an idle barrier lane skipped.
+    # A barrier camera's plate_width_px: the median of its last passes' widest plates.
     for camera, figures in sorted((reply.get("recognition") or {}).items()):
-        lines.append(f"  {'recognition/' + camera:<24} " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+        line = f"  {'recognition/' + camera:<24} " + ", ".join(f"{k}={v}" for k, v in figures.items())
+        if figures.get("plate_width_px", RELIABLE_PLATE_WIDTH) < RELIABLE_PLATE_WIDTH:
+            line += f" (PLATES TOO SMALL: reliable from {RELIABLE_PLATE_WIDTH} px; zoom in or move the camera nearer)"
+        lines.append(line)
     whitelist = reply.get("whitelist") or {}
     lines.append(f"  {'whitelist':<24} {whitelist.get('problem') or str(whitelist.get('people', 0)) + ' people'}")
     uplink = reply.get("uplink")

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from gpiozero import Factory
 
 from agent.agent_config import AgentConfig
 from agent.config_loader import camera_source_problem
+from models.plate_settings import RELIABLE_PLATE_WIDTH
+
+if TYPE_CHECKING:
+    from agent.config import CameraConfig
+    from models.plate import PlateReader
+    from models.plate_vote import PlateRead
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,8 @@ def _try(device: str, probe: Callable[[], str]) -> Check:
 def run_checks(config: AgentConfig, pin_factory: Factory, pulse: bool = False,
                snapshots: Path | None = None) -> list[Check]:
     """Read every input; pulse relays, LEDs and buzzers only with ``pulse``; grab a frame per camera,
-    saved to ``snapshots`` when given (with a barrier camera's lane drawn on it)."""
+    saved to ``snapshots`` when given (with a barrier camera's lane drawn on it), and measure the
+    plate in a barrier camera's frame."""
     from gpiozero import Button, DigitalInputDevice, DigitalOutputDevice
 
     checks: list[Check] = []
@@ -84,36 +92,81 @@ def run_checks(config: AgentConfig, pin_factory: Factory, pulse: bool = False,
     for indicator in hardware.indicators:
         checks.append(_try(f"{indicator.kind} {indicator.name}",
                            lambda i=indicator: output(i.pin, i.active_high, 0.5)))
+    barrier_names = {barrier.name for barrier in hardware.barriers}
+    plate_size = PlateSize(config)
     for camera in hardware.cameras:
-        def grab(camera=camera) -> str:
-            problem = camera_source_problem(camera)
-            if problem:
-                raise RuntimeError(problem)
-            from drivers.camera import grab_one
-
-            frame, fps = grab_one(camera, timeout=10.0)
-            detail = f"{camera.source}: frame {frame.shape[1]}x{frame.shape[0]}, {fps:.1f} fps"
-            if snapshots is not None:
-                detail += f", saved {save_snapshot(frame, camera.lane, snapshots / f'{camera.name}.jpg')}"
-            return detail
-        checks.append(_try(f"camera {camera.name}", grab))
+        grabbed: list[np.ndarray] = []
+        camera_check = _try(f"camera {camera.name}", lambda c=camera, g=grabbed: _grab(c, g))
+        plates: list[PlateRead] = []
+        plate_check = None
+        if grabbed and camera.gate in barrier_names:
+            plate_check = _try(f"plates {camera.name}", lambda c=camera, g=grabbed, p=plates: plate_size(c, g[0], p))
+        if grabbed and snapshots is not None:  # the plates read are boxed on it
+            camera_check = _try(camera_check.device, lambda c=camera, g=grabbed, p=plates, k=camera_check: (
+                f"{k.detail}, saved {save_snapshot(g[0], c.lane, snapshots / f'{c.name}.jpg', p)}"))
+        checks += [camera_check] if plate_check is None else [camera_check, plate_check]
     return checks
 
 
-def save_snapshot(frame: np.ndarray, lane: list[tuple[float, float]] | None, path: Path) -> Path:
-    """``frame`` as a JPEG, the lane outlined: how a technician checks a lane's corners.  It stays on
-    the node, like every picture."""
+def _grab(camera: CameraConfig, grabbed: list[np.ndarray]) -> str:
+    problem = camera_source_problem(camera)
+    if problem:
+        raise RuntimeError(problem)
+    from drivers.camera import grab_one
+
+    frame, fps = grab_one(camera, timeout=10.0)
+    grabbed.append(frame)
+    return f"{camera.source}: frame {frame.shape[1]}x{frame.shape[0]}, {fps:.1f} fps"
+
+
+class PlateSize:
+    """Reads the plates in a barrier camera's lane as the gate does, and says whether the one the
+    gate would vote on is wide enough to read reliably; raises when it is not (a camera aimed too
+    wide or too far off).  The reader is loaded once, for the first barrier camera."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self._reader: PlateReader | None = None
+
+    def __call__(self, camera: CameraConfig, frame: np.ndarray, found: list[PlateRead]) -> str:
+        from agent.config_plates import plate_formats, plate_settings
+        from agent.vision import read_plates_in_lane
+        from models.area import Area
+        from models.plate import PlateReader
+
+        if self._reader is None:
+            self._reader = PlateReader(plate_formats(self.config.plates), plate_settings(self.config.plates))
+        found.extend(read_plates_in_lane(self._reader, frame, Area(camera.lane) if camera.lane else None))
+        if not found or found[0].box is None:
+            return "no plate in view: stop a car at the barrier and run again to check its plate's size"
+        text, width = found[0].text, found[0].box[2]
+        if width < RELIABLE_PLATE_WIDTH:
+            raise RuntimeError(f"read {text}, but only {width} px wide: plates read reliably from "
+                               f"{RELIABLE_PLATE_WIDTH} px; zoom in or mount the camera nearer the stop line")
+        return f"read {text}, {width} px wide (reliable from {RELIABLE_PLATE_WIDTH} px)"
+
+
+def save_snapshot(frame: np.ndarray, lane: list[tuple[float, float]] | None, path: Path,
+                  plates: Sequence[PlateRead] = ()) -> Path:
+    """``frame`` as a JPEG, the lane outlined and each plate read boxed with its width in pixels: how
+    a technician checks a lane's corners and a plate's size.  It stays on the node, like every picture."""
     import cv2
 
     picture = frame.copy()
+    height, width = picture.shape[:2]
     if lane:
         from models.area import Area
 
-        height, width = picture.shape[:2]
         corners = np.round(Area(lane).corners(width, height)).astype(np.int32)
         cv2.polylines(picture, [corners], isClosed=True, color=(0, 255, 0), thickness=max(2, width // 320))
         cv2.putText(picture, "lane", tuple(int(v) for v in corners[0] + (4, 24)), cv2.FONT_HERSHEY_SIMPLEX,
                     max(0.6, width / 1280), (0, 255, 0), 2)
+    for read in plates:
+        if read.box is not None:
+            x, y, w, h = read.box
+            cv2.rectangle(picture, (x, y), (x + w, y + h), (0, 200, 255), max(1, width // 640))
+            cv2.putText(picture, f"{w} px", (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX,
+                        max(0.5, width / 1920), (0, 200, 255), 2)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), picture):
         raise OSError(f"cannot write {path}")

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -53,6 +55,8 @@ class VisionWorker:
         if isinstance(self.handle, PlatePass):
             figures["plate_frames_read"] = self.handle.frames_read
             figures["plate_frames_still"] = self.handle.frames_skipped
+            if self.handle.plate_widths:
+                figures["plate_width_px"] = round(statistics.median(self.handle.plate_widths))
         return figures
 
     def notify(self, frame: np.ndarray, ts: float) -> None:
@@ -165,6 +169,10 @@ class PlatePass:
         self.vehicle_present = vehicle_present or (lambda: False)
         self.frames_read = 0
         self.frames_skipped = 0  # still frames of an empty lane
+        # How wide each of the last passes' plates grew (the car at its nearest): a camera aimed too
+        # wide or too far off shows here (edge-agent status) before residents are refused.
+        self.plate_widths: deque[int] = deque(maxlen=50)
+        self._pass_widest = 0
         self.barrier = barrier
         self.access = access
         self.voter = PlateVoter(plate_formats(plates), min_reads=plates.frames_to_vote,
@@ -183,13 +191,15 @@ class PlatePass:
         reads = self._read(frame)
         if not reads:
             if ts - self._last_read > self.idle_seconds:
-                self.voter.reset()
+                self._end_pass()
             return
         self._last_read = ts
         best = reads[0]  # the reader's ranking: a state name or a badge reads surer than a plate, but less like one
         if self._last_decided and best.text != self._last_decided[0] and self.voter.reads and \
                 all(r.text != best.text for r in self.voter.reads[-2:]):
-            self.voter.reset()  # a different plate right behind the last car: a new pass
+            self._end_pass()  # a different plate right behind the last car: a new pass
+        if best.box is not None:
+            self._pass_widest = max(self._pass_widest, best.box[2])
         self.voter.add(best)
         decision = self.voter.decide()
         if decision is None:
@@ -200,12 +210,23 @@ class PlatePass:
         self._last_decided = (decision.text, ts)
         self.access.plate_decided(self.barrier, decision)
 
+    def _end_pass(self) -> None:
+        if self._pass_widest:
+            self.plate_widths.append(self._pass_widest)
+        self._pass_widest = 0
+        self.voter.reset()
+
     def _read(self, frame: np.ndarray) -> list[PlateRead]:
-        if self.area is None:
-            return self.reader.read(frame)
-        reads = self.reader.read(frame, within=self.area.bounds(frame.shape))
-        return [r for r in reads if r.box is not None
-                and self.area.contains(r.box[0] + r.box[2] / 2, r.box[1] + r.box[3] / 2, frame.shape)]
+        return read_plates_in_lane(self.reader, frame, self.area)
+
+
+def read_plates_in_lane(reader: PlateReader, frame: np.ndarray, area: Area | None) -> list[PlateRead]:
+    """The plates in ``frame``, best first; with a lane, only those whose centre lies in it."""
+    if area is None:
+        return reader.read(frame)
+    reads = reader.read(frame, within=area.bounds(frame.shape))
+    return [r for r in reads if r.box is not None
+            and area.contains(r.box[0] + r.box[2] / 2, r.box[1] + r.box[3] / 2, frame.shape)]
 
 
 def start_workers(config: AgentConfig, hardware: Hardware, access: AccessController, models: Models,

@@ -13,6 +13,9 @@
   enough (the crop cut upright around such a plate).
 - ``us-crops-sheared``: the US crops (as ``us-crops``) sheared the same way.
 
+For bench/bench_plate_size.py: Chinese crops pasted into the US scenes at one width
+(``paste_cn_at_width``), and US scenes scaled down so their plate is one width (``shrink_us_scenes``).
+
 Each is written to a folder with its ``labels.csv``; the angles are drawn from a fixed seed, so every
 run reads the same images.
 """
@@ -38,7 +41,9 @@ def _write_labels(folder: Path, rows: list[str]) -> Path:
     return folder
 
 
-def paste_cn_scenes(data: Path, folder: Path, count: int = 120) -> Path:
+def paste_cn_scenes(data: Path, folder: Path, count: int = 120, widths: tuple[int, int] = (110, 220)) -> Path:
+    """The first ``count`` Chinese crops, each scaled to a width drawn from ``widths`` and pasted
+    into a US scene resized to 1160x720."""
     rng = random.Random(1)
     crops = load_samples(data / "cn-crops")[:count]
     scenes = sorted((data / "us").glob("*.jpg"))[:40]
@@ -46,12 +51,36 @@ def paste_cn_scenes(data: Path, folder: Path, count: int = 120) -> Path:
     for index, sample in enumerate(crops):
         crop = cv2.imread(str(data / "cn-crops" / sample.image))
         scene = cv2.resize(cv2.imread(str(scenes[index % len(scenes)])), (1160, 720))
-        width = rng.randint(110, 220)
+        width = rng.randint(*widths)
         height = round(width * crop.shape[0] / crop.shape[1])
         x, y = rng.randint(100, 1160 - width - 100), rng.randint(300, 720 - height - 60)
-        scene[y: y + height, x: x + width] = cv2.resize(crop, (width, height), interpolation=cv2.INTER_CUBIC)
+        shrink = width < crop.shape[1]
+        scene[y: y + height, x: x + width] = cv2.resize(crop, (width, height),
+                                                        interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
         cv2.imwrite(str(folder / f"scene_{index:03}.jpg"), scene, [cv2.IMWRITE_JPEG_QUALITY, 95])
         rows.append(f"scene_{index:03}.jpg,{sample.plate},{x},{y},{width},{height}")
+    return _write_labels(folder, rows)
+
+
+def paste_cn_at_width(data: Path, folder: Path, width: int) -> Path:
+    """100 Chinese crops pasted into the US scenes, every plate ``width`` pixels wide."""
+    return paste_cn_scenes(data, folder, 100, (width, width))
+
+
+def shrink_us_scenes(data: Path, folder: Path, width: int) -> Path:
+    """The US scenes whose labelled plate is at least 1.15 times ``width`` wide, each scaled down so
+    the plate is ``width`` wide: the same cars seen from further away."""
+    rows = ["image,plate,x,y,w,h"]
+    for sample in load_samples(data / "us"):
+        x, y, w, h = sample.box  # type: ignore[misc]
+        if w < 1.15 * width:
+            continue
+        factor = width / w
+        scene = cv2.resize(cv2.imread(str(data / "us" / sample.image)), None, fx=factor, fy=factor,
+                           interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(folder / sample.image), scene, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        box = ",".join(str(round(v * factor)) for v in (x, y, w, h))
+        rows.append(f"{sample.image},{sample.plate},{box}")
     return _write_labels(folder, rows)
 
 

@@ -20,3 +20,11 @@ class PlateSettings:
     det_threshold: float = 0.3
     det_box_threshold: float = 0.5
     recogniser: str = "auto"
+
+
+# A plate this many pixels wide in the frame (its text line, as PlateRead.box measures it) or wider
+# reads about as well as it ever will; below it, reads fall away fast.  bench/bench_plate_size.py:
+# Chinese plates 96% at 70 px, 98-99% from 80 px up, 92% at 60, 82% at 50, 53% at 40.  Latin plates
+# keep gaining beyond it (US plates shrunk to 80-100 px read 76-80% against 85-89% at their own
+# 100-330 px; 83% at 60-70, 79% at 50).  `edge-agent hw test` and `status` hold plates to it.
+RELIABLE_PLATE_WIDTH = 80

@@ -151,13 +151,16 @@ def test_status_lines_show_each_cameras_recognition_figures() -> None:
 
     reply = {"status": "running: 1 gate(s), 1 barrier(s)", "state": {"gate/main": {"lock": "locked"}},
              "recognition": {"lane": {"frames_processed": 900, "busy_s": 12.5, "plate_frames_read": 40,
-                                      "plate_frames_still": 860},
+                                      "plate_frames_still": 860, "plate_width_px": 96},
+                             "exit-lane": {"frames_processed": 10, "busy_s": 1.0, "plate_width_px": 52},
                              "entrance": {"frames_processed": 450, "busy_s": 30.1}},
              "whitelist": {"people": 3, "problem": None}, "uplink": None}
     lines = status_lines(reply)
     assert lines[0] == "running: 1 gate(s), 1 barrier(s)"
     assert "  recognition/entrance     frames_processed=450, busy_s=30.1" in lines
     assert ("  recognition/lane         frames_processed=900, busy_s=12.5, plate_frames_read=40, "
-            "plate_frames_still=860") in lines
+            "plate_frames_still=860, plate_width_px=96") in lines
+    assert ("  recognition/exit-lane    frames_processed=10, busy_s=1.0, plate_width_px=52 (PLATES TOO SMALL: "
+            "reliable from 80 px; zoom in or move the camera nearer)") in lines
     assert lines[-2:] == ["  whitelist                3 people",
                           "  uplink                   none configured (events are kept locally)"]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from agent.config_loader import parse_config
 from agent.hwtest import run_checks
-from agent.simulation_media import generate_street_video
+from agent.simulation_media import cjk_font, generate_street_video, render_plate
 from tests.agent_configs import node_config
 
 
@@ -36,8 +39,6 @@ def test_hw_test_reads_inputs_and_pulses_only_when_asked(tmp_path: Path, mock_fa
 
 
 def test_snapshots_show_a_barrier_cameras_lane(tmp_path: Path, mock_factory) -> None:
-    import cv2
-
     video = tmp_path / "lane.avi"
     generate_street_video(video, seconds=1, fps=15, size=(320, 240))
     extra = (f"  cameras:\n    - {{name: lane, source: {video}, gate: car-in, "
@@ -49,3 +50,37 @@ def test_snapshots_show_a_barrier_cameras_lane(tmp_path: Path, mock_factory) -> 
     assert picture.shape[:2] == (240, 320)
     blue, green, red = (int(v) for v in picture[int(0.9 * 240), 160])  # on the lane's lower edge
     assert green > 180 and blue < 90 and red < 90, "the lane is outlined in green"
+
+
+def plate_frame(width: int | None) -> np.ndarray:
+    """A 1280x720 lane, with a blue 京A12345 plate ``width`` pixels wide in the middle of it."""
+    frame = np.full((720, 1280, 3), 110, np.uint8)
+    frame[600:] = 70  # the road
+    if width is not None:
+        plate = cv2.resize(render_plate("京A12345", cjk_font(), height=140), (width, round(width * 140 / 440)),
+                           interpolation=cv2.INTER_AREA)
+        frame[480: 480 + plate.shape[0], 640: 640 + plate.shape[1]] = plate
+    return frame
+
+
+def test_hw_test_says_whether_a_barrier_cameras_plates_are_wide_enough(tmp_path: Path, mock_factory) -> None:
+    cameras = ""
+    for name, width in (("near", 160), ("far", 56), ("empty", None)):
+        (tmp_path / name).mkdir()
+        cv2.imwrite(str(tmp_path / name / "frame.jpg"), plate_frame(width), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cameras += f"    - {{name: {name}, source: {tmp_path / name}/, gate: car-in}}\n"
+    cameras += f"    - {{name: door, source: {tmp_path / 'near'}/}}\n"  # watches no barrier: no plate check
+    config = parse_config(node_config(tmp_path / "state", extra=f"  cameras:\n{cameras}"))
+
+    checks = {c.device: c for c in run_checks(config, mock_factory, snapshots=tmp_path / "shots")}
+    near, far, empty = checks["plates near"], checks["plates far"], checks["plates empty"]
+    assert near.ok and near.detail.startswith("read 京A12345, 1") and "px wide (reliable from 80 px)" in near.detail
+    assert not far.ok and far.detail.startswith("read 京A12345, but only 5") and "zoom in" in far.detail
+    assert empty.ok and empty.detail.startswith("no plate in view")
+    assert "plates door" not in checks and checks["camera door"].ok
+    assert checks["camera near"].detail.endswith(str(tmp_path / "shots" / "near.jpg"))
+    # The snapshot boxes the plate read, in orange, so the technician sees what was measured.
+    shot = cv2.imread(str(tmp_path / "shots" / "near.jpg"))
+    orange = (shot[:, :, 0] < 80) & (shot[:, :, 1] > 150) & (shot[:, :, 2] > 200)
+    ys, xs = np.nonzero(orange)
+    assert len(xs) and 600 <= xs.min() <= 650 and 440 <= ys.min() <= 485 and xs.max() >= 780

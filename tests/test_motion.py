@@ -117,8 +117,9 @@ def reader() -> PlateReader:
 
 
 def run_pass(reader: PlateReader, path: Path, config: PlateConfig, vehicle_present: bool = False,
-             until: float = 20.0) -> tuple[list[float], Decisions]:
-    """Feeds the video at 3 frames a second (what a Pi 4 keeps up with); returns the times skipped."""
+             until: float = 20.0) -> tuple[list[float], Decisions, PlatePass]:
+    """Feeds the video at 3 frames a second (what a Pi 4 keeps up with); returns the times skipped,
+    the decisions and the pass."""
     decisions = Decisions()
     plate_pass = PlatePass(reader, config, "car-in", decisions,  # type: ignore[arg-type]
                            vehicle_present=lambda: vehicle_present)
@@ -129,12 +130,15 @@ def run_pass(reader: PlateReader, path: Path, config: PlateConfig, vehicle_prese
             if plate_pass.frames_skipped > len(skipped):
                 skipped.append(ts)
     assert plate_pass.frames_read + plate_pass.frames_skipped == len([ts for _, ts in frames(path, 5) if ts < until])
-    return skipped, decisions
+    return skipped, decisions, plate_pass
 
 
 def test_plate_pass_reads_cars_and_skips_the_empty_lane(reader: PlateReader, lane_video: Path) -> None:
-    skipped, decisions = run_pass(reader, lane_video, PlateConfig())
+    skipped, decisions, plate_pass = run_pass(reader, lane_video, PlateConfig())
     assert decisions.decided == ["京A12345", "沪B54321"]
+    # Each car's plate grows from 100 to 187 px wide as it drives up; each pass keeps its widest (its
+    # text line's width, as the reader boxes it), which `edge-agent status` shows.
+    assert len(plate_pass.plate_widths) == 2 and all(160 <= width <= 187 for width in plate_pass.plate_widths)
     # Empty before the first car (the very first frame is looked at), and from ~1.5 s after the
     # second car has gone (the pass ends, the background has learned the empty lane again).
     assert [ts for ts in skipped if ts < 1.0] == [ts for _, ts in frames(lane_video, 5) if 0 < ts < 1.0]
@@ -143,9 +147,9 @@ def test_plate_pass_reads_cars_and_skips_the_empty_lane(reader: PlateReader, lan
 
 
 def test_safety_loop_or_setting_keeps_every_frame_read(reader: PlateReader, lane_video: Path) -> None:
-    on_loop, _ = run_pass(reader, lane_video, PlateConfig(), vehicle_present=True, until=1.0)
+    on_loop, _, _ = run_pass(reader, lane_video, PlateConfig(), vehicle_present=True, until=1.0)
     assert on_loop == []
-    ungated, _ = run_pass(reader, lane_video, PlateConfig(read_on_motion_only=False), until=1.0)
+    ungated, _, _ = run_pass(reader, lane_video, PlateConfig(read_on_motion_only=False), until=1.0)
     assert ungated == []
 
 
