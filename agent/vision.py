@@ -55,8 +55,9 @@ class VisionWorker:
         if isinstance(self.handle, PlatePass):
             figures["plate_frames_read"] = self.handle.frames_read
             figures["plate_frames_still"] = self.handle.frames_skipped
-            if self.handle.plate_widths:
-                figures["plate_width_px"] = round(statistics.median(self.handle.plate_widths))
+            widths = list(self.handle.plate_widths)  # a copy: the worker appends while status reads
+            if widths:
+                figures["plate_width_px"] = round(statistics.median(widths))
         return figures
 
     def notify(self, frame: np.ndarray, ts: float) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from agent.config_plates import PlateConfig
 from agent.simulation_media import cjk_font, generate_lane_video, render_plate
-from agent.vision import PlatePass
+from agent.vision import PlatePass, VisionWorker
 from models.area import Area
 from models.motion import MotionGate
 from models.plate import PlateReader
@@ -139,6 +139,8 @@ def test_plate_pass_reads_cars_and_skips_the_empty_lane(reader: PlateReader, lan
     # Each car's plate grows from 100 to 187 px wide as it drives up; each pass keeps its widest (its
     # text line's width, as the reader boxes it), which `edge-agent status` shows.
     assert len(plate_pass.plate_widths) == 2 and all(160 <= width <= 187 for width in plate_pass.plate_widths)
+    figures = VisionWorker(None, plate_pass, "lane").figures()  # type: ignore[arg-type]
+    assert figures["plate_width_px"] == round(sum(plate_pass.plate_widths) / 2)
     # Empty before the first car (the very first frame is looked at), and from ~1.5 s after the
     # second car has gone (the pass ends, the background has learned the empty lane again).
     assert [ts for ts in skipped if ts < 1.0] == [ts for _, ts in frames(lane_video, 5) if 0 < ts < 1.0]
