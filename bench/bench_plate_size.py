@@ -49,16 +49,19 @@ def main() -> None:
         made = Path(tmp)
         reader = PlateReader("cn", settings)
         print("Chinese plates pasted into the US scenes (1160x720), plate width in pixels:")
-        for width in (int(w) for w in args.cn_widths.split(",") if w):
+        for width in [int(w) for w in args.cn_widths.split(",") if w]:
             folder = made / f"cn-{width}"
             folder.mkdir()
             paste_cn_at_width(DATA, folder, width)
             print(_row(f"  {width:4} px", summarise(evaluate(folder, reader), "cn")), flush=True)
 
+        us_widths = [int(w) for w in args.us_widths.split(",") if w]
+        if not us_widths:
+            return
         reader = PlateReader("us", settings)
         as_they_are = {o.image: o for o in evaluate(DATA / "us", reader)}
         print("US scenes scaled down so their plate is this wide (the same scenes as they are):")
-        for width in (int(w) for w in args.us_widths.split(",") if w):
+        for width in us_widths:
             folder = made / f"us-{width}"
             folder.mkdir()
             shrink_us_scenes(DATA, folder, width)
