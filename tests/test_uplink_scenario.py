@@ -15,7 +15,18 @@ import agent.uplink
 from agent.events import Event
 from agent.signing import load_private_key, sign_command, write_keypair
 from tests.mqtt_broker import Collector, Mosquitto
-from tests.test_uplink_publish import NODE, ROOT, Node, make_config, record, result_for, wait_until
+from tests.test_uplink_publish import (
+    NODE,
+    ROOT,
+    USERS,
+    Node,
+    agent_config,
+    make_config,
+    record,
+    restart_platform_first,
+    result_for,
+    wait_until,
+)
 
 NAME = "王小明"  # a resident's name: must never leave the node
 LATIN_NAME = "Wang Xiaoming"
@@ -99,8 +110,8 @@ def test_privacy_of_every_published_payload(tmp_path: Path) -> None:
 
 def test_outbox_limit_drops_only_low_value_events_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(agent.uplink, "BACKLOG_CHECK_SECONDS", 0.1)
-    broker = Mosquitto(tmp_path / "broker")  # not started yet: the building is offline
-    node = Node(tmp_path, make_config(broker.port, outbox={"max_pending": 100}))
+    broker = Mosquitto(tmp_path / "broker", passwords=USERS)  # not started yet: the building is offline
+    node = Node(tmp_path, agent_config(tmp_path, broker.port, outbox={"max_pending": 100}))
     for index in range(180):
         record(node.store, "door.opened" if index % 3 == 0 else "gate.granted", index=index)
     node.uplink.start()
@@ -114,16 +125,19 @@ def test_outbox_limit_drops_only_low_value_events_and_says_so(tmp_path: Path, mo
         assert "door.opened" not in pending_types and "gate.granted" in pending_types
         assert len(node.store.query(types=["gate.granted"])) == 120  # never dropped, even over the limit
         assert node.uplink.health()["backlog_full"] is True  # 122 important events: still over, still loud
-        with broker:
-            platform = Collector(broker.port, [f"{ROOT}/events/#", f"{ROOT}/state/uplink"])
-            try:
-                wait_until(lambda: node.store.query(types=["uplink.backlog_cleared"]))
-                wait_until(lambda: node.store.pending_count() == 0)
-                delivered = [json.loads(p)["type"] for t, p, _ in platform.snapshot() if "/events/" in t]
-                assert delivered.count("gate.granted") == 120 and "door.opened" not in delivered
-                wait_until(lambda: json.loads(platform.on(f"{ROOT}/state/uplink")[-1])["backlog_full"] is False)
-            finally:
-                platform.close()
+        # The platform subscribes before the node may log in: what the node sends on its (jittered)
+        # reconnect could otherwise go past a subscriber that is not there yet.
+        platform = restart_platform_first(broker, [f"{ROOT}/events/#", f"{ROOT}/state/uplink"])
+        try:
+            broker.set_passwords(USERS)
+            wait_until(lambda: node.store.query(types=["uplink.backlog_cleared"]))
+            wait_until(lambda: node.store.pending_count() == 0)
+            delivered = [json.loads(p)["type"] for t, p, _ in platform.snapshot() if "/events/" in t]
+            assert delivered.count("gate.granted") == 120 and "door.opened" not in delivered
+            wait_until(lambda: json.loads(platform.on(f"{ROOT}/state/uplink")[-1])["backlog_full"] is False)
+        finally:
+            platform.close()
+            broker.kill()
     finally:
         node.uplink.stop()
         node.store.close()
