@@ -17,7 +17,7 @@ from models.plate_settings import RELIABLE_PLATE_WIDTH
 
 if TYPE_CHECKING:
     from agent.config import CameraConfig
-    from models.plate import PlateReader
+    from agent.vision import Models
     from models.plate_vote import PlateRead
 
 
@@ -44,6 +44,8 @@ def run_checks(config: AgentConfig, pin_factory: Factory, pulse: bool = False,
     saved to ``snapshots`` when given (with a barrier camera's lane drawn on it), and measure the
     plate in a barrier camera's frame."""
     from gpiozero import Button, DigitalInputDevice, DigitalOutputDevice
+
+    from agent.vision import Models
 
     checks: list[Check] = []
 
@@ -93,57 +95,60 @@ def run_checks(config: AgentConfig, pin_factory: Factory, pulse: bool = False,
         checks.append(_try(f"{indicator.kind} {indicator.name}",
                            lambda i=indicator: output(i.pin, i.active_high, 0.5)))
     barrier_names = {barrier.name for barrier in hardware.barriers}
-    plate_size = PlateSize(config)
+    models = Models()  # the plate reader loads once, for the first barrier camera
     for camera in hardware.cameras:
-        grabbed: list[np.ndarray] = []
-        camera_check = _try(f"camera {camera.name}", lambda c=camera, g=grabbed: _grab(c, g))
-        plates: list[PlateRead] = []
-        plate_check = None
-        if grabbed and camera.gate in barrier_names:
-            plate_check = _try(f"plates {camera.name}", lambda c=camera, g=grabbed, p=plates: plate_size(c, g[0], p))
-        if grabbed and snapshots is not None:  # the plates read are boxed on it
-            camera_check = _try(camera_check.device, lambda c=camera, g=grabbed, p=plates, k=camera_check: (
-                f"{k.detail}, saved {save_snapshot(g[0], c.lane, snapshots / f'{c.name}.jpg', p)}"))
-        checks += [camera_check] if plate_check is None else [camera_check, plate_check]
+        checks += _camera_checks(config, camera, models if camera.gate in barrier_names else None, snapshots)
     return checks
 
 
-def _grab(camera: CameraConfig, grabbed: list[np.ndarray]) -> str:
-    problem = camera_source_problem(camera)
-    if problem:
-        raise RuntimeError(problem)
-    from drivers.camera import grab_one
+def _camera_checks(config: AgentConfig, camera: CameraConfig, models: Models | None,
+                   snapshots: Path | None) -> list[Check]:
+    """Grab a frame; with ``models`` (a barrier's camera) read its plates and judge their width; save
+    the frame, with the plates read boxed on it, to ``snapshots``."""
+    frame: np.ndarray | None = None
+    plates: list[PlateRead] = []
 
-    frame, fps = grab_one(camera, timeout=10.0)
-    grabbed.append(frame)
-    return f"{camera.source}: frame {frame.shape[1]}x{frame.shape[0]}, {fps:.1f} fps"
+    def grab() -> str:
+        nonlocal frame
+        problem = camera_source_problem(camera)
+        if problem:
+            raise RuntimeError(problem)
+        from drivers.camera import grab_one
 
+        frame, fps = grab_one(camera, timeout=10.0)
+        return f"{camera.source}: frame {frame.shape[1]}x{frame.shape[0]}, {fps:.1f} fps"
 
-class PlateSize:
-    """Reads the plates in a barrier camera's lane as the gate does, and says whether the one the
-    gate would vote on is wide enough to read reliably; raises when it is not (a camera aimed too
-    wide or too far off).  The reader is loaded once, for the first barrier camera."""
-
-    def __init__(self, config: AgentConfig) -> None:
-        self.config = config
-        self._reader: PlateReader | None = None
-
-    def __call__(self, camera: CameraConfig, frame: np.ndarray, found: list[PlateRead]) -> str:
-        from agent.config_plates import plate_formats, plate_settings
+    def measure() -> str:
         from agent.vision import read_plates_in_lane
         from models.area import Area
-        from models.plate import PlateReader
 
-        if self._reader is None:
-            self._reader = PlateReader(plate_formats(self.config.plates), plate_settings(self.config.plates))
-        found.extend(read_plates_in_lane(self._reader, frame, Area(camera.lane) if camera.lane else None))
-        if not found or found[0].box is None:
-            return "no plate in view: stop a car at the barrier and run again to check its plate's size"
-        text, width = found[0].text, found[0].box[2]
-        if width < RELIABLE_PLATE_WIDTH:
-            raise RuntimeError(f"read {text}, but only {width} px wide: plates read reliably from "
-                               f"{RELIABLE_PLATE_WIDTH} px; zoom in or mount the camera nearer the stop line")
-        return f"read {text}, {width} px wide (reliable from {RELIABLE_PLATE_WIDTH} px)"
+        assert models is not None and frame is not None
+        reader = models.plate_reader(config.plates)
+        plates.extend(read_plates_in_lane(reader, frame, Area(camera.lane) if camera.lane else None))
+        return plate_width_verdict(plates)
+
+    checks = [_try(f"camera {camera.name}", grab)]
+    if frame is None:
+        return checks
+    if models is not None:
+        checks.append(_try(f"plates {camera.name}", measure))
+    if snapshots is not None:
+        grabbed, shot = checks[0], snapshots / f"{camera.name}.jpg"
+        checks[0] = _try(grabbed.device,
+                         lambda: f"{grabbed.detail}, saved {save_snapshot(frame, camera.lane, shot, plates)}")
+    return checks
+
+
+def plate_width_verdict(reads: Sequence[PlateRead]) -> str:
+    """Whether the plate the gate would vote on (the first) is wide enough to read reliably; raises
+    when it is not (a camera aimed too wide or too far off)."""
+    if not reads or reads[0].box is None:
+        return "no plate in view: stop a car at the barrier and run again to check its plate's size"
+    text, width = reads[0].text, reads[0].box[2]
+    if width < RELIABLE_PLATE_WIDTH:
+        raise RuntimeError(f"read {text}, but only {width} px wide: plates read reliably from "
+                           f"{RELIABLE_PLATE_WIDTH} px; zoom in or mount the camera nearer the stop line")
+    return f"read {text}, {width} px wide (reliable from {RELIABLE_PLATE_WIDTH} px)"
 
 
 def save_snapshot(frame: np.ndarray, lane: list[tuple[float, float]] | None, path: Path,
