@@ -9,13 +9,14 @@ returned line, uppercased with non-alphanumerics dropped, equals the label (O an
 choose the plate among the scene's text, so it is an upper bound for raw rapidocr, not a gate.
 The reader is also run with the recogniser ``auto`` did not choose, to show why it chose.
 
-The shared data has neither Chinese *scenes*, Latin crops nor tilted plates, so six more sets are made
-from it on the spot (bench/plate_sets.py): Chinese crops pasted into the US scenes, the US scenes turned
-6-14 degrees, the US plates cut at their labelled boxes, Chinese crops turned 5-15 degrees, and Chinese
-and US crops sheared as seen from beside the lane.  To show what each step is worth, the reader is also
+The shared data has neither Chinese *scenes*, Latin crops nor tilted plates, so eight more sets are made
+from it on the spot (bench/plate_sets.py): Chinese crops pasted into the US scenes (upright, turned 20-50
+degrees, and seen obliquely, in perspective), the US scenes turned 6-14 degrees, the US plates cut at their
+labelled boxes, Chinese crops turned 5-15 degrees, and Chinese and US crops sheared as seen from beside the
+lane.  To show what each step is worth, the reader is also
 run on the tilted and sheared sets without levelling tilted lines; on the tilted and sheared crops with
 tilted lines only turned level, not also sheared upright; and on the US crops unstretched.  ``--sets``
-picks some of the eight.
+picks some of the ten.
 """
 
 from __future__ import annotations
@@ -79,13 +80,13 @@ def _evaluate(folder: Path, reader: PlateReader, limit: int) -> list[Outcome]:
         return evaluate(sub, reader)
 
 
-SETS = {"us": "us", "cn-crops": "cn", "cn-scenes": "cn", "us-tilted": "us", "us-crops": "us", "cn-tilted": "cn",
-        "cn-sheared": "cn", "us-crops-sheared": "us"}
+SETS = {"us": "us", "cn-crops": "cn", "cn-scenes": "cn", "cn-scenes-steep": "cn", "cn-scenes-oblique": "cn",
+        "us-tilted": "us", "us-crops": "us", "cn-tilted": "cn", "cn-sheared": "cn", "us-crops-sheared": "us"}
 CROP_SETS = ("cn-crops", "us-crops", "cn-tilted", "cn-sheared", "us-crops-sheared")
 
 
 def _line(name: str, summary: dict, note: str) -> str:
-    return (f"{name:9} reader : exact {summary['exact_rate']:.1%} ({summary['exact']}/{summary['images']}), "
+    return (f"{name:16} reader : exact {summary['exact_rate']:.1%} ({summary['exact']}/{summary['images']}), "
             f"chars {summary['char_accuracy']:.1%}, median {summary['median_ms']} ms  ({note})")
 
 
@@ -127,11 +128,11 @@ def main() -> None:
             print(_line(name, summarise(_evaluate(folder, reader, args.limit), spec), "crops read unstretched"))
         count = summary["images"]
         raw_rate, raw_any, raw_ms = baseline(folder, count, use_det=True, spec=spec)
-        print(f"{name:9} raw    : exact {raw_rate:.1%}, median {raw_ms:.1f} ms  (RapidOCR()(image), best fitting line)")
-        print(f"{name:9} raw any: exact {raw_any:.1%}   (same run, hit if ANY line equals the label: the issue's raw)")
+        print(f"{name:16} raw    : exact {raw_rate:.1%}, median {raw_ms:.1f} ms (RapidOCR()(image), best fitting line)")
+        print(f"{name:16} raw any: exact {raw_any:.1%}   (same run, hit if ANY line equals the label: the issue's raw)")
         if name in CROP_SETS:  # crops: recognition alone is the fairer baseline
             rec_rate, _, rec_ms = baseline(folder, count, use_det=False, spec=spec)
-            print(f"{name:9} raw rec: exact {rec_rate:.1%}, median {rec_ms:.1f} ms   (RapidOCR, use_det=False)")
+            print(f"{name:16} raw rec: exact {rec_rate:.1%}, median {rec_ms:.1f} ms   (RapidOCR, use_det=False)")
     made.cleanup()
 
 

@@ -3,6 +3,10 @@
 - ``cn-scenes``: the first 120 Chinese crops, each scaled to 110-220 px wide and pasted into one of
   the US scenes (which keep their own plates, stickers and signs: text the Chinese formats must not
   take for the plate).
+- ``cn-scenes-steep``: the same crops pasted turned 20-50 degrees either way (a camera rolled on its
+  mount, a plate hung askew; CCPD's "rotate" set spans the same).
+- ``cn-scenes-oblique``: the same crops pasted in perspective, as a camera beside and above the lane
+  sees them: top and bottom edges sloping by 0.25-0.5, foreshortened, the far side shorter.
 - ``us-tilted``: the US scenes turned 6-14 degrees either way, as a camera beside or above the lane
   sees plates.
 - ``us-crops``: the US plates cut at their labelled boxes: Latin plate crops.
@@ -22,7 +26,9 @@ run reads the same images.
 
 from __future__ import annotations
 
+import math
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -60,6 +66,63 @@ def paste_cn_scenes(data: Path, folder: Path, count: int = 120, widths: tuple[in
         cv2.imwrite(str(folder / f"scene_{index:03}.jpg"), scene, [cv2.IMWRITE_JPEG_QUALITY, 95])
         rows.append(f"scene_{index:03}.jpg,{sample.plate},{x},{y},{width},{height}")
     return _write_labels(folder, rows)
+
+
+def _turned_steeply(rng: random.Random, width: int, height: int) -> np.ndarray:
+    """Where a plate's corners land, around its centre, turned 20-50 degrees either way (a camera
+    rolled on its mount, a plate hung askew; CCPD's "rotate" set spans the same)."""
+    radians = math.radians(_angle(rng, 20, 50))
+    corners = np.float32([[-width, -height], [width, -height], [width, height], [-width, height]]) / 2
+    turn = np.float32([[math.cos(radians), math.sin(radians)], [-math.sin(radians), math.cos(radians)]])
+    return corners @ turn.T
+
+
+def _seen_obliquely(rng: random.Random, width: int, height: int) -> np.ndarray:
+    """Where a plate's corners land, around its centre, seen from beside and above the lane: its
+    top and bottom edges sloping by 0.25-0.5, its width foreshortened to 0.7-0.95 and its far side
+    0.8-0.95 as tall as its near side."""
+    slope = _angle(rng, 0.25, 0.5)
+    half = width * rng.uniform(0.7, 0.95) / 2
+    near, far = height / 2, height * rng.uniform(0.8, 0.95) / 2
+    left, right = (near, far) if slope > 0 else (far, near)
+    return np.float32([[-half, -left - slope * half], [half, -right + slope * half],
+                       [half, right + slope * half], [-half, left - slope * half]])
+
+
+def paste_cn_scenes_posed(data: Path, folder: Path, pose: Callable[[random.Random, int, int], np.ndarray],
+                          seed: int, count: int = 120) -> Path:
+    """The first ``count`` Chinese crops, each scaled to 130-240 px wide, warped so its corners land
+    where ``pose`` puts them, and pasted into a US scene resized to 1160x720; the label's box holds
+    the warped plate."""
+    rng = random.Random(seed)
+    crops = load_samples(data / "cn-crops")[:count]
+    scenes = sorted((data / "us").glob("*.jpg"))[:40]
+    rows = ["image,plate,x,y,w,h"]
+    for index, sample in enumerate(crops):
+        crop = cv2.imread(str(data / "cn-crops" / sample.image))
+        scene = cv2.resize(cv2.imread(str(scenes[index % len(scenes)])), (1160, 720))
+        width = rng.randint(130, 240)
+        height = round(width * crop.shape[0] / crop.shape[1])
+        plate = cv2.resize(crop, (width, height), interpolation=cv2.INTER_CUBIC)
+        corners = pose(rng, width, height)
+        low, high = corners.min(axis=0), corners.max(axis=0)
+        centre = np.float32([rng.uniform(60 - low[0], 1100 - high[0]), rng.uniform(260 - low[1], 680 - high[1])])
+        source = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+        warp = cv2.getPerspectiveTransform(source, corners + centre)
+        inside = cv2.warpPerspective(np.full((height, width), 255, np.uint8), warp, (1160, 720)) > 0
+        scene[inside] = cv2.warpPerspective(plate, warp, (1160, 720))[inside]
+        cv2.imwrite(str(folder / f"scene_{index:03}.jpg"), scene, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        (x, y), (w, h) = (low + centre).astype(int), (high - low).astype(int)
+        rows.append(f"scene_{index:03}.jpg,{sample.plate},{x},{y},{w},{h}")
+    return _write_labels(folder, rows)
+
+
+def paste_cn_turned_steeply(data: Path, folder: Path) -> Path:
+    return paste_cn_scenes_posed(data, folder, _turned_steeply, seed=13)
+
+
+def paste_cn_seen_obliquely(data: Path, folder: Path) -> Path:
+    return paste_cn_scenes_posed(data, folder, _seen_obliquely, seed=17)
 
 
 def paste_cn_at_width(data: Path, folder: Path, width: int) -> Path:
@@ -147,5 +210,6 @@ def shear_us_crops(data: Path, folder: Path) -> Path:
     return shear_crops(cut_us_crops(data, crops), folder, 10_000, seed=6)
 
 
-MADE_SETS = {"cn-scenes": paste_cn_scenes, "us-tilted": turn_us_scenes, "us-crops": cut_us_crops,
+MADE_SETS = {"cn-scenes": paste_cn_scenes, "cn-scenes-steep": paste_cn_turned_steeply,
+             "cn-scenes-oblique": paste_cn_seen_obliquely, "us-tilted": turn_us_scenes, "us-crops": cut_us_crops,
              "cn-tilted": turn_cn_crops, "cn-sheared": shear_cn_crops, "us-crops-sheared": shear_us_crops}

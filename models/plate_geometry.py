@@ -50,17 +50,20 @@ class Slant:
         return Slant(self.degrees, self.length * factor, self.thickness * factor)
 
 
-def main_line(boxes: list[Box], shape: tuple[int, ...]) -> Box | None:
-    """The plate's registration line: the tallest line with a text-line aspect, near the middle."""
+def main_line(lines: dict[Box, Slant], shape: tuple[int, ...]) -> Box | None:
+    """The plate's registration line: the tallest line with a text-line aspect, near the middle.
+    A tilted line is measured along itself: its upright box is squarer than the line is."""
     height = shape[0]
     best, best_score = None, 0.0
-    for bx, by, bw, bh in boxes:
-        if bw < bh:
+    for box, slant in lines.items():
+        _, by, bw, bh = box
+        length, thickness = (slant.length, slant.thickness) if slant.tilted else (bw, bh)
+        if length < thickness:
             continue
         centre = abs((by + bh / 2) - height / 2) / height
-        score = bh * min(1.0, bw / (2.5 * bh)) * (1.0 - centre)
+        score = thickness * min(1.0, length / (2.5 * thickness)) * (1.0 - centre)
         if score > best_score:
-            best, best_score = (bx, by, bw, bh), score
+            best, best_score = box, score
     return best
 
 

@@ -27,7 +27,7 @@ from models.plate import (
     session_options,
 )
 from models.plate_formats import formats_from_spec, match_plate, normalise, plate_regex, same_plate
-from models.plate_geometry import Slant, cut_line, cut_sheared, grow, row_pair
+from models.plate_geometry import Slant, cut_line, cut_sheared, grow, main_line, row_pair
 from models.plate_vote import PlateRead, PlateVoter
 
 CN = formats_from_spec("cn")
@@ -432,6 +432,47 @@ def test_reads_a_tilted_plate_level_in_a_scene_and_as_a_crop(degrees: float) -> 
     assert reads and reads[0].text == "京A12345"
 
 
+def paste_turned(scene: np.ndarray, plate: np.ndarray, degrees: float, centre: tuple[int, int]) -> None:
+    """``plate`` turned by ``degrees`` (counter-clockwise) about its centre, drawn at ``centre``."""
+    h, w = plate.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    matrix[:, 2] += (centre[0] - w / 2, centre[1] - h / 2)
+    size = (scene.shape[1], scene.shape[0])
+    inside = cv2.warpAffine(np.full((h, w), 255, np.uint8), matrix, size) > 0
+    scene[inside] = cv2.warpAffine(plate, matrix, size)[inside]
+
+
+@pytest.mark.parametrize("degrees", [-38.0, 38.0])
+def test_reads_a_plate_turned_so_steeply_that_its_upright_box_is_nearly_square(degrees: float) -> None:
+    reader = PlateReader(CN)
+    scene = np.full((720, 1280, 3), 100, np.uint8)
+    paste_turned(scene, render_cn_plate("京A12345", cjk_font(), height=48), degrees, (640, 450))
+    box, slant = max(reader._detector.detect(scene, 960).items(), key=lambda line: line[1].length)
+    assert box[2] < 1.2 * box[3] and slant.length > 2 * slant.thickness, "square upright, long along itself"
+    reads = reader.read(scene)
+    assert reads and reads[0].text == "京A12345"
+
+
+def test_the_first_looks_read_stands_when_the_close_up_cuts_the_line_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    reader = PlateReader(CN)
+    scene = np.full((720, 1280, 3), 100, np.uint8)
+    plate = render_cn_plate("京A12345", cjk_font(), height=56)
+    scene[400: 400 + plate.shape[0], 500: 500 + plate.shape[1]] = plate
+    detect = reader._detector.detect
+
+    def close_up_cut_short(image: np.ndarray, side: int) -> dict:
+        lines = detect(image, side)
+        if side != _REFINE_WIDTH + 64:
+            return lines
+        return {(x + w // 2, y, w - w // 2, h): slant for (x, y, w, h), slant in lines.items()}  # right halves
+
+    monkeypatch.setattr(reader._detector, "detect", close_up_cut_short)
+    reads = reader.read(scene)
+    assert reads and reads[0].text == "京A12345"
+    bx, by, _, _ = reads[0].box  # type: ignore[misc]
+    assert 490 <= bx <= 540 and 390 <= by <= 420, "boxed where the first look found the line"
+
+
 @pytest.mark.parametrize("slope", [0.25, -0.2])
 def test_a_sheared_line_is_cut_upright_and_a_turned_one_would_lean(slope: float) -> None:
     plate = np.full((40, 200, 3), 255, np.uint8)
@@ -584,6 +625,14 @@ def test_either_row_of_a_two_row_plate_finds_the_other() -> None:
     assert row_pair([top, bottom, sign], sign) is None
     assert row_pair([(72, 40, 90, 30), bottom], bottom) == ((72, 40, 90, 30), bottom)  # 苏E over 12345
     assert row_pair([(0, 25, 400, 68), bottom], bottom) is None, "a line far wider than the row is no row"
+
+
+def test_the_main_line_is_measured_along_itself_when_tilted() -> None:
+    steep = (100, 40, 110, 118)  # a 130 x 30 line turned 48 degrees: its upright box is taller than wide
+    sticker = (90, 170, 80, 20)
+    lines = {steep: Slant(48.0, 130.0, 30.0), sticker: Slant(0.0, 80.0, 20.0)}
+    assert main_line(lines, (200, 300)) == steep
+    assert main_line({sticker: Slant(0.0, 80.0, 20.0)}, (200, 300)) == sticker
 
 
 def test_a_plate_smaller_than_the_signs_around_it_is_still_read() -> None:
