@@ -12,6 +12,9 @@
 - ``us-crops``: the US plates cut at their labelled boxes: Latin plate crops.
 - ``cn-tilted``: the first 200 Chinese crops turned 5-15 degrees either way, on a canvas just big
   enough, the corners filled with the crop's own edge colours (as a crop cut around a tilted plate).
+- ``cn-turned-resized``: the first 200 Chinese crops turned 10-30 degrees either way and resized back
+  to 94x24, as public data sets cut plates (an upright box around a turned plate, resized to one
+  shape): the plate is a parallelogram whose characters lean.
 - ``cn-sheared``: the first 200 Chinese crops as a camera beside the lane sees them: sheared, so
   the top and bottom edges slope by 0.1-0.25 while the verticals stay upright, on a canvas just big
   enough (the crop cut upright around such a plate).
@@ -184,6 +187,22 @@ def turn_cn_crops(data: Path, folder: Path, count: int = 200) -> Path:
     return _write_labels(folder, rows)
 
 
+def turn_cn_crops_resized(data: Path, folder: Path, count: int = 200) -> Path:
+    """The first ``count`` Chinese crops turned 10-30 degrees either way and resized back to their own
+    94x24, as public data sets cut plates: upright boxes around turned plates, resized to one shape,
+    which leaves the characters leaning."""
+    rng = random.Random(19)
+    rows = ["image,plate"]
+    for sample in load_samples(data / "cn-crops")[:count]:
+        crop = cv2.imread(str(data / "cn-crops" / sample.image))
+        big = cv2.resize(crop, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+        turned = cv2.resize(turn(big, _angle(rng, 10, 30)), (crop.shape[1], crop.shape[0]),
+                            interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(folder / sample.image), turned, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        rows.append(f"{sample.image},{sample.plate}")
+    return _write_labels(folder, rows)
+
+
 def _shear(image: np.ndarray, slope: float) -> np.ndarray:
     # Sheared at twice the size, then brought back: one resampling's blur, not two.
     image = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
@@ -212,4 +231,5 @@ def shear_us_crops(data: Path, folder: Path) -> Path:
 
 MADE_SETS = {"cn-scenes": paste_cn_scenes, "cn-scenes-steep": paste_cn_turned_steeply,
              "cn-scenes-oblique": paste_cn_seen_obliquely, "us-tilted": turn_us_scenes, "us-crops": cut_us_crops,
-             "cn-tilted": turn_cn_crops, "cn-sheared": shear_cn_crops, "us-crops-sheared": shear_us_crops}
+             "cn-tilted": turn_cn_crops, "cn-turned-resized": turn_cn_crops_resized, "cn-sheared": shear_cn_crops,
+             "us-crops-sheared": shear_us_crops}

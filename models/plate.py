@@ -54,7 +54,20 @@ from models.plate_formats import (
     normalise,
     same_plate,
 )
-from models.plate_geometry import Box, Slant, cut, cut_line, cut_sheared, grow, main_line, row_pair, union
+from models.plate_geometry import (
+    MIN_LEAN,
+    Box,
+    Slant,
+    cut,
+    cut_line,
+    cut_sheared,
+    estimate_shear,
+    grow,
+    main_line,
+    row_pair,
+    union,
+    unshear,
+)
 from models.plate_settings import PlateSettings
 from models.plate_vote import PlateDecision, PlateRead, PlateVoter, vote
 
@@ -334,6 +347,12 @@ class PlateReader:
         crops: list[tuple[Box, Slant | None, float, float, float, Cutter]]  # rect, slant, pads x y, stretch, how
         if tight:
             crops = [(whole, None, 0.0, 0.0, s, cut_line) for s in self._crop_stretches]
+            slope, lean = estimate_shear(patch)
+            if abs(lean) >= MIN_LEAN:
+                def upright(image: np.ndarray, *_: object) -> np.ndarray:
+                    return unshear(image, slope, lean)
+
+                crops += [(whole, None, 0.0, 0.0, s, upright) for s in self._crop_stretches]
             slant = lines[line] if line is not None else None
             if slant is not None and slant.tilted and slant.across >= _PLATE_LINE_SPAN * patch.shape[1]:
                 crops += [(line, slant, 0.15, 0.1, self._crop_stretches[0], level) for level in self._crop_levellers]

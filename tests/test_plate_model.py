@@ -27,7 +27,17 @@ from models.plate import (
     session_options,
 )
 from models.plate_formats import formats_from_spec, match_plate, normalise, plate_regex, same_plate
-from models.plate_geometry import Slant, cut_line, cut_sheared, grow, main_line, row_pair
+from models.plate_geometry import (
+    MIN_LEAN,
+    Slant,
+    cut_line,
+    cut_sheared,
+    estimate_shear,
+    grow,
+    main_line,
+    row_pair,
+    unshear,
+)
 from models.plate_vote import PlateRead, PlateVoter
 
 CN = formats_from_spec("cn")
@@ -532,6 +542,38 @@ def test_reads_a_chinese_crop_seen_from_beside_the_lane(shared_data: Path, image
     crop = shear_upright(cv2.imread(str(shared_data / "plates" / "cn-crops" / image)), slope)
     reads = PlateReader(CN).read(crop)
     assert reads and reads[0].text == expected
+
+
+def lean(image: np.ndarray, run: float) -> np.ndarray:
+    """``image``'s columns leaning right by ``run`` per unit of height, on a canvas just wide enough."""
+    h, w = image.shape[:2]
+    pad = math.ceil(abs(run) * h / 2)
+    shear = np.float32([[1, run, pad - run * h / 2], [0, 1, 0]])
+    return cv2.warpAffine(image, shear, (w + 2 * pad, h), borderMode=cv2.BORDER_REPLICATE)
+
+
+@pytest.mark.parametrize(("slope", "run"), [(0.0, 0.0), (0.0, 0.5), (0.0, -0.4), (0.2, 0.0), (-0.15, 0.3)])
+def test_estimates_how_a_crops_rows_slope_and_its_strokes_lean(slope: float, run: float) -> None:
+    plate = lean(render_cn_plate("京A12345", cjk_font(), height=64), run)
+    if slope:
+        plate = shear_upright(plate, slope)
+    found_slope, found_lean = estimate_shear(plate)
+    assert found_slope == pytest.approx(slope, abs=0.06)
+    assert found_lean == pytest.approx(run, abs=0.11)
+    assert estimate_shear(unshear(plate, found_slope, found_lean))[1] == pytest.approx(0.0, abs=0.11)
+
+
+@pytest.mark.parametrize(("text", "degrees"), [("苏E5T1W4", 15.0), ("苏E5T1W4", 22.0), ("京A12345", -22.0)])
+def test_reads_a_crop_of_a_turned_plate_resized_to_a_fixed_shape(text: str, degrees: float) -> None:
+    """Cut upright around a turned plate and resized to 94x24 (as public data sets cut plates), the
+    plate is a parallelogram whose characters lean."""
+    reader = PlateReader(CN)
+    plate = render_cn_plate(text, cjk_font(), height=70)
+    turned = turn(cv2.resize(plate, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC), degrees)
+    crop = cv2.resize(turned, (94, 24), interpolation=cv2.INTER_AREA)
+    assert abs(estimate_shear(crop)[1]) >= MIN_LEAN
+    reads = reader.read(crop)
+    assert reads and reads[0].text == text
 
 
 def test_a_level_line_is_cut_as_it_is() -> None:
