@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from agent.eval_plates import load_samples
+from agent.eval_plates import Sample, load_samples
 from agent.simulation_media import shear_upright, turn
 
 
@@ -50,16 +50,20 @@ def _write_labels(folder: Path, rows: list[str]) -> Path:
     return folder
 
 
+def _crops_and_scenes(data: Path, count: int) -> Iterator[tuple[int, Sample, np.ndarray, np.ndarray]]:
+    """The first ``count`` Chinese crops, each with a US scene (the first 40 in turn) resized to 1160x720."""
+    scenes = sorted((data / "us").glob("*.jpg"))[:40]
+    for index, sample in enumerate(load_samples(data / "cn-crops")[:count]):
+        crop = cv2.imread(str(data / "cn-crops" / sample.image))
+        yield index, sample, crop, cv2.resize(cv2.imread(str(scenes[index % len(scenes)])), (1160, 720))
+
+
 def paste_cn_scenes(data: Path, folder: Path, count: int = 120, widths: tuple[int, int] = (110, 220)) -> Path:
     """The first ``count`` Chinese crops, each scaled to a width drawn from ``widths`` and pasted
     into a US scene resized to 1160x720."""
     rng = random.Random(1)
-    crops = load_samples(data / "cn-crops")[:count]
-    scenes = sorted((data / "us").glob("*.jpg"))[:40]
     rows = ["image,plate,x,y,w,h"]
-    for index, sample in enumerate(crops):
-        crop = cv2.imread(str(data / "cn-crops" / sample.image))
-        scene = cv2.resize(cv2.imread(str(scenes[index % len(scenes)])), (1160, 720))
+    for index, sample, crop, scene in _crops_and_scenes(data, count):
         width = rng.randint(*widths)
         height = round(width * crop.shape[0] / crop.shape[1])
         x, y = rng.randint(100, 1160 - width - 100), rng.randint(300, 720 - height - 60)
@@ -98,12 +102,8 @@ def paste_cn_scenes_posed(data: Path, folder: Path, pose: Callable[[random.Rando
     where ``pose`` puts them, and pasted into a US scene resized to 1160x720; the label's box holds
     the warped plate."""
     rng = random.Random(seed)
-    crops = load_samples(data / "cn-crops")[:count]
-    scenes = sorted((data / "us").glob("*.jpg"))[:40]
     rows = ["image,plate,x,y,w,h"]
-    for index, sample in enumerate(crops):
-        crop = cv2.imread(str(data / "cn-crops" / sample.image))
-        scene = cv2.resize(cv2.imread(str(scenes[index % len(scenes)])), (1160, 720))
+    for index, sample, crop, scene in _crops_and_scenes(data, count):
         width = rng.randint(130, 240)
         height = round(width * crop.shape[0] / crop.shape[1])
         plate = cv2.resize(crop, (width, height), interpolation=cv2.INTER_CUBIC)
