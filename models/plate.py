@@ -260,8 +260,8 @@ class PlateReader:
         def at_edge(b: Box) -> bool:
             return b[0] <= margin or b[1] <= margin or b[0] + b[2] >= w - margin or b[1] + b[3] >= h - margin
 
-        # Plate lines are longer than thick (_line_like).  Text touching the frame edge is far more often a camera's
-        # burnt-in date stamp than a plate, so it is read last (below).
+        # Plate lines are longer than thick (_line_like).  Text touching the frame edge is far more
+        # often a camera's burnt-in date stamp than a plate, so it is read last (below).
         found = detector.detect(frame, detect_side)
         lines = sorted((b for b in found if _line_like(b, found[b])), key=lambda b: b[2] * b[3], reverse=True)
         all_lines = list(found)

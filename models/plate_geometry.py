@@ -176,8 +176,8 @@ def _sharpest_shear(energy: np.ndarray, shears: np.ndarray, rows: bool) -> float
 
 def estimate_shear(image: np.ndarray) -> tuple[float, float]:
     """(slope, lean) of the text in a plate crop: how far its rows slope (down per unit of width)
-    and, once they are level, how far its strokes lean (right per unit of height).  Measured on
-    a 32-px-high grey copy: about 2 ms."""
+    and, once they are level, how far its strokes lean (to the right per unit of height, going
+    down the picture).  Measured on a 32-px-high grey copy: about 2 ms."""
     scale = 32 / image.shape[0]
     grey = cv2.cvtColor(cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA),
                         cv2.COLOR_BGR2GRAY).astype(np.float32)
