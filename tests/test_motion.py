@@ -182,7 +182,8 @@ def test_motion_outside_the_lane_does_not_count() -> None:
 
 def test_a_car_parked_beyond_the_lane_never_raises_the_barrier(reader: PlateReader) -> None:
     font = cjk_font()
-    resident, stranger = render_plate("京A12345", font, height=40), render_plate("沪B54321", font, height=40)
+    # The parked car's plate is the larger: without a lane it is the plate each frame ranks first.
+    resident, stranger = render_plate("京A12345", font, height=48), render_plate("沪B54321", font, height=40)
     rng = np.random.default_rng(6)
 
     def frame(car_x: int) -> np.ndarray:
