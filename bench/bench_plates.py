@@ -9,15 +9,16 @@ returned line, uppercased with non-alphanumerics dropped, equals the label (O an
 choose the plate among the scene's text, so it is an upper bound for raw rapidocr, not a gate.
 The reader is also run with the recogniser ``auto`` did not choose, to show why it chose.
 
-The shared data has neither Chinese *scenes*, Latin crops nor tilted plates, so nine more sets are made
+The shared data has neither Chinese *scenes*, Latin crops nor tilted plates, so ten more sets are made
 from it on the spot (bench/plate_sets.py): Chinese crops pasted into the US scenes (upright, turned 20-50
 degrees, and seen obliquely, in perspective), the US scenes turned 6-14 degrees, the US plates cut at their
 labelled boxes, Chinese crops turned 5-15 degrees, Chinese crops turned 10-30 degrees and resized back to
-94x24 (their characters lean), and Chinese and US crops sheared as seen from beside the lane.  To show
-what each step is worth, the reader is also run on the tilted and sheared sets without levelling tilted
-lines; on the tilted and sheared crops with tilted lines only turned level, not also sheared upright; on
-the leaning crops without undoing the lean; and on the US crops unstretched.  ``--sets`` picks some of
-the eleven.
+94x24 (their characters lean), Chinese and US crops sheared as seen from beside the lane, and Chinese
+plates cut from the scenes with margin around them.  To show what each step is worth, the reader is also
+run on the tilted and sheared sets without levelling tilted lines; on the tilted and sheared crops with
+tilted lines only turned level, not also sheared upright; on the leaning crops without undoing the lean;
+on the loose crops without also reading their line; and on the US crops unstretched.  ``--sets`` picks
+some of the twelve.
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ def _evaluate(folder: Path, reader: PlateReader, limit: int) -> list[Outcome]:
 
 SETS = {"us": "us", "cn-crops": "cn", "cn-scenes": "cn", "cn-scenes-steep": "cn", "cn-scenes-oblique": "cn",
         "us-tilted": "us", "us-crops": "us", "cn-tilted": "cn", "cn-turned-resized": "cn", "cn-sheared": "cn",
-        "us-crops-sheared": "us"}
-CROP_SETS = ("cn-crops", "us-crops", "cn-tilted", "cn-turned-resized", "cn-sheared", "us-crops-sheared")
+        "us-crops-sheared": "us", "cn-crops-loose": "cn"}
+CROP_SETS = ("cn-crops", "us-crops", "cn-tilted", "cn-turned-resized", "cn-sheared", "us-crops-sheared",
+             "cn-crops-loose")
 
 
 def _line(name: str, summary: dict, note: str) -> str:
@@ -132,6 +134,11 @@ def main() -> None:
             models.plate.MIN_LEAN = math.inf  # no lean is undone
             print(_line(name, summarise(_evaluate(folder, reader, args.limit), spec), "leaning crops read as they are"))
             models.plate.MIN_LEAN = min_lean
+        if name == "cn-crops-loose":
+            loose_line = models.plate._LOOSE_LINE
+            models.plate._LOOSE_LINE = 0.0  # no crop is loose: only the whole crop is read
+            print(_line(name, summarise(_evaluate(folder, reader, args.limit), spec), "the line not also read"))
+            models.plate._LOOSE_LINE = loose_line
         if name == "us-crops":
             reader._crop_stretches = (1.0,)
             print(_line(name, summarise(_evaluate(folder, reader, args.limit), spec), "crops read unstretched"))

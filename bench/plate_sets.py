@@ -15,6 +15,8 @@
 - ``cn-turned-resized``: the first 200 Chinese crops turned 10-30 degrees either way and resized back
   to 94x24, as public data sets cut plates (an upright box around a turned plate, resized to one
   shape): the plate is a parallelogram whose characters lean.
+- ``cn-crops-loose``: the Chinese plates of ``cn-scenes`` cut from their scenes with margin around
+  them (15% of the plate's width beside it, 40% of its height above and below).
 - ``cn-sheared``: the first 200 Chinese crops as a camera beside the lane sees them: sheared, so
   the top and bottom edges slope by 0.1-0.25 while the verticals stay upright, on a canvas just big
   enough (the crop cut upright around such a plate).
@@ -203,6 +205,22 @@ def turn_cn_crops_resized(data: Path, folder: Path, count: int = 200) -> Path:
     return _write_labels(folder, rows)
 
 
+def cut_cn_crops_loose(data: Path, folder: Path) -> Path:
+    """The Chinese plates pasted into scenes (``cn-scenes``) cut with 15% of the plate's width beside
+    it and 40% of its height above and below: plate crops from a loose box."""
+    scenes = folder.with_name(folder.name + "-scenes")
+    scenes.mkdir()
+    paste_cn_scenes(data, scenes)
+    rows = ["image,plate"]
+    for sample in load_samples(scenes):
+        x, y, w, h = sample.box  # type: ignore[misc]
+        scene = cv2.imread(str(scenes / sample.image))
+        crop = scene[max(0, int(y - 0.4 * h)): int(y + 1.4 * h), max(0, int(x - 0.15 * w)): int(x + 1.15 * w)]
+        cv2.imwrite(str(folder / sample.image), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        rows.append(f"{sample.image},{sample.plate}")
+    return _write_labels(folder, rows)
+
+
 def _shear(image: np.ndarray, slope: float) -> np.ndarray:
     # Sheared at twice the size, then brought back: one resampling's blur, not two.
     image = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
@@ -232,4 +250,4 @@ def shear_us_crops(data: Path, folder: Path) -> Path:
 MADE_SETS = {"cn-scenes": paste_cn_scenes, "cn-scenes-steep": paste_cn_turned_steeply,
              "cn-scenes-oblique": paste_cn_seen_obliquely, "us-tilted": turn_us_scenes, "us-crops": cut_us_crops,
              "cn-tilted": turn_cn_crops, "cn-turned-resized": turn_cn_crops_resized, "cn-sheared": shear_cn_crops,
-             "us-crops-sheared": shear_us_crops}
+             "us-crops-sheared": shear_us_crops, "cn-crops-loose": cut_cn_crops_loose}

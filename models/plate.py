@@ -90,6 +90,13 @@ _LINE_PAD_X = 0.1
 # Chinese crops' main lines reach 0.66 or more; a part of a Latin plate (its letters or its digits
 # alone) 0.2-0.5.  From 0.5 to 0.6: 180 -> 181 of 222 US crops sheared (bench/plate_sets.py).
 _PLATE_LINE_SPAN = 0.6
+# A level main line less than this high a share of its crop means the crop has margin around the
+# plate (a loose box, or text above and below it): its line is also read, as in a scene, and voted
+# with the whole crop.  Chinese plates' lines fill 0.70-0.94 of a tight crop (5th-95th percentile of
+# the shared crops), 0.45-0.64 of one cut with 15% margin beside and 40% above and below.  Such
+# loose crops (bench/bench_plates.py's cn-crops-loose) 113 -> 119 of 120; the other crop sets read
+# the same or better (US crops 186 -> 187: a Latin plate's main line is 0.43-0.79 of a tight crop).
+_LOOSE_LINE = 0.65
 Cutter = Callable[[np.ndarray, Box, Slant | None, float, float], np.ndarray]  # cut_line, cut_sheared
 # Below this a scene's best read (confidence x mixed-letters-and-digits prior) earns a second look at
 # a higher detection scale: 0.6 is what a confident letters-only read (a badge, a brand) scores.
@@ -354,6 +361,8 @@ class PlateReader:
 
                 crops += [(whole, None, 0.0, 0.0, s, upright) for s in self._crop_stretches]
             slant = lines[line] if line is not None else None
+            if line is not None and not lines[line].tilted and line[3] < _LOOSE_LINE * patch.shape[0]:
+                crops += [(line, slant, _LINE_PAD_X, 0.05, s, cut_line) for s in self._stretches]
             if slant is not None and slant.tilted and slant.across >= _PLATE_LINE_SPAN * patch.shape[1]:
                 crops += [(line, slant, 0.15, 0.1, self._crop_stretches[0], level) for level in self._crop_levellers]
         elif line is not None:

@@ -525,6 +525,22 @@ def test_a_tilted_crop_line_is_levelled_both_ways_only_when_it_spans_the_plate(
     assert levelled == []
 
 
+def test_a_loose_crops_line_is_read_as_well_as_the_whole_crop(monkeypatch: pytest.MonkeyPatch) -> None:
+    reader = PlateReader(CN)
+    plate = render_cn_plate("京A12345", cjk_font(), height=56)
+    h, w = plate.shape[:2]
+    loose = np.full((int(1.8 * h), int(1.3 * w), 3), 70, np.uint8)  # a car's rear around the plate
+    loose[int(0.4 * h): int(0.4 * h) + h, int(0.15 * w): int(0.15 * w) + w] = plate
+    recognised = []
+    recognise = reader._recognise
+    monkeypatch.setattr(reader, "_recognise", lambda crop: recognised.append(crop.shape) or recognise(crop))
+    tight = plate[h // 10: h - h // 10]  # cut inside the rim, as the shared crops are
+    for crop, reads_expected in ((tight, 1), (loose, 2)):
+        recognised.clear()
+        assert [r.text for r in reader.read(crop)][:1] == ["京A12345"]
+        assert len(recognised) == reads_expected, "a tight crop is read whole; a loose one also along its line"
+
+
 def test_a_small_crop_of_a_plate_seen_from_beside_the_lane_is_read_as_a_crop(
         reader: PlateReader, monkeypatch: pytest.MonkeyPatch) -> None:
     crop = shear_upright(cv2.resize(render_plate("7ABC123"), (120, 60), interpolation=cv2.INTER_AREA), 0.25)
