@@ -189,7 +189,7 @@ class PlatePass:
             self.frames_skipped += 1
             return
         self.frames_read += 1
-        reads = self._read(frame)
+        reads = read_plates_in_lane(self.reader, frame, self.area)
         if not reads:
             if ts - self._last_read > self.idle_seconds:
                 self._end_pass()
@@ -216,9 +216,6 @@ class PlatePass:
             self.plate_widths.append(self._pass_widest)
         self._pass_widest = 0
         self.voter.reset()
-
-    def _read(self, frame: np.ndarray) -> list[PlateRead]:
-        return read_plates_in_lane(self.reader, frame, self.area)
 
 
 def read_plates_in_lane(reader: PlateReader, frame: np.ndarray, area: Area | None) -> list[PlateRead]:

@@ -315,7 +315,7 @@ class PlateReader:
                 # bench/bench_plates.py: Chinese plates in scenes turned 20-50 degrees 114 -> 118 of
                 # 120, seen obliquely 113 -> 115; the other sets read the same (US scenes 192).
                 read = dataclasses.replace(first, box=bx)
-            if read is not None and read.confidence >= self.settings.min_confidence:
+            if read.confidence >= self.settings.min_confidence:
                 reads.append(read)
         return _best_per_text(reads)
 
@@ -361,7 +361,7 @@ class PlateReader:
 
                 crops += [(whole, None, 0.0, 0.0, s, upright) for s in self._crop_stretches]
             slant = lines[line] if line is not None else None
-            if line is not None and not lines[line].tilted and line[3] < _LOOSE_LINE * patch.shape[0]:
+            if line is not None and slant is not None and not slant.tilted and line[3] < _LOOSE_LINE * patch.shape[0]:
                 crops += [(line, slant, _LINE_PAD_X, 0.05, s, cut_line) for s in self._stretches]
             if slant is not None and slant.tilted and slant.across >= _PLATE_LINE_SPAN * patch.shape[1]:
                 crops += [(line, slant, 0.15, 0.1, self._crop_stretches[0], level) for level in self._crop_levellers]

@@ -155,19 +155,16 @@ def cut(image: np.ndarray, box: Box, px: float, py: float) -> np.ndarray:
 def _sharpest_shear(energy: np.ndarray, shears: np.ndarray, rows: bool) -> float:
     """The shear of ``energy`` (rows sloping when ``rows``, else columns leaning) under which its
     projection across them is most concentrated: text rows and upright strokes project sharply."""
-    h, w = energy.shape
+    if rows:  # a row slope is a column lean of the transposed picture
+        energy = energy.T
+    h, _ = energy.shape
     best, best_score = 0.0, -1.0
     for k in shears:
-        if rows:  # y -> y - k (x - w/2), padded so that no energy leaves the picture
-            pad = math.ceil(abs(k) * w / 2) + 1
-            padded = cv2.copyMakeBorder(energy, pad, pad, 0, 0, cv2.BORDER_CONSTANT, value=0)
-            shear = np.float32([[1, 0, 0], [-k, 1, k * w / 2]])
-            profile = cv2.warpAffine(padded, shear, (w, padded.shape[0])).sum(axis=1)
-        else:  # x -> x - k (y - h/2)
-            pad = math.ceil(abs(k) * h / 2) + 1
-            padded = cv2.copyMakeBorder(energy, 0, 0, pad, pad, cv2.BORDER_CONSTANT, value=0)
-            shear = np.float32([[1, -k, k * h / 2], [0, 1, 0]])
-            profile = cv2.warpAffine(padded, shear, (padded.shape[1], h)).sum(axis=0)
+        # x -> x - k (y - h/2), padded so that no energy leaves the picture
+        pad = math.ceil(abs(k) * h / 2) + 1
+        padded = cv2.copyMakeBorder(energy, 0, 0, pad, pad, cv2.BORDER_CONSTANT, value=0)
+        shear = np.float32([[1, -k, k * h / 2], [0, 1, 0]])
+        profile = cv2.warpAffine(padded, shear, (padded.shape[1], h)).sum(axis=0)
         score = float(np.square(profile, dtype=np.float64).sum())
         if score > best_score:
             best, best_score = float(k), score
