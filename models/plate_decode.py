@@ -110,47 +110,48 @@ class FormatDecoder:
         table = self.table
         n, k_max, c_max = table.shape
         valid = table >= 0
-        log_probs = np.log(probs + 1e-9)
-        emit = np.where(valid[None], log_probs[:, np.maximum(table, 0)], -np.inf)  # T x N x K x C
+        # Only the characters some template allows are ever emitted: their logs alone, not the
+        # recogniser's whole alphabet (18,000 characters for the Latin one).
+        emit = np.where(valid[None], np.log(probs[:, np.maximum(table, 0)] + 1e-9), -np.inf)  # T x N x K x C
         neg = -np.inf
         blank = np.full((n, k_max + 1), neg)
         char = np.full((n, k_max, c_max), neg)
         blank[:, 0] = log_blank[0]
         char[:, 0] = emit[0, :, 0]
         # back pointers: for char states 0 stay, 1 from blank, 2 from previous char (which slot);
-        # for blanks 0 stay, 1 from char (which slot)
+        # for blanks False stay, True from char (which slot)
         char_from = np.zeros((steps, n, k_max, c_max), dtype=np.int8)
         char_prev_slot = np.zeros((steps, n, k_max, c_max), dtype=np.int16)
-        blank_from = np.zeros((steps, n, k_max + 1), dtype=np.int8)
+        blank_from = np.zeros((steps, n, k_max + 1), dtype=np.bool_)
         blank_slot = np.zeros((steps, n, k_max + 1), dtype=np.int16)
-        rows = np.arange(n)[:, None]
-        cols_k = np.arange(k_max)[None, :]
+        # A step is a few whole-array operations, since it runs for every frame of every read:
+        # the flat index of each (template, position)'s first slot, and buffers whose edges stay -inf.
+        first_slot = (np.arange(n)[:, None] * k_max + np.arange(k_max)[None]) * c_max
+        flat_table = table.reshape(-1)
+        slots = np.arange(c_max)
+        from_char = np.full((n, k_max + 1), neg)
+        prev_best = np.full((n, k_max, c_max), neg)
         for t in range(1, steps):
             best_slot = char.argmax(axis=2)  # N x K
-            best_val = np.take_along_axis(char, best_slot[..., None], axis=2)[..., 0]
-            masked = char.copy()
-            masked[rows, cols_k, best_slot] = neg
+            best_val = char.max(axis=2)
+            masked = np.where(slots == best_slot[..., None], neg, char)
             second_slot = masked.argmax(axis=2)
-            second_val = np.take_along_axis(masked, second_slot[..., None], axis=2)[..., 0]
+            second_val = masked.max(axis=2)
             # blanks: stay, or come from the character of the same count
-            from_char = np.concatenate([np.full((n, 1), neg), best_val], axis=1)
+            from_char[:, 1:] = best_val
             blank_from[t] = from_char > blank
             blank_slot[t, :, 1:] = best_slot
             new_blank = np.maximum(blank, from_char) + log_blank[t]
-            # characters: stay, from the blank before, or from the previous position's other char
-            prev_id = table[rows, cols_k, best_slot]  # N x K char index of the best slot
-            same = np.zeros_like(char, dtype=bool)
-            same[:, 1:] = table[:, 1:] == prev_id[:, :-1, None]
-            prev_best = np.full((n, k_max, c_max), neg)
-            prev_best[:, 1:] = np.where(same[:, 1:], second_val[:, :-1, None], best_val[:, :-1, None])
-            prev_slot = np.zeros((n, k_max, c_max), dtype=np.int16)
-            prev_slot[:, 1:] = np.where(same[:, 1:], second_slot[:, :-1, None], best_slot[:, :-1, None])
-            from_blank = np.broadcast_to(blank[:, :k_max, None], char.shape)
-            options = np.stack([char, from_blank, prev_best])
-            arg = options.argmax(axis=0)
-            char_from[t] = arg
-            char_prev_slot[t] = prev_slot
-            char = np.take_along_axis(options, arg[None], axis=0)[0] + emit[t]
+            # characters: stay, from the blank before, or from the previous position's best other
+            # character (CTC needs a blank between repeats)
+            same = table[:, 1:] == flat_table[first_slot + best_slot][:, :-1, None]
+            prev_best[:, 1:] = np.where(same, second_val[:, :-1, None], best_val[:, :-1, None])
+            char_prev_slot[t, :, 1:] = np.where(same, second_slot[:, :-1, None], best_slot[:, :-1, None])
+            from_blank = blank[:, :k_max, None]
+            stay_or_blank = np.maximum(char, from_blank)
+            # the first of (stay, from blank, from previous char) that scores best, as argmax picks
+            char_from[t] = np.where(prev_best > stay_or_blank, 2, from_blank > char)
+            char = np.maximum(stay_or_blank, prev_best) + emit[t]
             blank = new_blank
         end_blank = blank[np.arange(n), self.lengths]
         last_char = char[np.arange(n), self.lengths - 1]
