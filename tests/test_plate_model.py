@@ -26,6 +26,7 @@ from models.plate import (
     package_dir,
     session_options,
 )
+from models.plate_band import country_band_width
 from models.plate_formats import formats_from_spec, match_plate, normalise, plate_regex, same_plate
 from models.plate_geometry import (
     MIN_LEAN,
@@ -251,6 +252,31 @@ def test_reads_a_european_plate_with_its_format_written_as_printed(spec: str, pr
     for image in (plate, cv2.resize(plate, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA), scene):
         reads = reader.read(image)
         assert reads and reads[0].text == expected, "the band's country letters are not part of the plate"
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5, 0.25])
+def test_a_european_plates_country_band_is_told_by_its_colour(scale: float) -> None:
+    plate = cv2.resize(render_eu_plate("AB-123-CD", "F"), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    assert country_band_width(plate) == pytest.approx(44 * scale, abs=3)  # the rim (4) and the band (40)
+
+
+def test_plates_without_a_country_band_have_none() -> None:
+    white = render_us_plate("SH0", "R7X")
+    blue_characters = white.copy()
+    blue_characters[white.max(axis=2) < 100] = (160, 60, 20)  # New York's blue on white, say
+    for plate in (white, blue_characters, render_plate("7ABC123"), render_cn_plate("京A12345", cjk_font(), height=40),
+                  render_green_plate("粤BD12345")):
+        assert country_band_width(plate) == 0
+
+
+@pytest.mark.parametrize(("printed", "country"), [("P-JF 6212", "D"), ("M 8474 Z", "A"), ("2-DNU-275", "B")])
+def test_a_cropped_european_plates_country_letters_are_not_its_first_character(printed: str, country: str) -> None:
+    # With a generic Latin format nothing else keeps them out: read whole, D became a leading B.
+    reader = PlateReader("latin")
+    plate = render_eu_plate(printed, country)
+    for crop in (plate, cv2.resize(plate, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)):
+        reads = reader.read(crop)
+        assert reads and reads[0].text == printed.replace("-", "").replace(" ", "")
 
 
 def test_plate_crops_of_any_size_are_crops_and_camera_frames_scenes() -> None:
