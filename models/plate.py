@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from models.plate_band import country_band_width
+from models.plate_band import band_widths
 from models.plate_decode import FormatDecoder
 from models.plate_detect import DETECTORS, TextDetector
 from models.plate_formats import (
@@ -334,11 +334,13 @@ class PlateReader:
             return None
         scale = _REFINE_WIDTH / patch.shape[1]
         patch = cv2.resize(patch, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-        if tight and (band := country_band_width(patch)):
-            # A European plate's country letters are not part of it (read whole, a German band's D
-            # became a leading B): 33 rendered EU plates with `latin` 12 -> 0 crops misread (/tmp).
-            patch = patch[:, band:]
-            x += round(band / scale)
+        if tight:
+            # A European plate's bands are not part of its text (read whole, a German band's D became
+            # a leading B, an Italian MI a last M): rendered EU plates (/tmp) with `latin`, 33 with
+            # a country band 12 -> 0 crops misread, 10 Italian ones with both bands 2 -> 0.
+            left, right = band_widths(patch)
+            patch = patch[:, left: patch.shape[1] - right]
+            x += round(left / scale)
         variants: list[PlateRead] = []
         lines = self._detector.detect(patch, _REFINE_WIDTH + 64)
         line = main_line(lines, patch.shape)

@@ -26,7 +26,7 @@ from models.plate import (
     package_dir,
     session_options,
 )
-from models.plate_band import country_band_width
+from models.plate_band import band_widths
 from models.plate_formats import formats_from_spec, match_plate, normalise, plate_regex, same_plate
 from models.plate_geometry import (
     MIN_LEAN,
@@ -221,8 +221,9 @@ def test_reads_a_rendered_plate_crop(recogniser: str) -> None:
     assert len(reads[0].char_confidences) == 7 and reads[0].confidence > 0.5
 
 
-def render_eu_plate(text: str, country: str) -> np.ndarray:
-    """A white EU plate with the blue band (circle of stars, country letters) on its left."""
+def render_eu_plate(text: str, country: str, province: str = "") -> np.ndarray:
+    """A white EU plate with the blue band (circle of stars, country letters) on its left, and
+    with a ``province`` code, the blue band an Italian plate has on its right."""
     height, width = 110, 520
     plate = Image.new("RGB", (width, height), (245, 245, 245))
     draw = ImageDraw.Draw(plate)
@@ -234,8 +235,12 @@ def render_eu_plate(text: str, country: str) -> np.ndarray:
         draw.ellipse((cx - 2, cy - 2, cx + 2, cy + 2), fill=(250, 210, 0))
     draw.text((band / 2 + 4, 86), country, font=ImageFont.truetype(CONDENSED_FONT, 32), fill=(250, 250, 250),
               anchor="mm")
-    draw.text(((width + band) / 2, height / 2), text, font=ImageFont.truetype(CONDENSED_FONT, 78), fill=(10, 10, 10),
-              anchor="mm")
+    if province:
+        draw.rectangle((width - 5 - band + 4, 4, width - 5, height - 5), fill=(30, 60, 170))
+        draw.text((width - 5 - band / 2 + 2, 80), province, font=ImageFont.truetype(CONDENSED_FONT, 20),
+                  fill=(250, 250, 250), anchor="mm")
+    draw.text(((width + band) / 2 if not province else width / 2, height / 2), text,
+              font=ImageFont.truetype(CONDENSED_FONT, 78), fill=(10, 10, 10), anchor="mm")
     return np.asarray(plate)[:, :, ::-1].copy()
 
 
@@ -255,25 +260,34 @@ def test_reads_a_european_plate_with_its_format_written_as_printed(spec: str, pr
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.5, 0.25])
-def test_a_european_plates_country_band_is_told_by_its_colour(scale: float) -> None:
-    plate = cv2.resize(render_eu_plate("AB-123-CD", "F"), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    assert country_band_width(plate) == pytest.approx(44 * scale, abs=3)  # the rim (4) and the band (40)
+def test_a_european_plates_bands_are_told_by_their_colour(scale: float) -> None:
+    def bands(plate: np.ndarray) -> tuple[int, int]:
+        return band_widths(cv2.resize(plate, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
+
+    # the rim (4) and the band (40)
+    assert bands(render_eu_plate("AB-123-CD", "F")) == (pytest.approx(44 * scale, abs=3), 0)
+    assert bands(render_eu_plate("HW 825 XS", "I", "MI")) == (pytest.approx(44 * scale, abs=3),) * 2
 
 
-def test_plates_without_a_country_band_have_none() -> None:
+def test_plates_without_a_blue_band_have_none() -> None:
     white = render_us_plate("SH0", "R7X")
     blue_characters = white.copy()
     blue_characters[white.max(axis=2) < 100] = (160, 60, 20)  # New York's blue on white, say
     for plate in (white, blue_characters, render_plate("7ABC123"), render_cn_plate("京A12345", cjk_font(), height=40),
                   render_green_plate("粤BD12345")):
-        assert country_band_width(plate) == 0
+        assert band_widths(plate) == (0, 0)
 
 
-@pytest.mark.parametrize(("printed", "country"), [("P-JF 6212", "D"), ("M 8474 Z", "A"), ("2-DNU-275", "B")])
-def test_a_cropped_european_plates_country_letters_are_not_its_first_character(printed: str, country: str) -> None:
-    # With a generic Latin format nothing else keeps them out: read whole, D became a leading B.
+@pytest.mark.parametrize(("printed", "country", "province"), [
+    ("P-JF 6212", "D", ""), ("M 8474 Z", "A", ""), ("2-DNU-275", "B", ""), ("HW 825 XS", "I", "MI"),
+])
+def test_a_cropped_european_plates_band_letters_are_not_read_as_its_characters(
+    printed: str, country: str, province: str,
+) -> None:
+    # With a generic Latin format nothing else keeps them out: read whole, D became a leading B and
+    # the Italian province MI a last M.
     reader = PlateReader("latin")
-    plate = render_eu_plate(printed, country)
+    plate = render_eu_plate(printed, country, province)
     for crop in (plate, cv2.resize(plate, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)):
         reads = reader.read(crop)
         assert reads and reads[0].text == printed.replace("-", "").replace(" ", "")
