@@ -368,11 +368,12 @@ class PlateReader:
                     return unshear(image, slope, lean)
 
                 crops += [(whole, None, 0.0, 0.0, s, upright) for s in self._crop_stretches]
-            slant = lines[line] if line is not None else None
-            if line is not None and slant is not None and not slant.tilted and line[3] < _LOOSE_LINE * patch.shape[0]:
-                crops += [(line, slant, _LINE_PAD_X, 0.05, s, cut_line) for s in self._stretches]
-            if slant is not None and slant.tilted and slant.across >= _PLATE_LINE_SPAN * patch.shape[1]:
-                crops += [(line, slant, 0.15, 0.1, self._crop_stretches[0], level) for level in self._crop_levellers]
+            if line is not None:  # a level line with margin around it; a tilted one across the crop
+                tilt = lines[line]
+                if not tilt.tilted and line[3] < _LOOSE_LINE * patch.shape[0]:
+                    crops += [(line, tilt, _LINE_PAD_X, 0.05, s, cut_line) for s in self._stretches]
+                elif tilt.tilted and tilt.across >= _PLATE_LINE_SPAN * patch.shape[1]:
+                    crops += [(line, tilt, 0.15, 0.1, self._crop_stretches[0], level) for level in self._crop_levellers]
         elif line is not None:
             crops = [(line, lines[line], _LINE_PAD_X, 0.05, s, cut_line) for s in stretches]
         elif text_box is not None:
@@ -394,17 +395,17 @@ class PlateReader:
             read = PlateRead(decided.text, decided.confidence, crops[0][0],
                              _char_confidences(decided.text, variants))
         if read is None or read.confidence < self.settings.min_confidence:
-            read = self._two_rows(patch, lines, read)
+            read = self._two_rows(patch, lines, line, read)
         if read is None:
             return None
         rx, ry, rw, rh = read.box or whole  # where the plate was read, back in frame coordinates
         box = (int(x + rx / scale), int(y + ry / scale), int(rw / scale), int(rh / scale))
         return PlateRead(read.text, read.confidence, box, read.char_confidences)
 
-    def _two_rows(self, patch: np.ndarray, lines: dict[Box, Slant], one_row: PlateRead | None) -> PlateRead | None:
+    def _two_rows(self, patch: np.ndarray, lines: dict[Box, Slant], line: Box | None,
+                  one_row: PlateRead | None) -> PlateRead | None:
         """Two-row plates (苏E over 12345, AB12 over CDE), tried when the plate read as one row fits
-        no format or barely: the better of the two reads."""
-        line = main_line(lines, patch.shape)
+        no format or barely: the better of the two reads.  ``line`` is ``lines``' main line."""
         rows = row_pair(list(lines), line) if line is not None else None
         if rows is None:
             return one_row
