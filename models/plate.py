@@ -68,6 +68,7 @@ from models.plate_geometry import (
     row_pair,
     union,
     unshear,
+    whole_row,
 )
 from models.plate_settings import PlateSettings
 from models.plate_vote import PlateDecision, PlateRead, PlateVoter, vote
@@ -308,8 +309,9 @@ class PlateReader:
         quick.sort(key=lambda item: item[0], reverse=True)
         reads = []
         for _, bx, first in quick[: self.settings.refine_candidates]:
-            region = grow(bx, frame.shape, 0.5, 0.6)
-            read = self._read_region(frame, region, text_box=bx, text_slant=found.get(bx))
+            row = whole_row(frame, found, bx)
+            region = grow(row, frame.shape, 0.5, 0.6)
+            read = self._read_region(frame, region, text_box=row, text_slant=found.get(row))
             if read is None or read.confidence < self.settings.min_confidence:
                 # The close-up lost the plate (its detection cut a steeply turned or foreshortened
                 # line short); the first look's read of the whole line stands if it was confident.
@@ -344,6 +346,9 @@ class PlateReader:
         variants: list[PlateRead] = []
         lines = self._detector.detect(patch, _REFINE_WIDTH + 64)
         line = main_line(lines, patch.shape)
+        if line is not None and (row := whole_row(patch, lines, line)) != line:
+            lines = {**lines, row: Slant(0.0, row[2], row[3])}
+            line = row
         whole = (0, 0, patch.shape[1], patch.shape[0])
         # Chosen on the shared data (bench/bench_plates.py): a tight plate crop reads best whole, at
         # the crop stretches (Chinese crops 98.5% vs 93% for the detected line; on US crops the line

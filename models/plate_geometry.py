@@ -98,6 +98,61 @@ def row_pair(boxes: list[Box], line: Box) -> tuple[Box, Box] | None:
     return next(((line, box) for box in boxes if upper_row([line], box) == line), None)
 
 
+def whole_row(image: np.ndarray, lines: dict[Box, Slant], line: Box) -> Box:
+    """``line`` joined with the level lines beside it on its row of one plate.  The detector
+    splits a plate whose parts are set apart or drawn in two sizes into lines side by side: a
+    Russian plate's region (K982HT│178), a wide European plate's groups.  A neighbour joins when
+    it is nearly as tall (a sticker's or a dealer's text is smaller), shares most of the row, is
+    no further off than the row is high, and the gap between them is the line's own ground:
+    text on the car beside a plate (a van's number, a trader's name) is as tall and as near, but
+    the plate's rim and holder lie between.  A tilted line, or one that is not among ``lines``
+    (two rows of one plate already joined), is left as it is."""
+    slant = lines.get(line)
+    if slant is None or slant.tilted:
+        return line
+    height = line[3]
+    row, joined = line, True
+    while joined:
+        joined = False
+        rx, ry, rw, rh = row
+        for box in lines:
+            bx, by, bw, bh = box
+            overlap = min(ry + rh, by + bh) - max(ry, by)
+            gap = max(bx - (rx + rw), rx - (bx + bw))
+            if (0.5 * height <= bh <= 1.25 * height and overlap >= 0.6 * bh and gap <= height
+                    and union(row, box) != row and _ground_between(image, line, box)):
+                row, joined = union(row, box), True
+                break
+    return row
+
+
+def _ground_between(image: np.ndarray, line: Box, beside: Box) -> bool:
+    """Whether the gap between ``line`` and a line ``beside`` it is mostly ``line``'s ground: the
+    tone, light or dark, that most of its box has.  A plate's bar between its serial
+    and region is a sliver of the gap; a holder's dark frame around a light plate is most of it."""
+    x, y, w, h = line
+    bx, by, bw, bh = beside
+    gap_x0, gap_x1 = min(x + w, bx + bw), max(x, bx)
+    top, bottom = max(y, by, 0), min(y + h, by + bh)
+    if gap_x1 <= gap_x0:
+        return True  # touching or overlapping: nothing between
+    own = _grey(image[max(0, y): y + h, max(0, x): x + w])
+    gap = _grey(image[top: bottom, max(0, gap_x0): gap_x1])
+    if own.size == 0 or gap.size == 0:
+        return False
+    otsu, _ = cv2.threshold(own, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    light = own > otsu
+    if light.all() or not light.any():
+        return False  # no ink: not text, and no ground to compare with
+    threshold = (own[light].mean() + own[~light].mean()) / 2  # midway between ink and ground
+    light_ground = light.mean() >= 0.5
+    return float(((gap > threshold) == light_ground).mean()) >= 0.75
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 and image.size else image
+
+
 def union(a: Box, b: Box) -> Box:
     x0, y0 = min(a[0], b[0]), min(a[1], b[1])
     x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
