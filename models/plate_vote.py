@@ -75,13 +75,24 @@ def _weights(read: PlateRead) -> tuple[float, ...]:
     return (read.confidence,) * len(read.text)
 
 
+def _read_once(text: str, shorter: str) -> bool:
+    """Whether ``shorter`` is ``text`` with one of its doubled characters read once."""
+    return len(text) == len(shorter) + 1 and any(
+        text[i] == text[i + 1] and text[:i] + text[i + 1:] == shorter for i in range(len(shorter)))
+
+
 def vote(reads: list[PlateRead], formats: Iterable[PlateFormat]) -> PlateDecision | None:
     """Per-character confidence-weighted vote among the reads of the winning length."""
     if not reads:
         return None
     by_length: dict[int, float] = defaultdict(float)
     for read in reads:
-        by_length[len(read.text)] += read.confidence
+        # A read that is another with a doubled character read once counts half for its length:
+        # the recogniser often merges a repeat it sees no gap between (the 99 of Y919AP99 read
+        # as 9) and seldom splits one character in two, so one read of the repeat outweighs one
+        # without it, but not several.
+        merged = any(_read_once(other.text, read.text) for other in reads)
+        by_length[len(read.text)] += read.confidence * (0.5 if merged else 1.0)
     length = max(by_length, key=lambda n: (by_length[n], n))
     same = [r for r in reads if len(r.text) == length]
     chars: list[str] = []

@@ -39,7 +39,7 @@ from models.plate_geometry import (
     row_pair,
     unshear,
 )
-from models.plate_vote import PlateRead, PlateVoter
+from models.plate_vote import PlateRead, PlateVoter, vote
 
 CN = formats_from_spec("cn")
 US = formats_from_spec("us")
@@ -172,6 +172,18 @@ def test_voter_prefers_the_length_most_reads_agree_on() -> None:
     voter.add(PlateRead("7ABC123", 0.6))
     assert voter.decide().text == "7ABC123"  # type: ignore[union-attr]
 
+
+
+def test_a_read_with_a_doubled_character_read_once_backs_the_longer_read() -> None:
+    """The recogniser merges a repeat it sees no gap between: Y919AP9 beside Y919AP99 is the
+    same plate with its 99 read once, so the longer read wins even when less confident."""
+    latin = formats_from_spec("latin")
+    assert vote([PlateRead("Y919AP9", 0.97), PlateRead("Y919AP99", 0.95)], latin).text == "Y919AP99"  # type: ignore[union-attr]
+    assert vote([PlateRead("7ABC123", 0.97), PlateRead("7ABC1234", 0.95)], latin).text == "7ABC123", \
+        "an extra character that is no repeat backs nothing"
+    several = [PlateRead("7ABC123", 0.97), PlateRead("7ABBC123", 0.95), PlateRead("7ABC123", 0.9),
+               PlateRead("7ABC123", 0.9)]
+    assert vote(several, latin).text == "7ABC123", "several reads that agree outweigh one with a repeat"  # type: ignore[union-attr]
 
 # --- the real models on plates rendered here -------------------------------------------------
 # No CJK font is installed on this machine (`fc-list :lang=zh` is empty), so the rendered plates
