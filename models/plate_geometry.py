@@ -102,8 +102,9 @@ def whole_row(image: np.ndarray, lines: dict[Box, Slant], line: Box) -> Box:
     """``line`` joined with the level lines beside it on its row of one plate.  The detector
     splits a plate whose parts are set apart or drawn in two sizes into lines side by side: a
     Russian plate's region (K982HT│178), a wide European plate's groups.  A neighbour joins when
-    it is nearly as tall (a sticker's or a dealer's text is smaller), shares most of the row, is
-    no further off than the row is high, and the gap between them is the line's own ground:
+    it is at least half as tall as ``line`` and not much taller (a sticker's or a dealer's text
+    is smaller, a sign larger), shares most of the row, is no further off than ``line`` is high,
+    and the gap between them is ``line``'s own ground:
     text on the car beside a plate (a van's number, a trader's name) is as tall and as near, but
     the plate's rim and holder lie between.  A tilted line, or one that is not among ``lines``
     (two rows of one plate already joined), is left as it is."""
@@ -120,23 +121,25 @@ def whole_row(image: np.ndarray, lines: dict[Box, Slant], line: Box) -> Box:
             overlap = min(ry + rh, by + bh) - max(ry, by)
             gap = max(bx - (rx + rw), rx - (bx + bw))
             if (0.5 * height <= bh <= 1.25 * height and overlap >= 0.6 * bh and gap <= height
-                    and union(row, box) != row and _ground_between(image, line, box)):
+                    and union(row, box) != row and _ground_between(image, line, row, box)):
                 row, joined = union(row, box), True
                 break
     return row
 
 
-def _ground_between(image: np.ndarray, line: Box, beside: Box) -> bool:
-    """Whether the gap between ``line`` and a line ``beside`` it is mostly ``line``'s ground: the
-    tone, light or dark, that most of its box has.  A plate's bar between its serial
-    and region is a sliver of the gap; a holder's dark frame around a light plate is most of it."""
-    x, y, w, h = line
+def _ground_between(image: np.ndarray, line: Box, row: Box, beside: Box) -> bool:
+    """Whether the gap between ``row`` (``line`` and what has joined it) and a line ``beside`` it
+    is mostly ``line``'s ground: the tone, light or dark, that most of its box has.  A plate's bar
+    between its serial and region is a sliver of the gap; a holder's dark frame around a light
+    plate is most of it."""
+    x, y, w, h = row
     bx, by, bw, bh = beside
     gap_x0, gap_x1 = min(x + w, bx + bw), max(x, bx)
     top, bottom = max(y, by, 0), min(y + h, by + bh)
     if gap_x1 <= gap_x0:
         return True  # touching or overlapping: nothing between
-    own = _grey(image[max(0, y): y + h, max(0, x): x + w])
+    lx, ly, lw, lh = line
+    own = _grey(image[max(0, ly): ly + lh, max(0, lx): lx + lw])
     gap = _grey(image[top: bottom, max(0, gap_x0): gap_x1])
     if own.size == 0 or gap.size == 0:
         return False

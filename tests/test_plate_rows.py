@@ -24,7 +24,7 @@ def plate_with_lines(*boxes: Box, holder: Box | None = None) -> np.ndarray:
     image = np.full((720, 1280, 3), 235, np.uint8)
     for x, y, w, h in boxes:
         for stroke in range(x + 3, x + w - 3, 9):
-            image[y + 4: y + h - 4, stroke: stroke + 3] = 20
+            image[y + 4: y + h - 4, stroke: stroke + 4] = 20
     if holder is not None:
         x, y, w, h = holder
         image[y: y + h, x: x + w] = 30
@@ -59,6 +59,13 @@ def test_a_line_is_joined_with_the_lines_beside_it_on_its_row() -> None:
     image = plate_with_lines(serial, region, flag_text)
     assert whole_row(image, lines, serial) == (417, 410, 227, 41)
     assert whole_row(image, lines, flag_text) == flag_text
+
+
+def test_a_plate_in_three_groups_is_joined_group_by_group() -> None:
+    """Each gap is judged beside the row joined so far, not across the groups already in it."""
+    first, second, third = (300, 410, 100, 41), (412, 412, 130, 38), (554, 412, 80, 38)  # AB 1234 CD
+    lines = {box: level(box) for box in (first, second, third)}
+    assert whole_row(plate_with_lines(first, second, third), lines, first) == (300, 410, 334, 41)
 
 
 @pytest.mark.parametrize(("neighbour", "why"), [
