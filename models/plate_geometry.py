@@ -139,10 +139,10 @@ def _ground_between(image: np.ndarray, line: Box, row: Box, beside: Box) -> bool
     if gap_x1 <= gap_x0:
         return True  # touching or overlapping: nothing between
     lx, ly, lw, lh = line
-    own = _grey(image[max(0, ly): ly + lh, max(0, lx): lx + lw])
-    gap = _grey(image[top: bottom, max(0, gap_x0): gap_x1])
+    own, gap = image[max(0, ly): ly + lh, max(0, lx): lx + lw], image[top: bottom, max(0, gap_x0): gap_x1]
     if own.size == 0 or gap.size == 0:
         return False
+    own, gap = (cv2.cvtColor(part, cv2.COLOR_BGR2GRAY) for part in (own, gap))
     otsu, _ = cv2.threshold(own, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     light = own > otsu
     if light.all() or not light.any():
@@ -150,10 +150,6 @@ def _ground_between(image: np.ndarray, line: Box, row: Box, beside: Box) -> bool
     threshold = (own[light].mean() + own[~light].mean()) / 2  # midway between ink and ground
     light_ground = light.mean() >= 0.5
     return float(((gap > threshold) == light_ground).mean()) >= 0.75
-
-
-def _grey(image: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 and image.size else image
 
 
 def union(a: Box, b: Box) -> Box:
