@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import statistics
 import sys
@@ -45,16 +46,49 @@ class Outcome:
     box_overlaps: bool | None
 
 
+class LabelsError(ValueError):
+    """labels.csv cannot be read: the operator's file, not a fault of the reader."""
+
+
 def load_samples(folder: Path) -> list[Sample]:
-    with (folder / "labels.csv").open(newline="", encoding="utf-8-sig") as handle:
-        rows = list(csv.DictReader(handle))
+    """The labelled images of ``folder/labels.csv``.  Spreadsheets save it in other ways than ours:
+    Excel on Chinese Windows writes GBK (read here as GB 18030, its superset), European locales
+    separate with semicolons, headers come capitalised and Windows paths use backslashes; all of
+    these are read the same.  A file that still cannot be read raises :class:`LabelsError` saying
+    which line and why."""
+    text = _label_text(folder / "labels.csv")
+    first_line = text.split("\n", 1)[0]
+    delimiter = next((d for d in ",;\t" if d in first_line), ",")
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    columns = {(name or "").strip().lower(): name for name in reader.fieldnames or []}
+    if not {"image", "plate"} <= columns.keys():
+        raise LabelsError(f"labels.csv needs the columns image and plate (optionally x, y, w, h); "
+                          f"its header is {first_line.strip()!r}")
     samples = []
-    for row in rows:
+    for row in reader:
+        value = {key: (row.get(name) or "").strip() for key, name in columns.items()}
+        if not value["image"]:
+            continue  # a blank line or a spreadsheet's empty trailing row
         box = None
-        if all((row.get(k) or "").strip() for k in ("x", "y", "w", "h")):
-            box = tuple(int(float(row[k])) for k in ("x", "y", "w", "h"))
-        samples.append(Sample(row["image"].strip(), clean(row["plate"]), box))  # type: ignore[arg-type]
+        if all(value.get(k) for k in ("x", "y", "w", "h")):
+            try:
+                box = tuple(int(float(value[k])) for k in ("x", "y", "w", "h"))
+            except ValueError:
+                raise LabelsError(f"labels.csv line {reader.line_num}: x, y, w, h must be numbers") from None
+        samples.append(Sample(value["image"].replace("\\", "/"), clean(value["plate"]), box))  # type: ignore[arg-type]
     return samples
+
+
+def _label_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("gb18030")
+    except UnicodeDecodeError:
+        raise LabelsError(f"{path} is neither UTF-8 nor GBK/GB 18030 text; save it as UTF-8 CSV") from None
 
 
 def _is_crop(box: tuple[int, int, int, int] | None, width: int, height: int) -> bool:
@@ -70,9 +104,11 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool
 
 
 def evaluate(folder: Path, reader: PlateReader,
-             progress: Callable[[int, int, list[Outcome]], None] | None = None) -> list[Outcome]:
-    """Every labelled image read; ``progress(done, total, outcomes)`` is called after each."""
-    samples = load_samples(folder)
+             progress: Callable[[int, int, list[Outcome]], None] | None = None,
+             samples: list[Sample] | None = None) -> list[Outcome]:
+    """Every labelled image read (``samples``, or all of ``folder``'s labels);
+    ``progress(done, total, outcomes)`` is called after each."""
+    samples = load_samples(folder) if samples is None else samples
     outcomes: list[Outcome] = []
     for sample in samples:
         outcomes.append(_read_sample(folder, sample, reader))
@@ -135,15 +171,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {folder / 'labels.csv'} not found", file=sys.stderr)
         return 2
     try:
+        samples = load_samples(folder)
         config = _load_config(args.config)
         formats = formats_from_spec(args.formats) if args.formats else plate_formats(config)
-    except Exception as error:  # a bad regex or config is the operator's error, not a traceback
+    except Exception as error:  # a bad labels file, regex or config is the operator's error, not a traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
     from models.plate import PlateReader  # OpenCV and onnxruntime load only when a command runs
 
     reader = PlateReader(formats, plate_settings(config))
-    outcomes = evaluate(folder, reader, _show_progress if sys.stderr.isatty() else None)
+    outcomes = evaluate(folder, reader, _show_progress if sys.stderr.isatty() else None, samples)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     summary = summarise(outcomes, args.formats or ",".join(config.formats))

@@ -124,3 +124,34 @@ def test_progress_is_reported_after_every_image(tmp_path: Path) -> None:
                         lambda done, total, so_far: seen.append((done, total, len(so_far))))
     assert seen == [(1, 3, 1), (2, 3, 2), (3, 3, 3)]
     assert [o.read for o in outcomes] == plates
+
+
+def test_labels_saved_by_a_chinese_spreadsheet_are_read(tmp_path: Path) -> None:
+    """Excel on Chinese Windows saves CSV in GBK; a European one separates with semicolons; headers
+    come capitalised and paths with backslashes.  Each is read as if we had written it."""
+    import cv2
+
+    from agent.eval_plates import evaluate, load_samples
+    from agent.simulation_media import cjk_font, render_plate
+    from models.plate import PlateReader
+
+    (tmp_path / "车牌").mkdir()
+    cv2.imwrite(str(tmp_path / "车牌" / "京A12345.png"), render_plate("京A12345", cjk_font(), height=48))
+    labels = "Image; Plate ;X;Y;W;H\r\n车牌\\京A12345.png;京A·12345;;;;\r\n;;;;;\r\n"
+    (tmp_path / "labels.csv").write_bytes(labels.encode("gbk"))
+    samples = load_samples(tmp_path)
+    assert [(s.image, s.plate, s.box) for s in samples] == [("车牌/京A12345.png", "京A12345", None)]
+    assert [o.read for o in evaluate(tmp_path, PlateReader("cn"))] == ["京A12345"]
+
+
+@pytest.mark.parametrize(("labels", "message"), [
+    (b"file,number\na.png,AB123\n", "needs the columns image and plate"),
+    (b"image,plate,x,y,w,h\na.png,AB123,1,2,three,4\n", "line 2: x, y, w, h must be numbers"),
+    (b"image,plate\n\x81\xff.png,AB123\n", "neither UTF-8 nor GBK"),
+])
+def test_unreadable_labels_are_an_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], labels: bytes, message: str,
+) -> None:
+    (tmp_path / "labels.csv").write_bytes(labels)
+    assert main(["plates", str(tmp_path), "--formats", "us"]) == 2
+    assert message in capsys.readouterr().err
