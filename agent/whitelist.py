@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from agent.whitelist_schedule import Window, local_time, parse_instant
+from models.plate_formats import clean
 
 if TYPE_CHECKING:  # models.face imports dlib and OpenCV: only load them when a gallery is built
     from models.face import Gallery
@@ -31,7 +32,6 @@ ENCODING_SIZE = 128
 MAX_TEMPLATES_PER_PERSON = 20
 PERSON_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
 GATE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")  # the config's Name
-PLATE_SEPARATORS_RE = re.compile(r"[\s·•.\-_]")
 PLATE_RE = re.compile(r"^[0-9A-Z\u4e00-\u9fff]{5,10}$")
 
 Reason = Literal["stranger", "expired", "schedule", "gate", "disabled"]
@@ -50,8 +50,9 @@ def check_gate(value: str) -> str:
 
 
 def normalise_plate(text: str) -> str:
-    """``京a·12345`` → ``京A12345``: uppercase, separators and spaces removed."""
-    plate = PLATE_SEPARATORS_RE.sub("", text).upper()
+    """``京a·12345`` → ``京A12345``: the reader's text for the plate (uppercase, separators and
+    spaces removed, full-width and Cyrillic look-alike letters folded: ``А123ВС77`` is A123BC77)."""
+    plate = clean(text)
     if not PLATE_RE.match(plate):
         raise ValueError(f"{text!r} is not a plate (5-10 letters, digits or Chinese characters)")
     return plate

@@ -29,6 +29,13 @@ CN_ALNUM = CN_LETTERS + DIGITS
 PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 CN_SUFFIXES = "挂学警港澳"
 SEPARATORS = "·•・-–—_ .。,:'\"|/\\"
+# Cyrillic and Greek plates (Russia, Ukraine, Bulgaria, Greece, ...) use only the letters that look
+# like Latin ones, so that plates read abroad; the recogniser reads them as Latin.  A label, a
+# whitelist entry or a format written in either script means the same plate.
+_LOOKALIKE_LETTERS = str.maketrans(
+    "АВЕКМНОРСТУХІавекмнорстухі" "ΑΒΕΖΗΙΚΜΝΟΡΤΥΧαβεζηικμνορτυχ",
+    "ABEKMHOPCTYXIABEKMHOPCTYXI" "ABEZHIKMNOPTYXABEZHIKMNOPTYX",
+)
 
 # Look-alike pairs the recogniser mixes up; a character outside a position's class is replaced
 # by its look-alike when that one fits.  Both directions: 8 on a letter position is a B.
@@ -256,7 +263,7 @@ def formats_from_spec(spec: str | Iterable[str]) -> list[PlateFormat]:
         # "cn,us" is a list of names; a regex may hold commas too ("[A-Z]{1,3}").
         items = part.split(",") if all(_NAME.fullmatch(name.strip()) for name in part.split(",")) else [part]
         for item in items:
-            key = item.strip()
+            key = item.strip().translate(_LOOKALIKE_LETTERS)
             if key.lower() in NAMED_FORMATS:
                 formats.extend(NAMED_FORMATS[key.lower()])
             elif _NAME.fullmatch(key):  # a name, not a pattern: as a regex it would match one plate
@@ -273,9 +280,10 @@ def formats_from_spec(spec: str | Iterable[str]) -> list[PlateFormat]:
 
 
 def clean(raw: str) -> str:
-    """Uppercase with separators and whitespace removed (full-width letters folded)."""
+    """Uppercase with separators and whitespace removed (full-width letters, and Cyrillic and Greek
+    letters that look Latin, folded to Latin)."""
     folded = "".join(chr(ord(c) - 0xFEE0) if "！" <= c <= "～" else c for c in raw)
-    return "".join(c for c in folded.upper() if c not in SEPARATORS and not c.isspace())
+    return "".join(c for c in folded.upper().translate(_LOOKALIKE_LETTERS) if c not in SEPARATORS and not c.isspace())
 
 
 def _fit(text: str, template: tuple[str, ...]) -> tuple[str, int] | None:

@@ -27,7 +27,7 @@ from models.plate import (
     session_options,
 )
 from models.plate_band import band_widths
-from models.plate_formats import formats_from_spec, match_plate, normalise, plate_regex, same_plate
+from models.plate_formats import clean, formats_from_spec, match_plate, normalise, plate_regex, same_plate
 from models.plate_geometry import (
     MIN_LEAN,
     Slant,
@@ -112,6 +112,17 @@ def test_custom_regex_in_lowercase_constrains_like_uppercase(spec: str) -> None:
     (fmt,) = formats_from_spec(spec)
     assert fmt.templates == formats_from_spec("[A-Z]{2}[0-9]{2}[A-Z]{3}")[0].templates
     assert normalise("ab1z cde", [fmt]) == "AB12CDE"
+
+
+def test_cyrillic_and_greek_plates_mean_their_latin_look_alikes() -> None:
+    # Russian, Ukrainian and Greek plates use only letters that look Latin; the recogniser reads
+    # them as Latin, so a label or a format written in the plate's own script must mean the same.
+    assert clean("а 123 вс 77") == clean("А123ВС77") == "A123BC77"
+    assert clean("ΙΚΝ-1234") == "IKN1234" and clean("АА1234ВІ") == "AA1234BI"
+    (russian,) = formats_from_spec(r"[АВЕКМНОРСТУХ]\d{3}[авекмнорстух]{2}\d{2,3}")
+    assert russian.templates == formats_from_spec("[ABEKMHOPCTYX][0-9]{3}[ABEKMHOPCTYX]{2}[0-9]{2,3}")[0].templates
+    assert normalise("K982HT178", [russian]) == "K982HT178"
+    assert same_plate(clean("К982НТ178"), "K982HT178")
 
 
 def test_format_specs() -> None:

@@ -12,6 +12,7 @@ from models.plate_geometry import Box, Slant, whole_row
 
 CONDENSED_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Bold.ttf"
 RUSSIAN = r"[ABEKMHOPCTYX][0-9]{3}[ABEKMHOPCTYX]{2}[0-9]{2,3}"
+RUSSIAN_IN_CYRILLIC = r"[АВЕКМНОРСТУХ]\d{3}[АВЕКМНОРСТУХ]{2}\d{2,3}"  # as a Russian technician writes it
 
 
 def level(box: Box) -> Slant:
@@ -97,7 +98,7 @@ def test_a_tilted_line_is_not_joined() -> None:
     assert whole_row(plate_with_lines(line, beside), lines, line) == line
 
 
-@pytest.mark.parametrize("spec", [RUSSIAN, "latin"])
+@pytest.mark.parametrize("spec", [RUSSIAN, RUSSIAN_IN_CYRILLIC, "latin"], ids=["regex", "regex-in-cyrillic", "latin"])
 @pytest.mark.parametrize(("serial", "region"), [("K982HT", "178"), ("T693HY", "77")])
 def test_a_russian_plate_is_read_with_its_region_in_a_scene(spec: str, serial: str, region: str) -> None:
     reader = PlateReader(spec)

@@ -138,6 +138,8 @@ def test_person_validation() -> None:
 def test_plates_are_normalised_and_unique() -> None:
     assert normalise_plate("京a·12345") == normalise_plate(" 京A 12345 ") == "京A12345"
     assert normalise_plate("沪b-d1234-5") == "沪BD12345"
+    assert normalise_plate("Ｂ１２３ＡＢ") == "B123AB"  # typed on a Chinese keyboard's full-width mode
+    assert normalise_plate("А123ВС 77") == "A123BC77"  # Cyrillic, as the plate is printed; read as Latin
     with pytest.raises(ValueError):
         normalise_plate("A1")
     wl = Whitelist([person("R-1", plates=("京a·12345", "京A12345", "粤B 88888"))])
