@@ -17,8 +17,10 @@ labelled boxes, Chinese crops turned 5-15 degrees, Chinese crops turned 10-30 de
 plates cut from the scenes with margin around them.  To show what each step is worth, the reader is also
 run on the tilted and sheared sets without levelling tilted lines; on the tilted and sheared crops with
 tilted lines only turned level, not also sheared upright; on the leaning crops without undoing the lean;
-on the loose crops without also reading their line; and on the US crops unstretched.  ``--sets`` picks
-some of the twelve.
+on the loose crops without also reading their line; and on the US crops unstretched.  Two more sets
+are other countries' plates, rendered (bench/foreign_plates.py: European, British and Russian plates
+as crops and pasted over the US scenes' plates), read with ``--formats latin``.  ``--sets`` picks
+some of the fourteen.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import models.plate
 import models.plate_geometry
 from agent.config_plates import PlateConfig, plate_settings
 from agent.eval_plates import Outcome, evaluate, load_samples, summarise
+from bench.foreign_plates import FOREIGN_SETS
 from bench.plate_sets import MADE_SETS
 from models.plate import RECOGNISERS, PlateReader
 from models.plate_formats import clean, formats_from_spec, same_plate
@@ -86,9 +89,9 @@ def _evaluate(folder: Path, reader: PlateReader, limit: int) -> list[Outcome]:
 
 SETS = {"us": "us", "cn-crops": "cn", "cn-scenes": "cn", "cn-scenes-steep": "cn", "cn-scenes-oblique": "cn",
         "us-tilted": "us", "us-crops": "us", "cn-tilted": "cn", "cn-turned-resized": "cn", "cn-sheared": "cn",
-        "us-crops-sheared": "us", "cn-crops-loose": "cn"}
+        "us-crops-sheared": "us", "cn-crops-loose": "cn", "foreign-crops": "latin", "foreign-scenes": "latin"}
 CROP_SETS = ("cn-crops", "us-crops", "cn-tilted", "cn-turned-resized", "cn-sheared", "us-crops-sheared",
-             "cn-crops-loose")
+             "cn-crops-loose", "foreign-crops")
 
 
 def _line(name: str, summary: dict, note: str) -> str:
@@ -105,10 +108,10 @@ def main() -> None:
     made = tempfile.TemporaryDirectory()
     for name in args.sets.split(","):
         spec, folder = SETS[name], DATA / name
-        if name in MADE_SETS and (DATA / "us").is_dir() and (DATA / "cn-crops").is_dir():
+        if name in MADE_SETS | FOREIGN_SETS and (DATA / "us").is_dir() and (DATA / "cn-crops").is_dir():
             folder = Path(made.name) / name
             folder.mkdir()
-            MADE_SETS[name](DATA, folder)
+            (MADE_SETS | FOREIGN_SETS)[name](DATA, folder)
         if not folder.is_dir():
             print(f"{name}: no data at {folder}")
             continue

@@ -40,6 +40,7 @@ from models.plate_geometry import (
     unshear,
 )
 from models.plate_vote import PlateRead, PlateVoter, vote
+from tests.plate_renders import CONDENSED_FONT, render_eu_plate
 
 CN = formats_from_spec("cn")
 US = formats_from_spec("us")
@@ -200,7 +201,6 @@ def test_a_read_with_a_doubled_character_read_once_backs_the_longer_read() -> No
 # No CJK font is installed on this machine (`fc-list :lang=zh` is empty), so the rendered plates
 # are Latin; Chinese reading is covered by the shared-data crops in tests/test_eval_plates.py.
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf"
-CONDENSED_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Bold.ttf"
 
 
 def render_plate(text: str) -> np.ndarray:
@@ -242,29 +242,6 @@ def test_reads_a_rendered_plate_crop(recogniser: str) -> None:
     reads = reader.read(crop)
     assert reads and reads[0].text == "7ABC123"
     assert len(reads[0].char_confidences) == 7 and reads[0].confidence > 0.5
-
-
-def render_eu_plate(text: str, country: str, province: str = "") -> np.ndarray:
-    """A white EU plate with the blue band (circle of stars, country letters) on its left, and
-    with a ``province`` code, the blue band an Italian plate has on its right."""
-    height, width = 110, 520
-    plate = Image.new("RGB", (width, height), (245, 245, 245))
-    draw = ImageDraw.Draw(plate)
-    draw.rectangle((0, 0, width - 1, height - 1), outline=(10, 10, 10), width=4)
-    band = 40
-    draw.rectangle((4, 4, band, height - 5), fill=(30, 60, 170))
-    for k in range(12):
-        cx, cy = band / 2 + 4 + 12 * np.cos(k * np.pi / 6), 36 + 12 * np.sin(k * np.pi / 6)
-        draw.ellipse((cx - 2, cy - 2, cx + 2, cy + 2), fill=(250, 210, 0))
-    draw.text((band / 2 + 4, 86), country, font=ImageFont.truetype(CONDENSED_FONT, 32), fill=(250, 250, 250),
-              anchor="mm")
-    if province:
-        draw.rectangle((width - 5 - band + 4, 4, width - 5, height - 5), fill=(30, 60, 170))
-        draw.text((width - 5 - band / 2 + 2, 80), province, font=ImageFont.truetype(CONDENSED_FONT, 20),
-                  fill=(250, 250, 250), anchor="mm")
-    draw.text(((width + band) / 2 if not province else width / 2, height / 2), text,
-              font=ImageFont.truetype(CONDENSED_FONT, 78), fill=(10, 10, 10), anchor="mm")
-    return np.asarray(plate)[:, :, ::-1].copy()
 
 
 @pytest.mark.parametrize(("spec", "printed", "country"), [

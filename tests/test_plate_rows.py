@@ -5,12 +5,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont
 
 from models.plate import PlateReader
 from models.plate_geometry import Box, Slant, whole_row
+from tests.plate_renders import render_russian_plate
 
-CONDENSED_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Bold.ttf"
 RUSSIAN = r"[ABEKMHOPCTYX][0-9]{3}[ABEKMHOPCTYX]{2}[0-9]{2,3}"
 RUSSIAN_IN_CYRILLIC = r"[АВЕКМНОРСТУХ]\d{3}[АВЕКМНОРСТУХ]{2}\d{2,3}"  # as a Russian technician writes it
 
@@ -30,27 +29,6 @@ def plate_with_lines(*boxes: Box, holder: Box | None = None) -> np.ndarray:
         x, y, w, h = holder
         image[y: y + h, x: x + w] = 30
     return image
-
-
-def render_russian_plate(serial: str, region: str) -> np.ndarray:
-    """A Russian plate: the serial (its letters smaller than its digits), a bar, then the region
-    code over RUS and the flag, as BGR."""
-    width, height = 520, 112
-    plate = Image.new("RGB", (width, height), (245, 245, 245))
-    draw = ImageDraw.Draw(plate)
-    draw.rectangle((0, 0, width - 1, height - 1), outline=(10, 10, 10), width=4)
-    draw.line((400, 4, 400, height - 5), fill=(10, 10, 10), width=3)
-    digits, letters = ImageFont.truetype(CONDENSED_FONT, 84), ImageFont.truetype(CONDENSED_FONT, 64)
-    parts = [(serial[0], letters), (serial[1:4], digits), (serial[4:], letters)]
-    x = (400 - sum(draw.textlength(text, font=font) for text, font in parts) - 16) / 2
-    for text, font in parts:
-        draw.text((x, 62), text, font=font, fill=(10, 10, 10), anchor="lm")
-        x += draw.textlength(text, font=font) + 8
-    draw.text((460, 42), region, font=ImageFont.truetype(CONDENSED_FONT, 58), fill=(10, 10, 10), anchor="mm")
-    draw.text((440, 92), "RUS", font=ImageFont.truetype(CONDENSED_FONT, 18), fill=(10, 10, 10), anchor="mm")
-    for k, colour in enumerate([(255, 255, 255), (0, 57, 166), (213, 43, 30)]):
-        draw.rectangle((470, 84 + 6 * k, 496, 89 + 6 * k), fill=colour, outline=(10, 10, 10))
-    return np.asarray(plate)[:, :, ::-1].copy()
 
 
 def test_a_line_is_joined_with_the_lines_beside_it_on_its_row() -> None:
