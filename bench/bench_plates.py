@@ -90,6 +90,7 @@ def _evaluate(folder: Path, reader: PlateReader, limit: int) -> list[Outcome]:
 SETS = {"us": "us", "cn-crops": "cn", "cn-scenes": "cn", "cn-scenes-steep": "cn", "cn-scenes-oblique": "cn",
         "us-tilted": "us", "us-crops": "us", "cn-tilted": "cn", "cn-turned-resized": "cn", "cn-sheared": "cn",
         "us-crops-sheared": "us", "cn-crops-loose": "cn", "foreign-crops": "latin", "foreign-scenes": "latin"}
+MADE = MADE_SETS | FOREIGN_SETS  # sets made from the shared data, or rendered, on the spot
 CROP_SETS = ("cn-crops", "us-crops", "cn-tilted", "cn-turned-resized", "cn-sheared", "us-crops-sheared",
              "cn-crops-loose", "foreign-crops")
 
@@ -108,10 +109,10 @@ def main() -> None:
     made = tempfile.TemporaryDirectory()
     for name in args.sets.split(","):
         spec, folder = SETS[name], DATA / name
-        if name in MADE_SETS | FOREIGN_SETS and (DATA / "us").is_dir() and (DATA / "cn-crops").is_dir():
+        if name in MADE and (DATA / "us").is_dir() and (DATA / "cn-crops").is_dir():
             folder = Path(made.name) / name
             folder.mkdir()
-            (MADE_SETS | FOREIGN_SETS)[name](DATA, folder)
+            MADE[name](DATA, folder)
         if not folder.is_dir():
             print(f"{name}: no data at {folder}")
             continue

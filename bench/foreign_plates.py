@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from agent.eval_plates import load_samples
+from bench.plate_sets import write_labels
 from models.plate_formats import clean
 from tests.plate_renders import UK_YELLOW, WHITE, render_eu_plate, render_russian_plate
 
@@ -92,8 +93,7 @@ def render_foreign_crops(data: Path, folder: Path, count: int = 120) -> Path:
         crop = cv2.GaussianBlur(_resized(plate, rng.randint(100, 400)), (0, 0), rng.uniform(0.3, 1.0))
         _write(folder, f"crop_{index:03}.jpg", crop, rng)
         rows.append(f"crop_{index:03}.jpg,{text}")
-    (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return folder
+    return write_labels(folder, rows)
 
 
 def paste_foreign_scenes(data: Path, folder: Path, count: int = 120) -> Path:
@@ -114,8 +114,7 @@ def paste_foreign_scenes(data: Path, folder: Path, count: int = 120) -> Path:
         scene[py: py + plate.shape[0], px: px + plate.shape[1]] = plate
         _write(folder, f"scene_{index:03}.jpg", scene, rng)
         rows.append(f"scene_{index:03}.jpg,{text},{px},{py},{plate.shape[1]},{plate.shape[0]}")
-    (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return folder
+    return write_labels(folder, rows)
 
 
 FOREIGN_SETS = {"foreign-crops": render_foreign_crops, "foreign-scenes": paste_foreign_scenes}

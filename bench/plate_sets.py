@@ -47,7 +47,7 @@ def _angle(rng: random.Random, low: float, high: float) -> float:
     return rng.choice([-1, 1]) * rng.uniform(low, high)
 
 
-def _write_labels(folder: Path, rows: list[str]) -> Path:
+def write_labels(folder: Path, rows: list[str]) -> Path:
     (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     return folder
 
@@ -74,7 +74,7 @@ def paste_cn_scenes(data: Path, folder: Path, count: int = 120, widths: tuple[in
                                                         interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
         cv2.imwrite(str(folder / f"scene_{index:03}.jpg"), scene, [cv2.IMWRITE_JPEG_QUALITY, 95])
         rows.append(f"scene_{index:03}.jpg,{sample.plate},{x},{y},{width},{height}")
-    return _write_labels(folder, rows)
+    return write_labels(folder, rows)
 
 
 def _turned_steeply(rng: random.Random, width: int, height: int) -> np.ndarray:
@@ -119,7 +119,7 @@ def paste_cn_scenes_posed(data: Path, folder: Path, pose: Callable[[random.Rando
         cv2.imwrite(str(folder / f"scene_{index:03}.jpg"), scene, [cv2.IMWRITE_JPEG_QUALITY, 95])
         (x, y), (w, h) = (low + centre).astype(int), (high - low).astype(int)
         rows.append(f"scene_{index:03}.jpg,{sample.plate},{x},{y},{w},{h}")
-    return _write_labels(folder, rows)
+    return write_labels(folder, rows)
 
 
 def paste_cn_turned_steeply(data: Path, folder: Path) -> Path:
@@ -149,7 +149,7 @@ def shrink_us_scenes(data: Path, folder: Path, width: int) -> Path:
         cv2.imwrite(str(folder / sample.image), scene, [cv2.IMWRITE_JPEG_QUALITY, 95])
         box = ",".join(str(round(v * factor)) for v in (x, y, w, h))
         rows.append(f"{sample.image},{sample.plate},{box}")
-    return _write_labels(folder, rows)
+    return write_labels(folder, rows)
 
 
 def turn_us_scenes(data: Path, folder: Path) -> Path:
@@ -162,7 +162,7 @@ def turn_us_scenes(data: Path, folder: Path) -> Path:
         scene = cv2.warpAffine(scene, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE)
         cv2.imwrite(str(folder / sample.image), scene, [cv2.IMWRITE_JPEG_QUALITY, 95])
         rows.append(f"{sample.image},{sample.plate}")
-    return _write_labels(folder, rows)
+    return write_labels(folder, rows)
 
 
 def cut_us_crops(data: Path, folder: Path) -> Path:
@@ -173,7 +173,7 @@ def cut_us_crops(data: Path, folder: Path) -> Path:
         crop = scene[max(0, y): y + h, max(0, x): x + w]
         cv2.imwrite(str(folder / sample.image), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
         rows.append(f"{sample.image},{sample.plate}")
-    return _write_labels(folder, rows)
+    return write_labels(folder, rows)
 
 
 def turn_cn_crops(data: Path, folder: Path, count: int = 200) -> Path:
@@ -186,7 +186,7 @@ def turn_cn_crops(data: Path, folder: Path, count: int = 200) -> Path:
         crop = cv2.resize(turn(crop, _angle(rng, 5, 15)), None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(folder / sample.image), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
         rows.append(f"{sample.image},{sample.plate}")
-    return _write_labels(folder, rows)
+    return write_labels(folder, rows)
 
 
 def turn_cn_crops_resized(data: Path, folder: Path, count: int = 200) -> Path:
@@ -202,7 +202,7 @@ def turn_cn_crops_resized(data: Path, folder: Path, count: int = 200) -> Path:
                             interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(folder / sample.image), turned, [cv2.IMWRITE_JPEG_QUALITY, 95])
         rows.append(f"{sample.image},{sample.plate}")
-    return _write_labels(folder, rows)
+    return write_labels(folder, rows)
 
 
 def cut_cn_crops_loose(data: Path, folder: Path) -> Path:
@@ -218,7 +218,7 @@ def cut_cn_crops_loose(data: Path, folder: Path) -> Path:
         crop = scene[max(0, int(y - 0.4 * h)): int(y + 1.4 * h), max(0, int(x - 0.15 * w)): int(x + 1.15 * w)]
         cv2.imwrite(str(folder / sample.image), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
         rows.append(f"{sample.image},{sample.plate}")
-    return _write_labels(folder, rows)
+    return write_labels(folder, rows)
 
 
 def _shear(image: np.ndarray, slope: float) -> np.ndarray:
@@ -234,7 +234,7 @@ def shear_crops(source: Path, folder: Path, count: int, seed: int) -> Path:
         crop = _shear(cv2.imread(str(source / sample.image)), _angle(rng, 0.1, 0.25))
         cv2.imwrite(str(folder / sample.image), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
         rows.append(f"{sample.image},{sample.plate}")
-    return _write_labels(folder, rows)
+    return write_labels(folder, rows)
 
 
 def shear_cn_crops(data: Path, folder: Path) -> Path:
