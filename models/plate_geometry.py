@@ -102,9 +102,10 @@ def whole_row(image: np.ndarray, lines: dict[Box, Slant], line: Box) -> Box:
     """``line`` joined with the level lines beside it on its row of one plate.  The detector
     splits a plate whose parts are set apart or drawn in two sizes into lines side by side: a
     Russian plate's region (K982HT│178), a wide European plate's groups.  A neighbour joins when
-    it is at least half as tall as ``line`` and not much taller (a sticker's or a dealer's text
-    is smaller, a sign larger), shares most of the row, is no further off than ``line`` is high,
-    and the gap between them is ``line``'s own ground:
+    it is at least 0.4 as tall as ``line`` (a two-digit region is boxed that tight beside the
+    serial's large digits) and not much taller (a sticker's or a dealer's text is smaller, a sign
+    larger), shares most of the row, is no further off than ``line`` is high, is printed in its
+    colours (a European country letter is not), and the gap between them is ``line``'s own ground:
     text on the car beside a plate (a van's number, a trader's name) is as tall and as near, but
     the plate's rim and holder lie between.  A tilted line, or one that is not among ``lines``
     (two rows of one plate already joined), is left as it is."""
@@ -120,7 +121,7 @@ def whole_row(image: np.ndarray, lines: dict[Box, Slant], line: Box) -> Box:
             bx, by, bw, bh = box
             overlap = min(ry + rh, by + bh) - max(ry, by)
             gap = max(bx - (rx + rw), rx - (bx + bw))
-            if (0.5 * height <= bh <= 1.25 * height and overlap >= 0.6 * bh and gap <= height
+            if (0.4 * height <= bh <= 1.25 * height and overlap >= 0.6 * bh and gap <= height
                     and union(row, box) != row and _ground_between(image, line, row, box)):
                 row, joined = union(row, box), True
                 break
@@ -128,28 +129,60 @@ def whole_row(image: np.ndarray, lines: dict[Box, Slant], line: Box) -> Box:
 
 
 def _ground_between(image: np.ndarray, line: Box, row: Box, beside: Box) -> bool:
-    """Whether the gap between ``row`` (``line`` and what has joined it) and a line ``beside`` it
-    is mostly ``line``'s ground: the tone, light or dark, that most of its box has.  A plate's bar
-    between its serial and region is a sliver of the gap; a holder's dark frame around a light
-    plate is most of it."""
+    """Whether a line ``beside`` ``row`` (``line`` and what has joined it) is printed in ``line``'s
+    colours and the gap between them is mostly ``line``'s ground.  A plate's bar between its serial
+    and region is a sliver of the gap; a holder's dark frame around a light plate is most of it.  A
+    European plate's country letter is white on its blue band, beside dark characters on white."""
+    own, other = _Print.of(image, line), _Print.of(image, beside)
+    if own is None or other is None or not own.alike(other):
+        return False
     x, y, w, h = row
     bx, by, bw, bh = beside
     gap_x0, gap_x1 = min(x + w, bx + bw), max(x, bx)
     top, bottom = max(y, by, 0), min(y + h, by + bh)
     if gap_x1 <= gap_x0:
         return True  # touching or overlapping: nothing between
-    lx, ly, lw, lh = line
-    own, gap = image[max(0, ly): ly + lh, max(0, lx): lx + lw], image[top: bottom, max(0, gap_x0): gap_x1]
-    if own.size == 0 or gap.size == 0:
+    gap = image[top: bottom, max(0, gap_x0): gap_x1]
+    if gap.size == 0:
         return False
-    own, gap = (cv2.cvtColor(part, cv2.COLOR_BGR2GRAY) for part in (own, gap))
-    otsu, _ = cv2.threshold(own, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    light = own > otsu
-    if light.all() or not light.any():
-        return False  # no ink: not text, and no ground to compare with
-    threshold = (own[light].mean() + own[~light].mean()) / 2  # midway between ink and ground
-    light_ground = light.mean() >= 0.5
-    return float(((gap > threshold) == light_ground).mean()) >= 0.75
+    on_ground = (cv2.cvtColor(gap, cv2.COLOR_BGR2GRAY) > own.threshold) == own.light_ground
+    return float(on_ground.mean()) >= 0.75
+
+
+# Two lines whose darker and lighter tones are each this close (Euclidean, in OpenCV's 8-bit Lab) are
+# printed alike.  Rendered plates in scenes (bench/foreign_plates.py): a Russian region beside its
+# serial 1-12, a Belgian band's letter beside the serial 73-85, RUS over the flag 92.
+_ALIKE_LAB = 50.0
+
+
+@dataclass(frozen=True)
+class _Print:
+    """How a text box is printed: its two tones, ink and ground, split at ``threshold`` (grey)."""
+
+    threshold: float  # the grey midway between the two tones
+    light_ground: bool  # the ground (the tone most of the box has) is the lighter
+    dark: np.ndarray  # the mean Lab colour of each tone
+    light: np.ndarray
+
+    @classmethod
+    def of(cls, image: np.ndarray, box: Box) -> _Print | None:
+        """None for a box without two tones: not text."""
+        x, y, w, h = box
+        part = image[max(0, y): y + h, max(0, x): x + w]
+        if part.size == 0:
+            return None
+        grey = cv2.cvtColor(part, cv2.COLOR_BGR2GRAY)
+        otsu, _ = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        light = grey > otsu
+        if light.all() or not light.any():
+            return None
+        lab = cv2.cvtColor(part, cv2.COLOR_BGR2LAB).astype(np.float32)
+        return cls((grey[light].mean() + grey[~light].mean()) / 2, bool(light.mean() >= 0.5),
+                   lab[~light].mean(axis=0), lab[light].mean(axis=0))
+
+    def alike(self, other: _Print) -> bool:
+        return all(float(np.linalg.norm(mine - theirs)) <= _ALIKE_LAB
+                   for mine, theirs in ((self.dark, other.dark), (self.light, other.light)))
 
 
 def union(a: Box, b: Box) -> Box:

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from models.plate import PlateReader
+from models.plate_formats import same_plate
 from models.plate_geometry import Box, Slant, whole_row
-from tests.plate_renders import render_russian_plate
+from tests.plate_renders import render_eu_plate, render_russian_plate
 
 RUSSIAN = r"[ABEKMHOPCTYX][0-9]{3}[ABEKMHOPCTYX]{2}[0-9]{2,3}"
 RUSSIAN_IN_CYRILLIC = r"[АВЕКМНОРСТУХ]\d{3}[АВЕКМНОРСТУХ]{2}\d{2,3}"  # as a Russian technician writes it
@@ -38,6 +39,29 @@ def test_a_line_is_joined_with_the_lines_beside_it_on_its_row() -> None:
     image = plate_with_lines(serial, region, flag_text)
     assert whole_row(image, lines, serial) == (417, 410, 227, 41)
     assert whole_row(image, lines, flag_text) == flag_text
+
+
+def test_a_two_digit_region_is_joined_though_its_box_is_small() -> None:
+    """The detector boxes a Russian plate's two-digit region (77) tight, at 0.4 of its serial line's
+    height: the serial's large digits set that line's height."""
+    serial, region = (265, 546, 160, 40), (460, 552, 20, 16)  # as detected on a 255-px plate
+    lines = {serial: level(serial), region: level(region)}
+    assert whole_row(plate_with_lines(serial, region), lines, serial) == (265, 546, 215, 40)
+
+
+def test_a_line_is_not_joined_with_a_country_letter_on_its_band() -> None:
+    """A European plate's country letter is light on its blue band: as near, as tall and with as
+    light a gap as a region code, but printed in other colours."""
+    serial, letter = (417, 410, 168, 41), (394, 425, 14, 21)
+    image = plate_with_lines(serial)
+    image[405: 455, 392: 408] = (170, 60, 30)  # the band, BGR
+    for stroke in (396, 402):
+        image[429: 442, stroke: stroke + 3] = 245
+    lines = {serial: level(serial), letter: level(letter)}
+    assert whole_row(image, lines, serial) == serial
+    image[405: 455, 392: 408] = 235  # the same letter in the plate's own colours joins
+    image[429: 442, 396: 405] = 20
+    assert whole_row(image, lines, serial) == (394, 410, 191, 41)
 
 
 def test_a_plate_in_three_groups_is_joined_group_by_group() -> None:
@@ -86,3 +110,24 @@ def test_a_russian_plate_is_read_with_its_region_in_a_scene(spec: str, serial: s
         scene[400: 400 + plate.shape[0], 400: 400 + plate.shape[1]] = plate
         reads = reader.read(scene)
         assert reads and reads[0].text == serial + region, f"at {scale}: the region is beside the serial, not apart"
+
+
+def scene_with(plate: np.ndarray, width: int) -> np.ndarray:
+    """``plate`` scaled to ``width`` in a dark holder in a grey 1280x720 scene."""
+    scale = width / plate.shape[1]
+    plate = cv2.resize(plate, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    scene = np.full((720, 1280, 3), 110, np.uint8)
+    scene[390: 410 + plate.shape[0], 390: 410 + plate.shape[1]] = 25
+    scene[400: 400 + plate.shape[0], 400: 400 + plate.shape[1]] = plate
+    return scene
+
+
+def test_a_small_russian_plate_keeps_its_two_digit_region() -> None:
+    reads = PlateReader("latin").read(scene_with(render_russian_plate("O105AB", "77"), 170))
+    assert reads and same_plate("O105AB77", reads[0].text)  # O or 0: the plate's font draws them alike
+
+
+@pytest.mark.parametrize(("printed", "width"), [("1-NTU-118", 200), ("1-GHR-558", 230)])
+def test_a_belgian_plate_in_a_scene_is_read_without_its_country_letter(printed: str, width: int) -> None:
+    reads = PlateReader("latin").read(scene_with(render_eu_plate(printed, "B"), width))
+    assert reads and reads[0].text == printed.replace("-", ""), "the band's B is not a leading 8 or B"
