@@ -110,7 +110,8 @@ def whole_row(image: np.ndarray, lines: dict[Box, Slant], line: Box) -> Box:
     the plate's rim and holder lie between.  A tilted line, or one that is not among ``lines``
     (two rows of one plate already joined), is left as it is."""
     slant = lines.get(line)
-    if slant is None or slant.tilted:
+    own = _Print.of(image, line)
+    if slant is None or slant.tilted or own is None:
         return line
     height = line[3]
     row, joined = line, True
@@ -122,19 +123,19 @@ def whole_row(image: np.ndarray, lines: dict[Box, Slant], line: Box) -> Box:
             overlap = min(ry + rh, by + bh) - max(ry, by)
             gap = max(bx - (rx + rw), rx - (bx + bw))
             if (0.4 * height <= bh <= 1.25 * height and overlap >= 0.6 * bh and gap <= height
-                    and union(row, box) != row and _ground_between(image, line, row, box)):
+                    and union(row, box) != row and _printed_alike_across_ground(image, own, row, box)):
                 row, joined = union(row, box), True
                 break
     return row
 
 
-def _ground_between(image: np.ndarray, line: Box, row: Box, beside: Box) -> bool:
-    """Whether a line ``beside`` ``row`` (``line`` and what has joined it) is printed in ``line``'s
-    colours and the gap between them is mostly ``line``'s ground.  A plate's bar between its serial
-    and region is a sliver of the gap; a holder's dark frame around a light plate is most of it.  A
-    European plate's country letter is white on its blue band, beside dark characters on white."""
-    own, other = _Print.of(image, line), _Print.of(image, beside)
-    if own is None or other is None or not own.alike(other):
+def _printed_alike_across_ground(image: np.ndarray, own: _Print, row: Box, beside: Box) -> bool:
+    """Whether a line ``beside`` ``row`` is printed as ``own`` (the row's first line) is, and the gap
+    between them is mostly ``own``'s ground.  A plate's bar between its serial and region is a
+    sliver of the gap; a holder's dark frame around a light plate is most of it.  A European
+    plate's country letter is white on its blue band, beside dark characters on white."""
+    other = _Print.of(image, beside)
+    if other is None or not own.alike(other):
         return False
     x, y, w, h = row
     bx, by, bw, bh = beside
