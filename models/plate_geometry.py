@@ -152,7 +152,8 @@ def _printed_alike_across_ground(image: np.ndarray, own: _Print, row: Box, besid
 
 # Two lines whose darker and lighter tones are each this close (Euclidean, in OpenCV's 8-bit Lab) are
 # printed alike.  Rendered plates in scenes (bench/foreign_plates.py): a Russian region beside its
-# serial 1-12, a Belgian band's letter beside the serial 73-85, RUS over the flag 92.
+# serial 1-12, a Belgian band's letter beside the serial 73-85, RUS over the flag 92.  The parts
+# that join on the shared photos (US scenes, Chinese plates pasted into them) measure 4-41.
 _ALIKE_LAB = 50.0
 
 
