@@ -110,8 +110,10 @@ def whole_row(image: np.ndarray, lines: dict[Box, Slant], line: Box) -> Box:
     the plate's rim and holder lie between.  A tilted line, or one that is not among ``lines``
     (two rows of one plate already joined), is left as it is."""
     slant = lines.get(line)
+    if slant is None or slant.tilted:
+        return line
     own = _Print.of(image, line)
-    if slant is None or slant.tilted or own is None:
+    if own is None:  # no ink to compare a neighbour's with
         return line
     height = line[3]
     row, joined = line, True

@@ -1,6 +1,6 @@
 """Other countries' plates, rendered: no photograph of one is on this machine.
 
-The tests read them one by one; ``bench/plate_sets.py`` makes its ``foreign-*`` sets from them.
+The tests read them one by one; ``bench/foreign_plates.py`` makes its ``foreign-*`` sets from them.
 """
 
 from __future__ import annotations

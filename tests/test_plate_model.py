@@ -185,7 +185,6 @@ def test_voter_prefers_the_length_most_reads_agree_on() -> None:
     assert voter.decide().text == "7ABC123"  # type: ignore[union-attr]
 
 
-
 def test_a_read_with_a_doubled_character_read_once_backs_the_longer_read() -> None:
     """The recogniser merges a repeat it sees no gap between: Y919AP9 beside Y919AP99 is the
     same plate with its 99 read once, so the longer read wins even when less confident."""
@@ -196,6 +195,7 @@ def test_a_read_with_a_doubled_character_read_once_backs_the_longer_read() -> No
     several = [PlateRead("7ABC123", 0.97), PlateRead("7ABBC123", 0.95), PlateRead("7ABC123", 0.9),
                PlateRead("7ABC123", 0.9)]
     assert vote(several, latin).text == "7ABC123", "several reads that agree outweigh one with a repeat"  # type: ignore[union-attr]
+
 
 # --- the real models on plates rendered here -------------------------------------------------
 # No CJK font is installed on this machine (`fc-list :lang=zh` is empty), so the rendered plates
