@@ -19,8 +19,9 @@ run on the tilted and sheared sets without levelling tilted lines; on the tilted
 tilted lines only turned level, not also sheared upright; on the leaning crops without undoing the lean;
 on the loose crops without also reading their line; and on the US crops unstretched.  Two more sets
 are other countries' plates, rendered (bench/foreign_plates.py: European, British and Russian plates
-as crops and pasted over the US scenes' plates), read with ``--formats latin``.  ``--sets`` picks
-some of the fourteen.
+as crops and pasted over the US scenes' plates), read with ``--formats latin``, and two are plates
+with an emblem between their characters (Slovak, German, Croatian), also rendered, read also without
+painting the emblems over.  ``--sets`` picks some of the sixteen.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import dataclasses
 
 import models.plate
+import models.plate_emblem
 import models.plate_geometry
 from agent.config_plates import PlateConfig, plate_settings
 from agent.eval_plates import Outcome, evaluate, load_samples, summarise
@@ -89,10 +91,11 @@ def _evaluate(folder: Path, reader: PlateReader, limit: int) -> list[Outcome]:
 
 SETS = {"us": "us", "cn-crops": "cn", "cn-scenes": "cn", "cn-scenes-steep": "cn", "cn-scenes-oblique": "cn",
         "us-tilted": "us", "us-crops": "us", "cn-tilted": "cn", "cn-turned-resized": "cn", "cn-sheared": "cn",
-        "us-crops-sheared": "us", "cn-crops-loose": "cn", "foreign-crops": "latin", "foreign-scenes": "latin"}
+        "us-crops-sheared": "us", "cn-crops-loose": "cn", "foreign-crops": "latin", "foreign-scenes": "latin",
+        "emblem-crops": "latin", "emblem-scenes": "latin"}
 MADE = MADE_SETS | FOREIGN_SETS  # sets made from the shared data, or rendered, on the spot
 CROP_SETS = ("cn-crops", "us-crops", "cn-tilted", "cn-turned-resized", "cn-sheared", "us-crops-sheared",
-             "cn-crops-loose", "foreign-crops")
+             "cn-crops-loose", "foreign-crops", "emblem-crops")
 
 
 def _line(name: str, summary: dict, note: str) -> str:
@@ -143,6 +146,10 @@ def main() -> None:
             models.plate._LOOSE_LINE = 0.0  # no crop is loose: only the whole crop is read
             print(_line(name, summarise(_evaluate(folder, reader, args.limit), spec), "the line not also read"))
             models.plate._LOOSE_LINE = loose_line
+        if name.startswith("emblem-"):
+            models.plate.emblems = lambda image, line: []  # none is found, none painted over
+            print(_line(name, summarise(_evaluate(folder, reader, args.limit), spec), "emblems read as they are"))
+            models.plate.emblems = models.plate_emblem.emblems
         if name == "us-crops":
             reader._crop_stretches = (1.0,)
             print(_line(name, summarise(_evaluate(folder, reader, args.limit), spec), "crops read unstretched"))

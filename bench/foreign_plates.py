@@ -10,6 +10,9 @@ otherwise; they are no stand-in for photographs.
   scenes), in a dark holder, 110-260 px wide (as the Chinese plates of ``cn-scenes``, 110-220 px,
   a plate a barrier camera is aimed to see at 80 px or more): the car and its surroundings stay,
   its plate is replaced.
+- ``emblem-crops`` (120, 90-260 px wide) and ``emblem-scenes`` (over the first 90 US scenes,
+  105-200 px wide): Slovak, German and Croatian plates with their emblem between the characters
+  (arms, the two seals), which models/plate_emblem.py paints over.
 
 Serials are drawn from a fixed seed, so every run reads the same images.
 """
@@ -62,6 +65,21 @@ LAYOUTS: dict[str, Callable[[random.Random], str]] = {
 PROVINCES = ("MI", "RM", "TO", "NA")
 
 
+# country band letters -> (emblem, printed serial with a * where the emblem is)
+EMBLEM_LAYOUTS: dict[str, tuple[str, Callable[[random.Random], str]]] = {
+    "SK": ("sk", lambda rng: f"{_pick(rng, LETTERS, 2)}*{_pick(rng, DIGITS, 3)}{_pick(rng, LETTERS, 2)}"),
+    "D": ("de", lambda rng: _german(rng).replace("-", "*")),
+    "HR": ("hr", lambda rng: f"{_pick(rng, LETTERS, 2)}*{rng.randint(100, 9999)}-{_pick(rng, LETTERS, 2)}"),
+}
+
+
+def emblem_plate(rng: random.Random) -> tuple[np.ndarray, str]:
+    """A rendered plate with an emblem between its characters, as BGR, and its text."""
+    country = rng.choice(sorted(EMBLEM_LAYOUTS))
+    emblem, printed = EMBLEM_LAYOUTS[country][0], EMBLEM_LAYOUTS[country][1](rng)
+    return render_eu_plate(printed, country, emblem=emblem), clean(printed.replace("*", ""))
+
+
 def foreign_plate(rng: random.Random) -> tuple[np.ndarray, str]:
     """A rendered plate of a country drawn at random, as BGR, and its text as the reader gives it."""
     country = rng.choice(sorted(LAYOUTS))
@@ -86,23 +104,40 @@ def _write(folder: Path, name: str, image: np.ndarray, rng: random.Random) -> No
 
 
 def render_foreign_crops(data: Path, folder: Path, count: int = 120) -> Path:
-    rng = random.Random(23)
+    return _crops(folder, count, random.Random(23), foreign_plate, (100, 400))
+
+
+def paste_foreign_scenes(data: Path, folder: Path, count: int = 120) -> Path:
+    return _scenes(data, folder, count, random.Random(29), foreign_plate, (110, 260))
+
+
+def render_emblem_crops(data: Path, folder: Path, count: int = 120) -> Path:
+    return _crops(folder, count, random.Random(37), emblem_plate, (90, 260))
+
+
+def paste_emblem_scenes(data: Path, folder: Path, count: int = 90) -> Path:
+    return _scenes(data, folder, count, random.Random(31), emblem_plate, (105, 200))
+
+
+Maker = Callable[[random.Random], tuple[np.ndarray, str]]
+
+
+def _crops(folder: Path, count: int, rng: random.Random, make: Maker, widths: tuple[int, int]) -> Path:
     rows = ["image,plate"]
     for index in range(count):
-        plate, text = foreign_plate(rng)
-        crop = cv2.GaussianBlur(_resized(plate, rng.randint(100, 400)), (0, 0), rng.uniform(0.3, 1.0))
+        plate, text = make(rng)
+        crop = cv2.GaussianBlur(_resized(plate, rng.randint(*widths)), (0, 0), rng.uniform(0.3, 1.0))
         _write(folder, f"crop_{index:03}.jpg", crop, rng)
         rows.append(f"crop_{index:03}.jpg,{text}")
     return write_labels(folder, rows)
 
 
-def paste_foreign_scenes(data: Path, folder: Path, count: int = 120) -> Path:
-    rng = random.Random(29)
+def _scenes(data: Path, folder: Path, count: int, rng: random.Random, make: Maker, widths: tuple[int, int]) -> Path:
     rows = ["image,plate,x,y,w,h"]
     for index, sample in enumerate(load_samples(data / "us")[:count]):
         scene = cv2.imread(str(data / "us" / sample.image))
-        plate, text = foreign_plate(rng)
-        plate = _resized(plate, min(rng.randint(110, 260), round(0.45 * scene.shape[1])))
+        plate, text = make(rng)
+        plate = _resized(plate, min(rng.randint(*widths), round(0.45 * scene.shape[1])))
         x, y, w, h = sample.box  # type: ignore[misc]
         cx, cy = x + w // 2, y + h // 2
         # The holder covers the US plate; the foreign plate sits in it, centred where that one was.
@@ -117,4 +152,5 @@ def paste_foreign_scenes(data: Path, folder: Path, count: int = 120) -> Path:
     return write_labels(folder, rows)
 
 
-FOREIGN_SETS = {"foreign-crops": render_foreign_crops, "foreign-scenes": paste_foreign_scenes}
+FOREIGN_SETS = {"foreign-crops": render_foreign_crops, "foreign-scenes": paste_foreign_scenes,
+                "emblem-crops": render_emblem_crops, "emblem-scenes": paste_emblem_scenes}

@@ -98,7 +98,7 @@ def row_pair(boxes: list[Box], line: Box) -> tuple[Box, Box] | None:
     return next(((line, box) for box in boxes if upper_row([line], box) == line), None)
 
 
-def whole_row(image: np.ndarray, lines: dict[Box, Slant], line: Box) -> Box:
+def whole_row(image: np.ndarray, lines: dict[Box, Slant], line: Box, emblems: tuple[Box, ...] = ()) -> Box:
     """``line`` joined with the level lines beside it on its row of one plate.  The detector
     splits a plate whose parts are set apart or drawn in two sizes into lines side by side: a
     Russian plate's region (K982HT│178), a wide European plate's groups.  A neighbour joins when
@@ -108,7 +108,8 @@ def whole_row(image: np.ndarray, lines: dict[Box, Slant], line: Box) -> Box:
     colours (a European country letter is not), and the gap between them is ``line``'s own ground:
     text on the car beside a plate (a van's number, a trader's name) is as tall and as near, but
     the plate's rim and holder lie between.  A tilted line, or one that is not among ``lines``
-    (two rows of one plate already joined), is left as it is."""
+    (two rows of one plate already joined), is left as it is.  A gap holding one of ``emblems``
+    (painted over: models/plate_emblem.py) is measured without it."""
     slant = lines.get(line)
     if slant is None or slant.tilted:
         return line
@@ -124,6 +125,7 @@ def whole_row(image: np.ndarray, lines: dict[Box, Slant], line: Box) -> Box:
             bx, by, bw, bh = box
             overlap = min(ry + rh, by + bh) - max(ry, by)
             gap = max(bx - (rx + rw), rx - (bx + bw))
+            gap -= sum(ew for ex, _, ew, _ in emblems if min(rx + rw, bx + bw) <= ex and ex + ew <= max(rx, bx))
             if (0.4 * height <= bh <= 1.25 * height and overlap >= 0.6 * bh and gap <= height
                     and union(row, box) != row and _printed_alike_across_ground(image, own, row, box)):
                 row, joined = union(row, box), True

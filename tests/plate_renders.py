@@ -5,6 +5,9 @@ The tests read them one by one; ``bench/foreign_plates.py`` makes its ``foreign-
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -13,22 +16,21 @@ WHITE = (245, 245, 245)
 UK_YELLOW = (250, 205, 20)  # a British rear plate
 
 
-def render_eu_plate(text: str, country: str, province: str = "", ground: tuple[int, int, int] = WHITE) -> np.ndarray:
+def render_eu_plate(text: str, country: str, province: str = "", ground: tuple[int, int, int] = WHITE,
+                    emblem: str = "") -> np.ndarray:
     """An EU plate with the blue band (circle of stars, ``country`` letters) on its left, none when
     ``country`` is empty, and with a ``province`` code, the blue band an Italian plate has on its
-    right; the text is as large as the plate's height allows, smaller when it would not fit."""
+    right; the text is as large as the plate's height allows, smaller when it would not fit.  An
+    ``emblem`` (a key of ``EMBLEMS``) is drawn where ``text`` has a ``*``."""
+    if emblem:
+        return _with_emblem(text, country, EMBLEMS[emblem])
     height, width = 110, 520
     plate = Image.new("RGB", (width, height), ground)
     draw = ImageDraw.Draw(plate)
     draw.rectangle((0, 0, width - 1, height - 1), outline=(10, 10, 10), width=4)
     band = 40 if country else 0
     if country:
-        draw.rectangle((4, 4, band, height - 5), fill=(30, 60, 170))
-        for k in range(12):
-            cx, cy = band / 2 + 4 + 12 * np.cos(k * np.pi / 6), 36 + 12 * np.sin(k * np.pi / 6)
-            draw.ellipse((cx - 2, cy - 2, cx + 2, cy + 2), fill=(250, 210, 0))
-        draw.text((band / 2 + 4, 86), country, font=ImageFont.truetype(CONDENSED_FONT, 32), fill=(250, 250, 250),
-                  anchor="mm")
+        _band(draw, country, height)
     if province:
         draw.rectangle((width - 5 - band + 4, 4, width - 5, height - 5), fill=(30, 60, 170))
         draw.text((width - 5 - band / 2 + 2, 80), province, font=ImageFont.truetype(CONDENSED_FONT, 20),
@@ -40,6 +42,26 @@ def render_eu_plate(text: str, country: str, province: str = "", ground: tuple[i
     draw.text(((width + band) / 2 if not province else width / 2, height / 2), text,
               font=ImageFont.truetype(CONDENSED_FONT, size), fill=(10, 10, 10), anchor="mm")
     return np.asarray(plate)[:, :, ::-1].copy()
+
+
+def scene_with(plate: np.ndarray, width: int) -> np.ndarray:
+    """``plate`` scaled to ``width`` in a dark holder in a grey 1280x720 scene."""
+    scale = width / plate.shape[1]
+    plate = cv2.resize(plate, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    scene = np.full((720, 1280, 3), 110, np.uint8)
+    scene[390: 410 + plate.shape[0], 390: 410 + plate.shape[1]] = 25
+    scene[400: 400 + plate.shape[0], 400: 400 + plate.shape[1]] = plate
+    return scene
+
+
+def _band(draw: ImageDraw.ImageDraw, country: str, height: int, band: int = 40) -> None:
+    """The blue band down a European plate's left: a circle of stars over the country's letters."""
+    draw.rectangle((4, 4, band, height - 5), fill=(30, 60, 170))
+    for k in range(12):
+        cx, cy = band / 2 + 4 + 12 * np.cos(k * np.pi / 6), 36 + 12 * np.sin(k * np.pi / 6)
+        draw.ellipse((cx - 2, cy - 2, cx + 2, cy + 2), fill=(250, 210, 0))
+    draw.text((band / 2 + 4, 86), country, font=ImageFont.truetype(CONDENSED_FONT, 32), fill=(250, 250, 250),
+              anchor="mm")
 
 
 def render_russian_plate(serial: str, region: str) -> np.ndarray:
@@ -60,4 +82,69 @@ def render_russian_plate(serial: str, region: str) -> np.ndarray:
     draw.text((440, 92), "RUS", font=ImageFont.truetype(CONDENSED_FONT, 18), fill=(10, 10, 10), anchor="mm")
     for k, colour in enumerate([(255, 255, 255), (0, 57, 166), (213, 43, 30)]):
         draw.rectangle((470, 84 + 6 * k, 496, 89 + 6 * k), fill=colour, outline=(10, 10, 10))
+    return np.asarray(plate)[:, :, ::-1].copy()
+
+
+Draw = ImageDraw.ImageDraw
+Emblem = tuple[Callable[[Draw, float, float, float], None], int]  # how it is drawn, its top on the plate
+
+
+def _slovak_arms(draw: Draw, x: float, top: float, size: float) -> None:
+    """A red shield, its white double cross on blue hills."""
+    draw.polygon([(x, top), (x + size, top), (x + size, top + 0.7 * size), (x + size / 2, top + 1.15 * size),
+                  (x, top + 0.7 * size)], fill=(220, 30, 40))
+    middle, bar = x + size / 2, 0.09 * size
+    draw.rectangle((middle - bar, top + 0.12 * size, middle + bar, top + 0.85 * size), fill=(250, 250, 250))
+    for height, reach in ((0.25, 0.25), (0.45, 0.33)):
+        across = top + height * size
+        draw.rectangle((middle - reach * size, across, middle + reach * size, across + 2 * bar), fill=(250, 250, 250))
+    draw.ellipse((x + 0.1 * size, top + 0.75 * size, x + 0.9 * size, top + 1.25 * size), fill=(20, 70, 190))
+
+
+def _german_seals(draw: Draw, x: float, top: float, size: float) -> None:
+    """The inspection sticker (a coloured ring) over the state's seal (white, a small red arms)."""
+    radius = 0.42 * size
+    draw.ellipse((x, top, x + 2 * radius, top + 2 * radius), fill=(230, 120, 170), outline=(60, 60, 60))
+    draw.ellipse((x + radius / 2, top + radius / 2, x + 1.5 * radius, top + 1.5 * radius), fill=(250, 250, 250))
+    seal = top + 2 * radius + 0.1 * size
+    draw.ellipse((x, seal, x + 2 * radius, seal + 2 * radius), fill=(235, 235, 235), outline=(90, 90, 90))
+    draw.rectangle((x + 0.6 * radius, seal + radius / 2, x + 1.4 * radius, seal + 1.5 * radius), fill=(200, 40, 40))
+
+
+def _croatian_arms(draw: Draw, x: float, top: float, size: float) -> None:
+    """A red and white chequered shield under a blue crown."""
+    square = size / 5
+    for column in range(5):
+        for row in range(6):
+            left, upper = x + column * square, top + row * square
+            draw.rectangle((left, upper, left + square, upper + square),
+                           fill=(220, 30, 40) if (column + row) % 2 == 0 else (250, 250, 250))
+    draw.rectangle((x, top - 0.35 * size, x + size, top), fill=(30, 80, 200))
+
+
+# Arms between a Slovak or Croatian plate's
+# district and number, seals between a German plate's district and letters.
+EMBLEMS: dict[str, Emblem] = {"sk": (_slovak_arms, 28), "de": (_german_seals, 14), "hr": (_croatian_arms, 28)}
+
+
+def _with_emblem(text: str, country: str, emblem: Emblem) -> np.ndarray:
+    height, width, size = 110, 520, 46  # the emblem's width
+    plate = Image.new("RGB", (width, height), WHITE)
+    draw = ImageDraw.Draw(plate)
+    draw.rectangle((0, 0, width - 1, height - 1), outline=(10, 10, 10), width=4)
+    _band(draw, country, height)
+    before, after = text.split("*")
+    font_size = 80
+    while True:
+        font = ImageFont.truetype(CONDENSED_FONT, font_size)
+        spread = draw.textlength(before, font=font) + draw.textlength(after, font=font) + size + 24
+        if spread <= width - 56:
+            break
+        font_size -= 2
+    x = 44 + (width - 48 - spread) / 2
+    draw.text((x, height / 2), before, font=font, fill=(10, 10, 10), anchor="lm")
+    x += draw.textlength(before, font=font) + 12
+    drawing, top = emblem
+    drawing(draw, x, top, size)
+    draw.text((x + size + 12, height / 2), after, font=font, fill=(10, 10, 10), anchor="lm")
     return np.asarray(plate)[:, :, ::-1].copy()

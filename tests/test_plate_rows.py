@@ -9,7 +9,7 @@ import pytest
 from models.plate import PlateReader
 from models.plate_formats import same_plate
 from models.plate_geometry import Box, Slant, whole_row
-from tests.plate_renders import render_eu_plate, render_russian_plate
+from tests.plate_renders import render_eu_plate, render_russian_plate, scene_with
 
 RUSSIAN = r"[ABEKMHOPCTYX][0-9]{3}[ABEKMHOPCTYX]{2}[0-9]{2,3}"
 RUSSIAN_IN_CYRILLIC = r"[АВЕКМНОРСТУХ]\d{3}[АВЕКМНОРСТУХ]{2}\d{2,3}"  # as a Russian technician writes it
@@ -110,16 +110,6 @@ def test_a_russian_plate_is_read_with_its_region_in_a_scene(spec: str, serial: s
         scene[400: 400 + plate.shape[0], 400: 400 + plate.shape[1]] = plate
         reads = reader.read(scene)
         assert reads and reads[0].text == serial + region, f"at {scale}: the region is beside the serial, not apart"
-
-
-def scene_with(plate: np.ndarray, width: int) -> np.ndarray:
-    """``plate`` scaled to ``width`` in a dark holder in a grey 1280x720 scene."""
-    scale = width / plate.shape[1]
-    plate = cv2.resize(plate, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    scene = np.full((720, 1280, 3), 110, np.uint8)
-    scene[390: 410 + plate.shape[0], 390: 410 + plate.shape[1]] = 25
-    scene[400: 400 + plate.shape[0], 400: 400 + plate.shape[1]] = plate
-    return scene
 
 
 def test_a_small_russian_plate_keeps_its_two_digit_region() -> None:
