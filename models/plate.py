@@ -349,8 +349,8 @@ class PlateReader:
         line = main_line(lines, patch.shape)
         # An emblem between the characters (arms, seals) is painted over before the line is read, or
         # it is read as a character or splits the line: rendered Slovak, German and Croatian plates
-        # (bench/foreign_plates.py) as crops 115 -> 120 of 120, over the US scenes 85 -> 88 of 90;
-        # every shared and made set read the same image by image.
+        # (bench/bench_plates.py --sets emblem-crops,emblem-scenes) as crops 110 -> 119 of 120, over
+        # the US scenes 86 -> 89 of 90; every shared and made set read the same image by image.
         found: list[Box] = []
         if line is not None and not lines[line].tilted and (found := emblems(patch, line)):
             patch = paint_out(patch, line, found)
