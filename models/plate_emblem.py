@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.plate_geometry import Box
+from models.plate_geometry import Box, two_tones
 
 # A pixel this far (8-bit Lab) from the line through the plate's ink and ground colours is of a
 # third colour.  Rendered emblems (tests/plate_renders.py) at 110-240 px plate widths measure 30-110
@@ -43,13 +43,12 @@ class _Tones:
 
     @classmethod
     def of(cls, part: np.ndarray) -> _Tones | None:
-        """The medians of the line's minority and majority tones; None unless dark on light."""
-        grey = cv2.cvtColor(part, cv2.COLOR_BGR2GRAY)
-        _, light = cv2.threshold(grey, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-        light = light.reshape(-1).astype(bool)
-        if not 0.5 <= light.mean() < 1.0:  # the ground is the lighter tone, and there is ink
+        """The medians (not swayed by an emblem's pixels) of the line's minority and majority
+        tones; None unless dark on light."""
+        split = two_tones(part)
+        if split is None or split[1].mean() < 0.5:  # two tones, the lighter the ground
             return None
-        lab = cv2.cvtColor(part, cv2.COLOR_BGR2LAB).reshape(-1, 3).astype(np.float32)
+        _, light, lab = split
         tones = cls(np.median(lab[~light], axis=0), np.median(lab[light], axis=0))
         if tones.ground[0] < _LIGHT_GROUND or tones.ground[0] - tones.ink[0] < _DARKER_INK:
             return None

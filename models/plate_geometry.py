@@ -154,6 +154,19 @@ def _printed_alike_across_ground(image: np.ndarray, own: _Print, row: Box, besid
     return float(on_ground.mean()) >= 0.75
 
 
+def two_tones(part: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A text box (BGR) split into its two tones by Otsu's threshold: its grey, which pixels are of
+    the lighter tone, and its Lab colours (float).  None for a box without two tones: not text."""
+    if part.size == 0:
+        return None
+    grey = cv2.cvtColor(part, cv2.COLOR_BGR2GRAY)
+    otsu, _ = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    light = grey > otsu
+    if light.all() or not light.any():
+        return None
+    return grey, light, cv2.cvtColor(part, cv2.COLOR_BGR2LAB).astype(np.float32)
+
+
 # Two lines whose darker and lighter tones are each this close (Euclidean, in OpenCV's 8-bit Lab) are
 # printed alike.  Rendered plates in scenes (bench/foreign_plates.py): a Russian region beside its
 # serial 1-12, a Belgian band's letter beside the serial 73-85, RUS over the flag 92.  The parts
@@ -174,15 +187,10 @@ class _Print:
     def of(cls, image: np.ndarray, box: Box) -> _Print | None:
         """None for a box without two tones: not text."""
         x, y, w, h = box
-        part = image[max(0, y): y + h, max(0, x): x + w]
-        if part.size == 0:
+        tones = two_tones(image[max(0, y): y + h, max(0, x): x + w])
+        if tones is None:
             return None
-        grey = cv2.cvtColor(part, cv2.COLOR_BGR2GRAY)
-        otsu, _ = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-        light = grey > otsu
-        if light.all() or not light.any():
-            return None
-        lab = cv2.cvtColor(part, cv2.COLOR_BGR2LAB).astype(np.float32)
+        grey, light, lab = tones
         return cls((grey[light].mean() + grey[~light].mean()) / 2, bool(light.mean() >= 0.5),
                    lab[~light].mean(axis=0), lab[light].mean(axis=0))
 
