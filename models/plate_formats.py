@@ -177,6 +177,7 @@ _QUANTIFIER = re.compile(r"(?:[?*+]|\{\d*(?:,\d*)?\})[?+]?")
 _GROUP_OPENER = re.compile(r"\(\?(?:P<\w+>|<[=!]|[:=!]|[aiLmsux-]+[:)])")  # (?:  (?P<name>  (?i) ...
 _SHORTHANDS = {"d": "0-9", "w": "A-Z0-9"}  # over normalised text: uppercase, no "_"
 _NAME = re.compile(r"[A-Za-z]{2,8}")
+_SCRIPT_RANGE = re.compile(r"(?<!\\)([^\x00-\x7f])-([^\x00-\x7f])")
 
 
 def _class_end(pattern: str, start: int) -> int:
@@ -250,6 +251,32 @@ def plate_regex(pattern: str) -> str:
     return "".join(out)
 
 
+def _spelled(letters: re.Match[str]) -> str:
+    first, last = ord(letters[1]), ord(letters[2])
+    if not 0 <= last - first < 256:  # a range of Chinese characters (一-龥) has no look-alikes to fold
+        return letters[0]
+    return "".join(map(chr, range(first, last + 1)))
+
+
+def _spell_script_ranges(pattern: str) -> str:
+    """Ranges between two non-ASCII characters in a class spelled out (``[А-Я]`` as its 32 letters).
+    Folding look-alike letters to Latin would otherwise fold only the range's ends: ``[A-Я]`` runs
+    from Latin A to Cyrillic Я, over every Latin letter and some seven hundred others."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            out.append(pattern[i: i + 2])
+            i += 2
+        elif pattern[i] == "[":
+            end = _class_end(pattern, i)
+            out.append(_SCRIPT_RANGE.sub(_spelled, pattern[i:end]))
+            i = end
+        else:
+            out.append(pattern[i])
+            i += 1
+    return "".join(out)
+
+
 def formats_from_spec(spec: str | Iterable[str]) -> list[PlateFormat]:
     """``"cn"``, ``"us"``, ``"cn,us"``, a regex, or a list of these -> formats.
 
@@ -263,7 +290,7 @@ def formats_from_spec(spec: str | Iterable[str]) -> list[PlateFormat]:
         # "cn,us" is a list of names; a regex may hold commas too ("[A-Z]{1,3}").
         items = part.split(",") if all(_NAME.fullmatch(name.strip()) for name in part.split(",")) else [part]
         for item in items:
-            key = item.strip().translate(_LOOKALIKE_LETTERS)
+            key = _spell_script_ranges(item.strip()).translate(_LOOKALIKE_LETTERS)
             if key.lower() in NAMED_FORMATS:
                 formats.extend(NAMED_FORMATS[key.lower()])
             elif _NAME.fullmatch(key):  # a name, not a pattern: as a regex it would match one plate

@@ -126,6 +126,19 @@ def test_cyrillic_and_greek_plates_mean_their_latin_look_alikes() -> None:
     assert same_plate(clean("К982НТ178"), "K982HT178")
 
 
+def test_a_range_of_cyrillic_or_greek_letters_keeps_its_meaning_when_folded() -> None:
+    # Folding only the ends made [А-Я] the class from Latin A to Cyrillic Я: every Latin letter,
+    # Q and W that no Russian plate holds among them, and some 700 other characters.
+    (russian,) = formats_from_spec(r"[А-Я]\d{3}[А-Я]{2}")
+    letters = set(russian.templates[0][0])
+    assert len(letters) == 32 and set("ABEKMHOPCTYX") < letters and not letters & set("QWDFGJLNRSUVZ")
+    assert normalise("Q123AB", [russian]) is None and normalise("A123BC", [russian]) == "A123BC"
+    (greek,) = formats_from_spec(r"[Α-Ω]{3}\d{4}")
+    assert set("ABEZHIKMNOPTYX") < set(greek.templates[0][0]) and "Q" not in greek.templates[0][0]
+    (chinese,) = formats_from_spec(r"[一-龥][A-Z]\d{5}")  # any Chinese character: left a range
+    assert chinese.regex.startswith("[一-龥]") and "皖" in chinese.templates[0][0]
+
+
 def test_format_specs() -> None:
     assert [f.name for f in formats_from_spec("cn,us")] == ["cn", "cn-ne", "us"]
     unbounded = formats_from_spec("[A-Z]+[0-9]*")
