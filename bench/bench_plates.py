@@ -21,7 +21,9 @@ on the loose crops without also reading their line; and on the US crops unstretc
 are other countries' plates, rendered (bench/foreign_plates.py: European, British and Russian plates
 as crops and pasted over the US scenes' plates), read with ``--formats latin``, and two are plates
 with an emblem between their characters (Slovak, German, Croatian), also rendered, read also without
-painting the emblems over.  ``--sets`` picks some of the sixteen.
+painting the emblems over.  Three are in grey, as a camera sees the lane at night in its infrared
+mode: the US scenes, the Chinese crops and the Chinese plates in scenes, each read also in colour in
+the same run.  ``--sets`` picks some of the nineteen.
 """
 
 from __future__ import annotations
@@ -92,10 +94,11 @@ def _evaluate(folder: Path, reader: PlateReader, limit: int) -> list[Outcome]:
 SETS = {"us": "us", "cn-crops": "cn", "cn-scenes": "cn", "cn-scenes-steep": "cn", "cn-scenes-oblique": "cn",
         "us-tilted": "us", "us-crops": "us", "cn-tilted": "cn", "cn-turned-resized": "cn", "cn-sheared": "cn",
         "us-crops-sheared": "us", "cn-crops-loose": "cn", "foreign-crops": "latin", "foreign-scenes": "latin",
-        "emblem-crops": "latin", "emblem-scenes": "latin"}
+        "emblem-crops": "latin", "emblem-scenes": "latin", "us-grey": "us", "cn-crops-grey": "cn",
+        "cn-scenes-grey": "cn"}
 MADE = MADE_SETS | FOREIGN_SETS  # sets made from the shared data, or rendered, on the spot
 CROP_SETS = ("cn-crops", "us-crops", "cn-tilted", "cn-turned-resized", "cn-sheared", "us-crops-sheared",
-             "cn-crops-loose", "foreign-crops", "emblem-crops")
+             "cn-crops-loose", "foreign-crops", "emblem-crops", "cn-crops-grey")
 
 
 def _line(name: str, summary: dict, note: str) -> str:
@@ -150,6 +153,10 @@ def main() -> None:
             models.plate.emblems = lambda image, line: []  # none is found, none painted over
             print(_line(name, summarise(_evaluate(folder, reader, args.limit), spec), "emblems read as they are"))
             models.plate.emblems = models.plate_emblem.emblems
+        if name.endswith("-grey"):
+            colour = DATA / name.removesuffix("-grey")
+            colour = colour if colour.is_dir() else folder.with_name(folder.name + "-colour")
+            print(_line(name, summarise(_evaluate(colour, reader, args.limit), spec), "the same images in colour"))
         if name == "us-crops":
             reader._crop_stretches = (1.0,)
             print(_line(name, summarise(_evaluate(folder, reader, args.limit), spec), "crops read unstretched"))

@@ -21,6 +21,8 @@
   the top and bottom edges slope by 0.1-0.25 while the verticals stay upright, on a canvas just big
   enough (the crop cut upright around such a plate).
 - ``us-crops-sheared``: the US crops (as ``us-crops``) sheared the same way.
+- ``us-grey``, ``cn-crops-grey``, ``cn-scenes-grey``: the US scenes, the Chinese crops and
+  ``cn-scenes`` in grey, as a camera sees the lane at night in its infrared mode (one channel).
 
 For bench/bench_plate_size.py: Chinese crops pasted into the US scenes at one width
 (``paste_cn_at_width``), and US scenes scaled down so their plate is one width (``shrink_us_scenes``).
@@ -247,7 +249,25 @@ def shear_us_crops(data: Path, folder: Path) -> Path:
     return shear_crops(cut_us_crops(data, crops), folder, 10_000, seed=6)
 
 
+def grey_set(source: Path, folder: Path) -> Path:
+    """Every image of ``source`` written in grey (one channel), with its labels."""
+    for sample in load_samples(source):
+        grey = cv2.cvtColor(cv2.imread(str(source / sample.image)), cv2.COLOR_BGR2GRAY)
+        cv2.imwrite(str(folder / sample.image), grey, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    (folder / "labels.csv").write_bytes((source / "labels.csv").read_bytes())
+    return folder
+
+
+def grey_cn_scenes(data: Path, folder: Path) -> Path:
+    scenes = folder.with_name(folder.name + "-colour")
+    scenes.mkdir()
+    return grey_set(paste_cn_scenes(data, scenes), folder)
+
+
 MADE_SETS = {"cn-scenes": paste_cn_scenes, "cn-scenes-steep": paste_cn_turned_steeply,
              "cn-scenes-oblique": paste_cn_seen_obliquely, "us-tilted": turn_us_scenes, "us-crops": cut_us_crops,
              "cn-tilted": turn_cn_crops, "cn-turned-resized": turn_cn_crops_resized, "cn-sheared": shear_cn_crops,
-             "us-crops-sheared": shear_us_crops, "cn-crops-loose": cut_cn_crops_loose}
+             "us-crops-sheared": shear_us_crops, "cn-crops-loose": cut_cn_crops_loose,
+             "us-grey": lambda data, folder: grey_set(data / "us", folder),
+             "cn-crops-grey": lambda data, folder: grey_set(data / "cn-crops", folder),
+             "cn-scenes-grey": grey_cn_scenes}
