@@ -23,7 +23,8 @@ as crops and pasted over the US scenes' plates), read with ``--formats latin``, 
 with an emblem between their characters (Slovak, German, Croatian), also rendered, read also without
 painting the emblems over.  Three are in grey, as a camera sees the lane at night in its infrared
 mode: the US scenes, the Chinese crops and the Chinese plates in scenes, each read also in colour in
-the same run.  ``--sets`` picks some of the nineteen.
+the same run.  And one is mainland plates rendered in every province and colour (the shared crops
+are nearly all one province's blue plates).  ``--sets`` picks some of the twenty.
 """
 
 from __future__ import annotations
@@ -95,10 +96,10 @@ SETS = {"us": "us", "cn-crops": "cn", "cn-scenes": "cn", "cn-scenes-steep": "cn"
         "us-tilted": "us", "us-crops": "us", "cn-tilted": "cn", "cn-turned-resized": "cn", "cn-sheared": "cn",
         "us-crops-sheared": "us", "cn-crops-loose": "cn", "foreign-crops": "latin", "foreign-scenes": "latin",
         "emblem-crops": "latin", "emblem-scenes": "latin", "us-grey": "us", "cn-crops-grey": "cn",
-        "cn-scenes-grey": "cn"}
+        "cn-scenes-grey": "cn", "cn-rendered": "cn"}
 MADE = MADE_SETS | FOREIGN_SETS  # sets made from the shared data, or rendered, on the spot
 CROP_SETS = ("cn-crops", "us-crops", "cn-tilted", "cn-turned-resized", "cn-sheared", "us-crops-sheared",
-             "cn-crops-loose", "foreign-crops", "emblem-crops", "cn-crops-grey")
+             "cn-crops-loose", "foreign-crops", "emblem-crops", "cn-crops-grey", "cn-rendered")
 
 
 def _line(name: str, summary: dict, note: str) -> str:

@@ -1,4 +1,5 @@
-"""Other countries' plates for bench/bench_plates.py, read with ``--formats latin``.
+"""Rendered plates for bench/bench_plates.py: other countries' (read with ``--formats latin``), and
+mainland plates of every province and colour (``--formats cn``).
 
 No photograph of a European or Russian plate is on this machine, so these are rendered
 (tests/plate_renders.py): nine countries' layouts with random serials, a country band where the
@@ -13,12 +14,17 @@ otherwise; they are no stand-in for photographs.
 - ``emblem-crops`` (120, 90-260 px wide) and ``emblem-scenes`` (over the first 90 US scenes,
   105-200 px wide): Slovak, German and Croatian plates with their emblem between the characters
   (arms, the two seals), which models/plate_emblem.py paints over.
+- ``cn-rendered``: 186 mainland plates, 94-220 px wide, every province twice in each colour: blue,
+  yellow, and new-energy green (six after the letter).  The shared crops are nearly all one
+  province's blue plates (483 of 500 皖), so a change tuned to them shows here; a reader trained
+  on such plates read the city letter and rare provinces wrong (see the README's figures).
 
 Serials are drawn from a fixed seed, so every run reads the same images.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -28,8 +34,8 @@ import numpy as np
 
 from agent.eval_plates import load_samples
 from bench.plate_sets import write_labels
-from models.plate_formats import clean
-from tests.plate_renders import UK_YELLOW, WHITE, render_eu_plate, render_russian_plate
+from models.plate_formats import CN_ALNUM, CN_LETTERS, PROVINCES, clean
+from tests.plate_renders import UK_YELLOW, WHITE, render_eu_plate, render_mainland_plate, render_russian_plate
 
 LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"  # most series leave out I, O and Q
 CONSONANTS = "BCDFGHJKLMNPRSTVWXYZ"  # Spain's
@@ -62,7 +68,8 @@ LAYOUTS: dict[str, Callable[[random.Random], str]] = {
     "RUS": lambda rng: f"{_pick(rng, CYRILLIC_LOOKALIKES, 1)}{_pick(rng, DIGITS, 3)}"
                        f"{_pick(rng, CYRILLIC_LOOKALIKES, 2)}|{rng.choice(['77', '178', '750', '42'])}",
 }
-PROVINCES = ("MI", "RM", "TO", "NA")
+ITALIAN_PROVINCES = ("MI", "RM", "TO", "NA")
+Maker = Callable[[random.Random], tuple[np.ndarray, str]]
 
 
 # country band letters -> (emblem, printed serial with a * where the emblem is)
@@ -90,8 +97,38 @@ def foreign_plate(rng: random.Random) -> tuple[np.ndarray, str]:
     if country == "UK":  # a rear plate (yellow, no band) or a front one (white, with the band)
         rear = rng.random() < 0.5
         return render_eu_plate(printed, "" if rear else "UK", ground=UK_YELLOW if rear else WHITE), clean(printed)
-    province = rng.choice(PROVINCES) if country == "I" else ""
+    province = rng.choice(ITALIAN_PROVINCES) if country == "I" else ""
     return render_eu_plate(printed, country, province), clean(printed)
+
+
+MAINLAND_COLOURS = ("blue", "yellow", "green")
+
+
+def _mainland_serial(rng: random.Random, colour: str) -> str:
+    """The five characters after a blue or yellow plate's letter (digits, up to two letters), or
+    a new-energy plate's six: D or F, then a letter or digit and four digits (small cars), or five
+    digits, then D or F (large vehicles)."""
+    if colour == "green":
+        if rng.random() < 0.5:
+            return rng.choice("DF") + rng.choice(CN_ALNUM) + _pick(rng, DIGITS, 4)
+        return _pick(rng, DIGITS, 5) + rng.choice("DF")
+    serial = [rng.choice(DIGITS) for _ in range(5)]
+    for place in rng.sample(range(5), rng.choice([0, 1, 1, 2])):
+        serial[place] = rng.choice(CN_LETTERS)
+    return "".join(serial)
+
+
+def mainland_plates() -> Maker:
+    """Rendered mainland plates, as BGR with their text: each province in turn in each colour."""
+    index = itertools.count()
+
+    def make(rng: random.Random) -> tuple[np.ndarray, str]:
+        number = next(index)
+        colour = MAINLAND_COLOURS[number % 3]
+        text = PROVINCES[number // 3 % len(PROVINCES)] + rng.choice(CN_LETTERS) + _mainland_serial(rng, colour)
+        return render_mainland_plate(text, colour), text
+
+    return make
 
 
 def _resized(plate: np.ndarray, width: int) -> np.ndarray:
@@ -111,15 +148,16 @@ def paste_foreign_scenes(data: Path, folder: Path, count: int = 120) -> Path:
     return _scenes(data, folder, count, random.Random(29), foreign_plate, (110, 260))
 
 
+def render_mainland_crops(data: Path, folder: Path, count: int = 6 * len(PROVINCES)) -> Path:
+    return _crops(folder, count, random.Random(41), mainland_plates(), (94, 220))
+
+
 def render_emblem_crops(data: Path, folder: Path, count: int = 120) -> Path:
     return _crops(folder, count, random.Random(37), emblem_plate, (90, 260))
 
 
 def paste_emblem_scenes(data: Path, folder: Path, count: int = 90) -> Path:
     return _scenes(data, folder, count, random.Random(31), emblem_plate, (105, 200))
-
-
-Maker = Callable[[random.Random], tuple[np.ndarray, str]]
 
 
 def _crops(folder: Path, count: int, rng: random.Random, make: Maker, widths: tuple[int, int]) -> Path:
@@ -153,4 +191,5 @@ def _scenes(data: Path, folder: Path, count: int, rng: random.Random, make: Make
 
 
 FOREIGN_SETS = {"foreign-crops": render_foreign_crops, "foreign-scenes": paste_foreign_scenes,
-                "emblem-crops": render_emblem_crops, "emblem-scenes": paste_emblem_scenes}
+                "emblem-crops": render_emblem_crops, "emblem-scenes": paste_emblem_scenes,
+                "cn-rendered": render_mainland_crops}

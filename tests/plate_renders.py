@@ -1,6 +1,8 @@
-"""Other countries' plates, rendered: no photograph of one is on this machine.
+"""Plates rendered: other countries' (no photograph of one is on this machine), and mainland
+plates in the colours and provinces the shared crops lack (483 of their 500 are Anhui's blue 皖).
 
-The tests read them one by one; ``bench/foreign_plates.py`` makes its ``foreign-*`` sets from them.
+The tests read them one by one; ``bench/foreign_plates.py`` makes its ``foreign-*``, ``emblem-*``
+and ``cn-rendered`` sets from them.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from agent.simulation_media import cjk_font
 
 CONDENSED_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Bold.ttf"
 WHITE = (245, 245, 245)
@@ -42,6 +46,55 @@ def render_eu_plate(text: str, country: str, province: str = "", ground: tuple[i
     draw.text(((width + band) / 2 if not province else width / 2, height / 2), text,
               font=ImageFont.truetype(CONDENSED_FONT, size), fill=(10, 10, 10), anchor="mm")
     return np.asarray(plate)[:, :, ::-1].copy()
+
+
+# A mainland plate's ground and ink; a new-energy plate fades from white to green instead.
+MAINLAND_COLOURS = {"blue": ((20, 60, 160), WHITE), "yellow": ((245, 190, 20), (10, 10, 10))}
+
+
+def render_mainland_plate(text: str, colour: str = "blue", height: int = 70) -> np.ndarray:
+    """A mainland single-row plate laid out as GA 36 prints it: white on blue or black on yellow
+    (lorries, buses), 440x140 mm, seven characters 45 mm wide and 90 mm tall, 12 mm apart with a dot
+    between the second and third; or ``green``, a new-energy plate, black on white fading to green,
+    480 mm wide with eight characters (the province's 45 mm, the others 43 mm, 9 mm apart).  Each
+    character is drawn in the CJK font and fitted to its cell, condensed as plate fonts are."""
+    mm = height / 140
+    green = colour == "green"
+    width = round((480 if green else 440) * mm)
+    if green:
+        fade = np.linspace(0.0, 1.0, height)[:, None]
+        rows = (np.array([245, 250, 245]) * (1 - fade) + np.array([60, 190, 90]) * fade).astype(np.uint8)
+        plate = Image.fromarray(np.repeat(rows[:, None, :], width, axis=1))
+        ink: tuple[int, int, int] = (10, 10, 10)
+    else:
+        ground, ink = MAINLAND_COLOURS[colour]
+        plate = Image.new("RGB", (width, height), ground)
+    draw = ImageDraw.Draw(plate)
+    draw.rounded_rectangle((3 * mm, 3 * mm, width - 3 * mm, height - 3 * mm), radius=6 * mm, outline=ink,
+                           width=max(1, round(1.5 * mm)))
+    cells = [45.0] + [43.0 if green else 45.0] * (len(text) - 1)
+    gap, dot_gap = (9.0, 30.0) if green else (12.0, 34.0)
+    x = ((480 if green else 440) - sum(cells) - gap * (len(text) - 2) - dot_gap) / 2
+    for index, (char, cell) in enumerate(zip(text, cells, strict=True)):
+        glyph = _glyph(char)
+        glyph_width = min(cell, glyph.width * 90 / glyph.height)  # a 1 stays narrow
+        size = (max(1, round(glyph_width * mm)), round(90 * mm))
+        left = round((x + (cell - glyph_width) / 2) * mm)
+        plate.paste(ink, (left, round(25 * mm), left + size[0], round(25 * mm) + size[1]),
+                    glyph.resize(size, Image.LANCZOS))
+        if index == 1:  # the dot after the province and letter
+            centre = x + cell + dot_gap / 2
+            draw.ellipse(((centre - 5) * mm, 65 * mm, (centre + 5) * mm, 75 * mm), fill=ink)
+        x += cell + (dot_gap if index == 1 else gap)
+    return np.asarray(plate)[:, :, ::-1].copy()
+
+
+def _glyph(char: str) -> Image.Image:
+    """``char`` drawn large in the CJK font, cut to its ink: a mask to scale into a plate's cell."""
+    font = ImageFont.truetype(str(cjk_font()), 160)
+    canvas = Image.new("L", (240, 240), 0)
+    ImageDraw.Draw(canvas).text((120, 120), char, font=font, fill=255, anchor="mm")
+    return canvas.crop(canvas.getbbox())
 
 
 def scene_with(plate: np.ndarray, width: int) -> np.ndarray:
