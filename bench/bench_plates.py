@@ -21,10 +21,11 @@ on the loose crops without also reading their line; and on the US crops unstretc
 are other countries' plates, rendered (bench/foreign_plates.py: European, British and Russian plates
 as crops and pasted over the US scenes' plates), read with ``--formats latin``, and two are plates
 with an emblem between their characters (Slovak, German, Croatian), also rendered, read also without
-painting the emblems over.  Three are in grey, as a camera sees the lane at night in its infrared
-mode: the US scenes, the Chinese crops and the Chinese plates in scenes, each read also in colour in
-the same run.  And one is mainland plates rendered in every province and colour (the shared crops
-are nearly all one province's blue plates).  ``--sets`` picks some of the twenty.
+painting the emblems over.  Three are in grey, as a camera that turns monochrome at night sees
+the lane (colour photos made grey: an infrared picture's tones differ): the US scenes, the Chinese
+crops and the Chinese plates in scenes, each read also in colour in the same run.  And one is
+mainland plates rendered in every province and colour (the shared crops are nearly all one
+province's blue plates).  ``--sets`` picks some of the twenty.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@
   enough (the crop cut upright around such a plate).
 - ``us-crops-sheared``: the US crops (as ``us-crops``) sheared the same way.
 - ``us-grey``, ``cn-crops-grey``, ``cn-scenes-grey``: the US scenes, the Chinese crops and
-  ``cn-scenes`` in grey, as a camera sees the lane at night in its infrared mode (one channel).
+  ``cn-scenes`` in grey (one channel), as a camera that turns monochrome at night sees the lane;
+  an infrared picture's tones differ, which this does not model.
 
 For bench/bench_plate_size.py: Chinese crops pasted into the US scenes at one width
 (``paste_cn_at_width``), and US scenes scaled down so their plate is one width (``shrink_us_scenes``).
