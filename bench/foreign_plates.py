@@ -35,7 +35,14 @@ import numpy as np
 from agent.eval_plates import load_samples
 from bench.plate_sets import write_labels
 from models.plate_formats import CN_ALNUM, CN_LETTERS, PROVINCES, clean
-from tests.plate_renders import UK_YELLOW, WHITE, render_eu_plate, render_mainland_plate, render_russian_plate
+from tests.plate_renders import (
+    MAINLAND_COLOURS,
+    UK_YELLOW,
+    WHITE,
+    render_eu_plate,
+    render_mainland_plate,
+    render_russian_plate,
+)
 
 LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"  # most series leave out I, O and Q
 CONSONANTS = "BCDFGHJKLMNPRSTVWXYZ"  # Spain's
@@ -101,7 +108,7 @@ def foreign_plate(rng: random.Random) -> tuple[np.ndarray, str]:
     return render_eu_plate(printed, country, province), clean(printed)
 
 
-MAINLAND_COLOURS = ("blue", "yellow", "green")
+MAINLAND_KINDS = (*MAINLAND_COLOURS, "green")  # blue, yellow, and new-energy green
 
 
 def _mainland_serial(rng: random.Random, colour: str) -> str:
@@ -124,8 +131,9 @@ def mainland_plates() -> Maker:
 
     def make(rng: random.Random) -> tuple[np.ndarray, str]:
         number = next(index)
-        colour = MAINLAND_COLOURS[number % 3]
-        text = PROVINCES[number // 3 % len(PROVINCES)] + rng.choice(CN_LETTERS) + _mainland_serial(rng, colour)
+        colour = MAINLAND_KINDS[number % len(MAINLAND_KINDS)]
+        province = PROVINCES[number // len(MAINLAND_KINDS) % len(PROVINCES)]
+        text = province + rng.choice(CN_LETTERS) + _mainland_serial(rng, colour)
         return render_mainland_plate(text, colour), text
 
     return make
