@@ -51,7 +51,7 @@ import models.plate_geometry
 from agent.config_plates import PlateConfig, plate_settings
 from agent.eval_plates import Outcome, evaluate, load_samples, summarise
 from bench.foreign_plates import FOREIGN_SETS
-from bench.plate_sets import MADE_SETS
+from bench.plate_sets import MADE_SETS, grey_source
 from models.plate import RECOGNISERS, PlateReader
 from models.plate_formats import clean, formats_from_spec, same_plate
 
@@ -156,8 +156,7 @@ def main() -> None:
             print(_line(name, summarise(_evaluate(folder, reader, args.limit), spec), "emblems read as they are"))
             models.plate.emblems = models.plate_emblem.emblems
         if name.endswith("-grey"):
-            colour = DATA / name.removesuffix("-grey")
-            colour = colour if colour.is_dir() else folder.with_name(folder.name + "-colour")
+            colour = grey_source(DATA, folder)
             print(_line(name, summarise(_evaluate(colour, reader, args.limit), spec), "the same images in colour"))
         if name == "us-crops":
             reader._crop_stretches = (1.0,)

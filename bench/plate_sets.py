@@ -260,9 +260,20 @@ def grey_set(source: Path, folder: Path) -> Path:
 
 
 def grey_cn_scenes(data: Path, folder: Path) -> Path:
-    scenes = folder.with_name(folder.name + "-colour")
+    scenes = _made_in_colour(folder)
     scenes.mkdir()
     return grey_set(paste_cn_scenes(data, scenes), folder)
+
+
+def grey_source(data: Path, folder: Path) -> Path:
+    """The colour images the grey set ``folder`` was made from: shared data (``us``, ``cn-crops``),
+    or a made set beside it (``cn-scenes``)."""
+    shared = data / folder.name.removesuffix("-grey")
+    return shared if shared.is_dir() else _made_in_colour(folder)
+
+
+def _made_in_colour(folder: Path) -> Path:
+    return folder.with_name(folder.name + "-colour")
 
 
 MADE_SETS = {"cn-scenes": paste_cn_scenes, "cn-scenes-steep": paste_cn_turned_steeply,

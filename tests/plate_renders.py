@@ -7,6 +7,7 @@ and ``cn-rendered`` sets from them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import cv2
@@ -60,7 +61,8 @@ def render_mainland_plate(text: str, colour: str = "blue", height: int = 70) -> 
     character is drawn in the CJK font and fitted to its cell, condensed as plate fonts are."""
     mm = height / 140
     green = colour == "green"
-    width = round((480 if green else 440) * mm)
+    plate_mm = 480 if green else 440
+    width = round(plate_mm * mm)
     if green:
         fade = np.linspace(0.0, 1.0, height)[:, None]
         rows = (np.array([245, 250, 245]) * (1 - fade) + np.array([60, 190, 90]) * fade).astype(np.uint8)
@@ -74,7 +76,7 @@ def render_mainland_plate(text: str, colour: str = "blue", height: int = 70) -> 
                            width=max(1, round(1.5 * mm)))
     cells = [45.0] + [43.0 if green else 45.0] * (len(text) - 1)
     gap, dot_gap = (9.0, 30.0) if green else (12.0, 34.0)
-    x = ((480 if green else 440) - sum(cells) - gap * (len(text) - 2) - dot_gap) / 2
+    x = (plate_mm - sum(cells) - gap * (len(text) - 2) - dot_gap) / 2
     for index, (char, cell) in enumerate(zip(text, cells, strict=True)):
         glyph = _glyph(char)
         glyph_width = min(cell, glyph.width * 90 / glyph.height)  # a 1 stays narrow
@@ -89,8 +91,10 @@ def render_mainland_plate(text: str, colour: str = "blue", height: int = 70) -> 
     return np.asarray(plate)[:, :, ::-1].copy()
 
 
+@functools.cache
 def _glyph(char: str) -> Image.Image:
-    """``char`` drawn large in the CJK font, cut to its ink: a mask to scale into a plate's cell."""
+    """``char`` drawn large in the CJK font, cut to its ink: a mask to scale into a plate's cell
+    (kept: a plate has up to eight, and the font file is large to load)."""
     font = ImageFont.truetype(str(cjk_font()), 160)
     canvas = Image.new("L", (240, 240), 0)
     ImageDraw.Draw(canvas).text((120, 120), char, font=font, fill=255, anchor="mm")
