@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 import yaml
 
 from agent.config_plates import PlateConfig, plate_formats, plate_settings
-from models.plate_formats import clean, edit_distance, formats_from_spec, same_plate
+from models.plate_formats import PlateFormat, clean, edit_distance, formats_from_spec, match_plate, same_plate
+from models.plate_vote import PlateRead, PlateVoter
 
 if TYPE_CHECKING:
     from models.plate import PlateReader
@@ -44,6 +45,7 @@ class Outcome:
     read: str
     ms: float
     box_overlaps: bool | None
+    confidence: float = 0.0  # the read's; the gate decides no pass below plates.vote_min_confidence
 
 
 class LabelsError(ValueError):
@@ -133,7 +135,8 @@ def _read_sample(folder: Path, sample: Sample, reader: PlateReader) -> Outcome:
     overlaps = None
     if sample.box is not None and not _is_crop(sample.box, width, height):
         overlaps = bool(best and best.box and _overlap(best.box, sample.box))
-    return Outcome(sample.image, sample.plate, best.text if best else "", ms, overlaps)
+    return Outcome(sample.image, sample.plate, best.text if best else "", ms, overlaps,
+                   best.confidence if best else 0.0)
 
 
 def summarise(outcomes: list[Outcome], formats: str) -> dict[str, object]:
@@ -155,6 +158,43 @@ def summarise(outcomes: list[Outcome], formats: str) -> dict[str, object]:
         "median_ms": round(statistics.median(o.ms for o in outcomes), 1) if outcomes else 0.0,
         "box_found_rate": round(sum(boxed) / len(boxed), 4) if boxed else None,
         "formats": formats,
+    }
+
+
+def gate_figures(outcomes: list[Outcome], formats: list[PlateFormat], max_edit_distance: int,
+                 min_confidence: float) -> dict[str, object]:
+    """What the gate would do with each image's read, every labelled plate on the whitelist.
+
+    Each read is decided as a pass whose frames all read so (the gate's vote, with its confidence
+    floor) and matched as the gate matches (``max_edit_distance`` edits; a tie with two plates
+    matches neither).  ``admitted_rate``: the car is let in as its own plate.  ``wrong_plate``:
+    cars let in as another whitelisted plate.  ``stranger_admitted_rate``: with the car's own plate
+    left off the whitelist, as a stranger's, its read still matches one and the barrier would rise.
+    The exact-read rate is what the reader is judged on; these say what one misread costs at the
+    gate, and depend on how alike the folder's plates are (a car park's are more alike).
+    """
+    whitelist = list(dict.fromkeys(o.expected for o in outcomes))
+    admitted = wrong = strangers = 0
+    for o in outcomes:
+        voter = PlateVoter(formats, min_reads=1, min_confidence=min_confidence)
+        voter.add(PlateRead(o.read, o.confidence))
+        decision = voter.decide()
+        if decision is None:
+            continue
+        matched = match_plate(decision.text, whitelist, max_edit_distance)
+        if matched is not None:
+            if same_plate(matched, o.expected):
+                admitted += 1
+            else:
+                wrong += 1
+        others = [plate for plate in whitelist if not same_plate(plate, o.expected)]
+        strangers += match_plate(decision.text, others, max_edit_distance) is not None
+    n = len(outcomes)
+    return {
+        "max_edit_distance": max_edit_distance,
+        "admitted_rate": round(admitted / n, 4) if n else 0.0,
+        "wrong_plate": wrong,
+        "stranger_admitted_rate": round(strangers / n, 4) if n else 0.0,
     }
 
 
@@ -184,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
     if sys.stderr.isatty():
         print(file=sys.stderr)
     summary = summarise(outcomes, args.formats or ",".join(config.formats))
+    summary.update(gate_figures(outcomes, formats, config.max_edit_distance, config.vote_min_confidence))
     if args.details:
         with open(args.details, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)

@@ -49,7 +49,7 @@ import models.plate
 import models.plate_emblem
 import models.plate_geometry
 from agent.config_plates import PlateConfig, plate_settings
-from agent.eval_plates import Outcome, evaluate, load_samples, summarise
+from agent.eval_plates import Outcome, evaluate, gate_figures, load_samples, summarise
 from bench.foreign_plates import FOREIGN_SETS
 from bench.plate_sets import MADE_SETS, grey_source
 from models.plate import RECOGNISERS, PlateReader
@@ -113,7 +113,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=100_000, help="images per data set (for quick runs)")
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of: {', '.join(SETS)}")
     args = parser.parse_args()
-    settings = plate_settings(PlateConfig())
+    config = PlateConfig()
+    settings = plate_settings(config)
     made = tempfile.TemporaryDirectory()
     for name in args.sets.split(","):
         spec, folder = SETS[name], DATA / name
@@ -125,8 +126,12 @@ def main() -> None:
             print(f"{name}: no data at {folder}")
             continue
         reader = PlateReader(formats_from_spec(spec), settings)
-        summary = summarise(_evaluate(folder, reader, args.limit), spec)
-        print(_line(name, summary, f"recogniser {reader.recogniser.name}"))
+        outcomes = _evaluate(folder, reader, args.limit)
+        print(_line(name, summarise(outcomes, spec), f"recogniser {reader.recogniser.name}"))
+        gate = gate_figures(outcomes, reader.formats, config.max_edit_distance, config.vote_min_confidence)
+        print(f"{name:16} gate   : admitted {gate['admitted_rate']:.1%}, as another plate {gate['wrong_plate']}, "
+              f"strangers admitted {gate['stranger_admitted_rate']:.1%}  (every label whitelisted, "
+              f"{gate['max_edit_distance']} edit allowed; strangers: their own plate left off)")
         other = next(r for r in RECOGNISERS if r != reader.recogniser.name)
         other_reader = PlateReader(formats_from_spec(spec), dataclasses.replace(settings, recogniser=other))
         print(_line(name, summarise(_evaluate(folder, other_reader, args.limit), spec),
@@ -161,7 +166,7 @@ def main() -> None:
         if name == "us-crops":
             reader._crop_stretches = (1.0,)
             print(_line(name, summarise(_evaluate(folder, reader, args.limit), spec), "crops read unstretched"))
-        count = summary["images"]
+        count = len(outcomes)
         raw_rate, raw_any, raw_ms = baseline(folder, count, use_det=True, spec=spec)
         print(f"{name:16} raw    : exact {raw_rate:.1%}, median {raw_ms:.1f} ms (RapidOCR()(image), best fitting line)")
         print(f"{name:16} raw any: exact {raw_any:.1%}   (same run, hit if ANY line equals the label: the issue's raw)")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main as cli_main
-from agent.eval_plates import register
+from agent.eval_plates import Outcome, gate_figures, register
+from models.plate_formats import formats_from_spec
 
 
 def main(argv: list[str]) -> int:
@@ -45,6 +46,9 @@ def test_eval_subset_json_and_details(
     assert summary["images"] == count
     assert {"exact", "exact_rate", "char_accuracy", "median_ms"} <= summary.keys()
     assert summary["exact_rate"] >= least  # far below the bench figures: a regression guard
+    # What the gate would do with the reads (every label whitelisted): no car let in as another.
+    assert summary["max_edit_distance"] == 1 and summary["admitted_rate"] >= least
+    assert summary["wrong_plate"] == 0
     rows = list(csv.DictReader(details.open(encoding="utf-8")))
     assert len(rows) == count and all(r["image"] for r in rows)
     assert sum(r["expected"] == r["read"] for r in rows) <= summary["exact"]
@@ -155,3 +159,37 @@ def test_unreadable_labels_are_an_error_not_a_traceback(
     (tmp_path / "labels.csv").write_bytes(labels)
     assert main(["plates", str(tmp_path), "--formats", "us"]) == 2
     assert message in capsys.readouterr().err
+
+
+def _outcome(expected: str, read: str, confidence: float = 0.9) -> Outcome:
+    return Outcome(f"{expected}.jpg", expected, read, 10.0, None, confidence)
+
+
+def test_gate_figures_decide_and_match_each_read_as_the_gate_does() -> None:
+    """Every labelled plate whitelisted: a read one edit off its own plate still lets the car in, a
+    read below the vote's floor decides nothing, a read of another resident's plate lets the car in
+    under that plate, and a read as near two plates matches neither."""
+    formats = formats_from_spec("cn")
+    outcomes = [
+        _outcome("京A12345", "京A12345"),  # exact
+        _outcome("沪B54321", "沪B54324"),  # one edit off, nearer no other plate
+        _outcome("浙C23456", "浙C23456", confidence=0.3),  # below vote_min_confidence: no decision
+        _outcome("苏E77777", "京A12345"),  # read as another resident's plate
+        _outcome("粤B88888", "粤B88889"),  # one edit from both 粤B88888 and 粤B88880: a tie
+        _outcome("粤B88880", "粤B88880"),  # exact
+    ]
+    gate = gate_figures(outcomes, formats, max_edit_distance=1, min_confidence=0.5)
+    assert gate["admitted_rate"] == round(3 / 6, 4)
+    assert gate["wrong_plate"] == 1
+    # Left off the whitelist, 粤B88880's exact read is one edit from 粤B88888 (and the other way
+    # round, its read 粤B88889 is too): two strangers let in; 苏E77777's read is 京A12345's plate.
+    assert gate["stranger_admitted_rate"] == round(3 / 6, 4)
+    strict = gate_figures(outcomes, formats, max_edit_distance=0, min_confidence=0.5)
+    assert (strict["admitted_rate"], strict["wrong_plate"]) == (round(2 / 6, 4), 1)
+    assert strict["stranger_admitted_rate"] == round(1 / 6, 4)  # only the read of another's plate
+
+
+def test_gate_figures_fold_o_and_zero_on_latin_plates() -> None:
+    outcomes = [_outcome("AB0123", "ABO123"), _outcome("CD4567", "")]
+    gate = gate_figures(outcomes, formats_from_spec("us"), max_edit_distance=0, min_confidence=0.5)
+    assert (gate["admitted_rate"], gate["wrong_plate"], gate["stranger_admitted_rate"]) == (0.5, 0, 0.0)
