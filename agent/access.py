@@ -56,9 +56,9 @@ def plate_for_events(text: str, mode: UpstreamPlate, salt: str) -> str:
 
 class AccessController:
     def __init__(self, hardware: Hardware, access_list: Callable[[], AccessList], emit: Emit, *,
-                 plate_match: Callable[[str, list[str]], str | None], upstream_plate: UpstreamPlate = "masked",
-                 plate_salt: str = "", clock: Callable[[], datetime] | None = None,
-                 parking: Parking | None = None) -> None:
+                 plate_match: Callable[[PlateDecision, list[str]], str | None],
+                 upstream_plate: UpstreamPlate = "masked", plate_salt: str = "",
+                 clock: Callable[[], datetime] | None = None, parking: Parking | None = None) -> None:
         self.hardware = hardware
         self.access_list = access_list
         self.emit = emit
@@ -92,7 +92,7 @@ class AccessController:
     # -- plates at barriers -----------------------------------------------------------------------
     def plate_decided(self, barrier: str, read: PlateDecision) -> None:
         plates = self.access_list().plates()
-        matched = self.plate_match(read.text, list(plates))
+        matched = self.plate_match(read, list(plates))
         details: dict[str, Any] = {"method": "plate", "confidence": round(read.confidence, 3),
                                    "plate": plate_for_events(read.text, self.upstream_plate, self.plate_salt)}
         if self.parking is not None and self.parking.is_exit(barrier):

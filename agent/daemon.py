@@ -117,7 +117,7 @@ class Agent:
         plates = self.config.plates
         return AccessController(
             self.hardware, lambda: self.whitelist.current(), self.emit,  # the watch is replaced on reload
-            plate_match=lambda read, known: match_plate(read, known, plates.max_edit_distance),
+            plate_match=lambda read, known: match_plate(read.text, known, plates.max_edit_distance, read.alternatives),
             upstream_plate=plates.upstream_plate, plate_salt=self.config.node.site, parking=self.parking,
         )
 

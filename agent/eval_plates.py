@@ -16,7 +16,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +46,7 @@ class Outcome:
     ms: float
     box_overlaps: bool | None
     confidence: float = 0.0  # the read's; the gate decides no pass below plates.vote_min_confidence
+    alternatives: tuple[Mapping[str, float], ...] = ()  # what the recogniser saw at each place
 
 
 class LabelsError(ValueError):
@@ -135,8 +136,9 @@ def _read_sample(folder: Path, sample: Sample, reader: PlateReader) -> Outcome:
     overlaps = None
     if sample.box is not None and not _is_crop(sample.box, width, height):
         overlaps = bool(best and best.box and _overlap(best.box, sample.box))
-    return Outcome(sample.image, sample.plate, best.text if best else "", ms, overlaps,
-                   best.confidence if best else 0.0)
+    if best is None:
+        return Outcome(sample.image, sample.plate, "", ms, overlaps)
+    return Outcome(sample.image, sample.plate, best.text, ms, overlaps, best.confidence, best.alternatives)
 
 
 def summarise(outcomes: list[Outcome], formats: str) -> dict[str, object]:
@@ -166,9 +168,10 @@ def gate_figures(outcomes: list[Outcome], formats: list[PlateFormat], max_edit_d
     """What the gate would do with each image's read, every labelled plate on the whitelist.
 
     Each read is decided as a pass whose frames all read so (the gate's vote, with its confidence
-    floor) and matched as the gate matches (``max_edit_distance`` edits; a tie with two plates
-    matches neither).  ``admitted_rate``: the car is let in as its own plate.  ``wrong_plate``:
-    cars let in as another whitelisted plate.  ``stranger_admitted_rate``: with the car's own plate
+    floor) and matched as the gate matches (``max_edit_distance`` edits, a character taken for
+    another only where the recogniser saw the other; a tie with two plates matches neither).
+    ``admitted_rate``: the car is let in as its own plate.  ``wrong_plate``: cars let in as
+    another whitelisted plate.  ``stranger_admitted_rate``: with the car's own plate
     left off the whitelist, as a stranger's, its read still matches one and the barrier would rise.
     The exact-read rate is what the reader is judged on; these say what one misread costs at the
     gate, and depend on how alike the folder's plates are (a car park's are more alike).
@@ -177,18 +180,18 @@ def gate_figures(outcomes: list[Outcome], formats: list[PlateFormat], max_edit_d
     admitted = wrong = strangers = 0
     for o in outcomes:
         voter = PlateVoter(formats, min_reads=1, min_confidence=min_confidence)
-        voter.add(PlateRead(o.read, o.confidence))
+        voter.add(PlateRead(o.read, o.confidence, alternatives=o.alternatives))
         decision = voter.decide()
         if decision is None:
             continue
-        matched = match_plate(decision.text, whitelist, max_edit_distance)
+        matched = match_plate(decision.text, whitelist, max_edit_distance, decision.alternatives)
         if matched is not None:
             if same_plate(matched, o.expected):
                 admitted += 1
             else:
                 wrong += 1
         others = [plate for plate in whitelist if not same_plate(plate, o.expected)]
-        strangers += match_plate(decision.text, others, max_edit_distance) is not None
+        strangers += match_plate(decision.text, others, max_edit_distance, decision.alternatives) is not None
     n = len(outcomes)
     return {
         "max_edit_distance": max_edit_distance,

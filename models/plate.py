@@ -216,7 +216,7 @@ class PlateReader:
         if path is None or not path.text:
             return None
         confidence = float(np.mean(path.char_confidences)) if path.char_confidences else 0.0
-        return PlateRead(path.text, confidence, None, path.char_confidences)
+        return PlateRead(path.text, confidence, None, path.char_confidences, path.alternatives)
 
     # ---- pipeline ----------------------------------------------------------------------------
     def read(self, frame_bgr: np.ndarray, box: Box | None = None, within: Box | None = None) -> list[PlateRead]:
@@ -409,14 +409,14 @@ class PlateReader:
         read = None
         if decided is not None:
             read = PlateRead(decided.text, decided.confidence, crops[0][0],
-                             _char_confidences(decided.text, variants))
+                             _char_confidences(decided.text, variants), decided.alternatives)
         if read is None or read.confidence < self.settings.min_confidence:
             read = self._two_rows(patch, lines, line, read)
         if read is None:
             return None
         rx, ry, rw, rh = read.box or whole  # where the plate was read, back in frame coordinates
         box = (int(x + rx / scale), int(y + ry / scale), int(rw / scale), int(rh / scale))
-        return PlateRead(read.text, read.confidence, box, read.char_confidences)
+        return dataclasses.replace(read, box=box)
 
     def _two_rows(self, patch: np.ndarray, lines: dict[Box, Slant], line: Box | None,
                   one_row: PlateRead | None) -> PlateRead | None:
@@ -428,7 +428,7 @@ class PlateReader:
         read = self._read_rows([cut(patch, row, 0.05, 0.05) for row in rows])
         if read is None or (one_row is not None and read.confidence <= one_row.confidence):
             return one_row
-        return PlateRead(read.text, read.confidence, union(*rows), read.char_confidences)
+        return dataclasses.replace(read, box=union(*rows))
 
 
 def session_options(threads: int) -> ort.SessionOptions:

@@ -15,12 +15,19 @@ import numpy as np
 
 from models.plate_formats import PlateFormat, normalise
 
+# Below this a character's probability is not kept as something the recogniser saw at a place.
+_KEPT = 0.001
+
 
 @dataclass
 class DecodedPath:
     text: str
     char_confidences: tuple[float, ...]
     log_score: float
+    # Per character of ``text``: the characters the recogniser gave at least _KEPT there (the most
+    # over that character's frames), its own among them.  Whitelist matching takes a misread
+    # character for another only where the other was seen (models.plate_formats.match_plate).
+    alternatives: tuple[dict[str, float], ...] = ()
 
 
 class FormatDecoder:
@@ -35,6 +42,7 @@ class FormatDecoder:
         # format cannot explain, which would sink the read's confidence below a state name's
         # (a star between the groups read "*" took a plate from 0.96 to 0.43).
         self.blank_like = np.array([0] + [i for i, c in enumerate(charset) if i and not c.isalnum()])
+        self.alphanumeric = np.array([i for i, c in enumerate(charset) if i and c.isalnum()])
         self.templates: list[list[np.ndarray]] = []
         for fmt in formats:
             for template in fmt.templates:
@@ -77,14 +85,15 @@ class FormatDecoder:
 
     def _greedy(self, probs: np.ndarray) -> DecodedPath:
         idx = probs.argmax(axis=1)
-        chars, confs, previous = [], [], 0
+        chars, confs, alternatives, previous = [], [], [], 0
         for t, i in enumerate(idx):
             if i != 0 and i != previous and self.charset[i].isalnum():
                 chars.append(self.charset[i].upper())
                 confs.append(float(probs[t, i]))
+                alternatives.append(self._seen(probs[t, self.alphanumeric], self.alphanumeric))
             previous = i
         score = float(np.log(probs.max(axis=1) + 1e-9).sum())
-        return DecodedPath("".join(chars), tuple(confs), score)
+        return DecodedPath("".join(chars), tuple(confs), score, tuple(alternatives))
 
     def _build_tables(self) -> None:
         """Templates stacked as (template, position, slot) -> charset index, padded with -1."""
@@ -185,11 +194,17 @@ class FormatDecoder:
                     break
                 if blank_from[t, best, pos]:
                     state = ("c", pos - 1, int(blank_slot[t, best, pos]))
-        text, confs = [], []
+        text, confs, alternatives = [], [], []
         for position in range(k):
             if not frames[position]:
                 return None
             index = int(table[best, position, slots[position]])
             text.append(self.charset[index])
             confs.append(float(probs[frames[position], index].max()))
-        return DecodedPath("".join(text), tuple(confs), float(totals[best]))
+            allowed = table[best, position][valid[best, position]]  # what the format allows here
+            alternatives.append(self._seen(probs[frames[position]][:, allowed].max(axis=0), allowed))
+        return DecodedPath("".join(text), tuple(confs), float(totals[best]), tuple(alternatives))
+
+    def _seen(self, probabilities: np.ndarray, indices: np.ndarray) -> dict[str, float]:
+        kept = probabilities >= _KEPT
+        return {self.charset[i].upper(): float(p) for i, p in zip(indices[kept], probabilities[kept], strict=True)}

@@ -9,7 +9,7 @@ contributes the others.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from models.plate_formats import PlateFormat, normalise
@@ -23,6 +23,9 @@ class PlateRead:
     confidence: float
     box: tuple[int, int, int, int] | None = None
     char_confidences: tuple[float, ...] = ()
+    # Per character: the characters the recogniser saw at that place and how likely it found each
+    # (models.plate_decode.DecodedPath.alternatives); empty when not known.
+    alternatives: tuple[Mapping[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class PlateDecision:
     confidence: float
     reads: int
     agreeing: int
+    alternatives: tuple[Mapping[str, float], ...] = ()  # seen at each place by any read of its length
 
 
 class PlateVoter:
@@ -114,4 +118,17 @@ def vote(reads: list[PlateRead], formats: Iterable[PlateFormat]) -> PlateDecisio
     # Confidence: how sure the agreeing reads were, scaled by how unanimous each position was.
     base = max((r.confidence for r in agreeing), default=max(r.confidence for r in same))
     confidence = base * min(shares) if shares else 0.0
-    return PlateDecision(text, round(confidence, 4), len(reads), len(agreeing))
+    return PlateDecision(text, round(confidence, 4), len(reads), len(agreeing), seen_alike(same))
+
+
+def seen_alike(reads: list[PlateRead]) -> tuple[dict[str, float], ...]:
+    """Per place, each character's highest probability over ``reads`` (all of one length); empty
+    if any read does not know its alternatives."""
+    if not reads or any(len(r.alternatives) != len(r.text) for r in reads):
+        return ()
+    merged: list[dict[str, float]] = [{} for _ in reads[0].text]
+    for read in reads:
+        for place, seen in zip(merged, read.alternatives, strict=True):
+            for char, probability in seen.items():
+                place[char] = max(place.get(char, 0.0), probability)
+    return tuple(merged)

@@ -57,7 +57,7 @@ def setup(tmp_path: Path, mock_factory):
 def controller(setup, parking: Parking | None = None, mode: str = "masked") -> AccessController:
     _config, hardware, whitelist, events, _ = setup
     return AccessController(hardware, lambda: whitelist, events,
-                            plate_match=lambda read, known: match_plate(read, known, 1),
+                            plate_match=lambda read, known: match_plate(read.text, known, 1, read.alternatives),
                             upstream_plate=mode, plate_salt="s1", clock=lambda: NOW, parking=parking)
 
 
@@ -99,6 +99,19 @@ def test_plate_grant_with_one_misread_character_and_masking(setup) -> None:
     kind, _, details = events[-1]
     assert kind == "access.granted" and details["person"] == "R-0101-1" and details["edit_distance_match"]
     assert details["plate"] == "京A***45" and hardware.barriers["car-in"].arm == "up"
+
+
+def test_a_plate_read_clearly_one_character_off_a_residents_stays_out(setup) -> None:
+    """The same read as above, but the recogniser saw no 3 where it read 8: a stranger's car whose
+    plate is one character off a resident's, read clearly, is refused; seen, the resident is in."""
+    _, hardware, _, events, _ = setup
+    clear = tuple({char: 0.99} for char in "京A12845")
+    controller(setup).plate_decided("car-in", PlateDecision("京A12845", 0.9, 3, 3, clear))
+    assert events[-1][0] == "access.denied" and events[-1][2]["reason"] == "stranger"
+    assert hardware.barriers["car-in"].arm == "down"
+    seen = (*clear[:4], {"8": 0.9, "3": 0.05}, *clear[5:])
+    controller(setup).plate_decided("car-in", PlateDecision("京A12845", 0.9, 3, 3, seen))
+    assert events[-1][0] == "access.granted" and events[-1][2]["person"] == "R-0101-1"
 
 
 def test_ambiguous_plate_matches_nobody(setup) -> None:

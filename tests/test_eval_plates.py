@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -193,3 +194,29 @@ def test_gate_figures_fold_o_and_zero_on_latin_plates() -> None:
     outcomes = [_outcome("AB0123", "ABO123"), _outcome("CD4567", "")]
     gate = gate_figures(outcomes, formats_from_spec("us"), max_edit_distance=0, min_confidence=0.5)
     assert (gate["admitted_rate"], gate["wrong_plate"], gate["stranger_admitted_rate"]) == (0.5, 0, 0.0)
+
+
+def test_strangers_one_character_off_residents_stay_out_and_misread_residents_get_in(
+    shared_data: Path, tmp_path: Path,
+) -> None:
+    """Shared Chinese crops of three pairs of plates one character apart (皖A15104 and 皖A15904, ...),
+    and two residents whose plates are misread (G read as 6, V as Y).  With every plate whitelisted
+    all eight cars get in; with its own plate left off, no car is let in as its neighbour, which any
+    one edit allowed (six of the eight)."""
+    from agent.eval_plates import evaluate, load_samples
+    from models.plate import PlateReader
+
+    source = shared_data / "plates" / "cn-crops"
+    chosen = {"cn_0044.jpg", "cn_0047.jpg", "cn_0033.jpg", "cn_0182.jpg", "cn_0432.jpg", "cn_0435.jpg",
+              "cn_0162.jpg", "cn_0036.jpg"}
+    samples = [s for s in load_samples(source) if s.image in chosen]
+    assert len(samples) == len(chosen)
+    reader = PlateReader("cn")
+    outcomes = evaluate(source, reader, samples=samples)
+    misread = {o.image for o in outcomes if o.read != o.expected}
+    assert misread == {"cn_0162.jpg", "cn_0036.jpg"}
+    gate = gate_figures(outcomes, reader.formats, max_edit_distance=1, min_confidence=0.5)
+    assert gate["admitted_rate"] == 1.0 and gate["wrong_plate"] == 0
+    assert gate["stranger_admitted_rate"] == 0.0
+    blind = [dataclasses.replace(o, alternatives=()) for o in outcomes]  # any edit counts
+    assert gate_figures(blind, reader.formats, 1, 0.5)["stranger_admitted_rate"] == 0.75

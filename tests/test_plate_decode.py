@@ -49,3 +49,19 @@ def test_constrained_viterbi_finds_the_best_alignment_the_formats_allow(seed: in
     text, score = _best_alignment(probs)
     assert path is not None and path.text == text
     assert path.log_score == pytest.approx(score, abs=1e-4)
+
+
+def test_each_character_keeps_what_the_recogniser_saw_at_its_place() -> None:
+    # Frames: A (lowercase a folding in) over B; a blank; B; a blank; 1 over 2.
+    probs = np.array([
+        [0.005, 0.85, 0.09, 0.0, 0.0, 0.05, 0.005],
+        [0.99, 0.005, 0.0, 0.0, 0.0, 0.0, 0.005],
+        [0.0, 0.0, 0.9995, 0.0, 0.0, 0.0, 0.0005],
+        [0.99, 0.0, 0.0, 0.0, 0.0, 0.0, 0.01],
+        [0.0, 0.0, 0.0, 0.7, 0.3, 0.0, 0.0],
+    ], dtype=np.float32)
+    path = FormatDecoder(CHARSET, [TOY]).decode(probs)
+    assert path is not None and path.text == "AB1"
+    assert path.alternatives[0] == pytest.approx({"A": 0.9, "B": 0.09})
+    assert path.alternatives[1] == pytest.approx({"B": 0.9995})  # A's 0.0005 is under what is kept
+    assert path.alternatives[2] == pytest.approx({"1": 0.7, "2": 0.3})  # only what the format allows there

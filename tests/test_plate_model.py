@@ -181,6 +181,54 @@ def test_match_plate(read: str, whitelist: list[str], distance: int, expected: s
     assert match_plate(read, whitelist, distance) == expected
 
 
+def _clear(text: str, **seen: dict[str, float]) -> tuple[dict[str, float], ...]:
+    """What a recogniser saw reading ``text`` clearly, with ``seen`` (place number: alternatives)
+    added at some places: p3={"9": 0.04} for the fourth character."""
+    places = [{char: 0.99} for char in text]
+    for key, alternatives in seen.items():
+        places[int(key[1:])].update(alternatives)
+    return tuple(places)
+
+
+def test_a_character_is_taken_for_another_only_where_the_recogniser_saw_it() -> None:
+    # 京A15104 read clearly is one character off a resident's 京A15904, but the recogniser gave 9 no
+    # chance there: a stranger with this plate stays out (any edit let it in before).
+    assert match_plate("京A15104", ["京A15904"], 1) == "京A15904"
+    assert match_plate("京A15104", ["京A15904"], 1, _clear("京A15104", p4={"7": 0.002})) is None
+    # The resident's own character seen where a look-alike won (G read as 6, G at 4%): let in.
+    assert match_plate("京A56895", ["京A5G895"], 1, _clear("京A56895", p3={"G": 0.04})) == "京A5G895"
+    assert match_plate("京A56895", ["京A5G895"], 1, _clear("京A56895", p3={"G": 0.009})) is None
+    # A character read in (an emblem) or left out is one edit, whatever was seen.
+    assert match_plate("4ASC7399", ["ASC7399"], 1, _clear("4ASC7399")) == "ASC7399"
+    assert match_plate("UJ3V0", ["UJ3V0J"], 1, _clear("UJ3V0")) == "UJ3V0J"
+    # O and 0 are one character in what was seen too; the ambiguity rule still holds.
+    assert match_plate("ABD123", ["AB0123"], 1, _clear("ABD123", p2={"O": 0.05})) == "AB0123"
+    assert match_plate("京A12340", ["京A12345", "京A12349"], 1,
+                       _clear("京A12340", p6={"5": 0.2, "9": 0.3})) is None
+    # Alternatives that do not fit the read (another length) are not evidence: any edit counts.
+    assert match_plate("京A15104", ["京A15904"], 1, _clear("京A1510")) == "京A15904"
+
+
+def test_the_vote_keeps_what_any_read_of_its_length_saw() -> None:
+    reads = [PlateRead("京A56895", 0.9, None, (0.9,) * 7, _clear("京A56895", p3={"G": 0.04})),
+             PlateRead("京A5G895", 0.5, None, (0.9,) * 7, _clear("京A5G895", p3={"6": 0.3})),
+             PlateRead("京A5689", 0.4, None, (0.9,) * 6, _clear("京A5689", p3={"B": 0.5}))]
+    decision = vote(reads, CN)
+    assert decision is not None and decision.text == "京A56895"
+    assert decision.alternatives[3] == {"6": 0.99, "G": 0.99}  # the most either read of 7 gave each
+    assert "B" not in decision.alternatives[3]  # the 6-character read is not of its length
+    assert vote([PlateRead("京A56895", 0.9)], CN).alternatives == ()  # type: ignore[union-attr]
+
+
+def test_a_read_plate_carries_what_the_recogniser_saw_at_each_character(reader: PlateReader) -> None:
+    read = reader.read(render_plate("7ABC123"))[0]
+    assert read.text == "7ABC123" and len(read.alternatives) == 7
+    assert all(seen[char] > 0.5 for char, seen in zip(read.text, read.alternatives, strict=True))
+    # A clear read of this plate does not match a plate one character off it.
+    assert match_plate(read.text, ["7ABC128"], 1, read.alternatives) is None
+    assert match_plate(read.text, ["7ABC123", "7ABC128"], 1, read.alternatives) == "7ABC123"
+
+
 def test_voter_weights_characters_and_decides_once_per_pass() -> None:
     voter = PlateVoter(CN, min_reads=3)
     voter.add(PlateRead("京A12345", 0.9, None, (0.9,) * 7))
