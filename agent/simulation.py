@@ -29,7 +29,8 @@ log = logging.getLogger("edge_agent.simulation")
 
 RESIDENT = "R-0101-1"
 RESIDENT_PLATE = "京A12345"
-STRANGER_PLATE = "沪B54321"
+# One character off the resident's, not a look-alike of it: read clearly, it must not be let in as hers.
+STRANGER_PLATE = "京A12347"
 
 
 @dataclass(frozen=True)
