@@ -198,6 +198,9 @@ def test_a_character_is_taken_for_another_only_where_the_recogniser_saw_it() -> 
     # The resident's own character seen where a look-alike won (G read as 6, G at 4%): let in.
     assert match_plate("京A56895", ["京A5G895"], 1, _clear("京A56895", p3={"G": 0.04})) == "京A5G895"
     assert match_plate("京A56895", ["京A5G895"], 1, _clear("京A56895", p3={"G": 0.009})) is None
+    # A province misread is one edit, seen or not: small plates lose it first, and a stranger whose
+    # plate is a resident's but for the province is all but unknown.
+    assert match_plate("冀A12345", ["藏A12345"], 1, _clear("冀A12345")) == "藏A12345"
     # A character read in (an emblem) or left out is one edit, whatever was seen.
     assert match_plate("4ASC7399", ["ASC7399"], 1, _clear("4ASC7399")) == "ASC7399"
     assert match_plate("UJ3V0", ["UJ3V0J"], 1, _clear("UJ3V0")) == "UJ3V0J"
