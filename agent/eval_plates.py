@@ -171,8 +171,8 @@ def gate_figures(outcomes: list[Outcome], formats: list[PlateFormat], max_edit_d
     floor) and matched as the gate matches (``max_edit_distance`` edits, a character taken for
     another only where the recogniser saw the other; a tie with two plates matches neither).
     ``admitted_rate``: the car is let in as its own plate.  ``wrong_plate``: cars let in as
-    another whitelisted plate.  ``stranger_admitted_rate``: with the car's own plate
-    left off the whitelist, as a stranger's, its read still matches one and the barrier would rise.
+    another whitelisted plate.  ``stranger_admitted_rate``: with the car's own plate left off the
+    whitelist, as a stranger's, its read still matches one and the barrier would rise.
     The exact-read rate is what the reader is judged on; these say what one misread costs at the
     gate, and depend on how alike the folder's plates are (a car park's are more alike).
     """

@@ -362,13 +362,7 @@ def same_plate(expected: str, read: str) -> bool:
 
 
 def edit_distance(a: str, b: str) -> int:
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
+    return int(_edits(a, b, ()))
 
 
 # A misread letter or digit is taken for a whitelisted plate's only where the recogniser gave that

@@ -118,10 +118,10 @@ def vote(reads: list[PlateRead], formats: Iterable[PlateFormat]) -> PlateDecisio
     # Confidence: how sure the agreeing reads were, scaled by how unanimous each position was.
     base = max((r.confidence for r in agreeing), default=max(r.confidence for r in same))
     confidence = base * min(shares) if shares else 0.0
-    return PlateDecision(text, round(confidence, 4), len(reads), len(agreeing), seen_alike(same))
+    return PlateDecision(text, round(confidence, 4), len(reads), len(agreeing), merged_alternatives(same))
 
 
-def seen_alike(reads: list[PlateRead]) -> tuple[dict[str, float], ...]:
+def merged_alternatives(reads: list[PlateRead]) -> tuple[dict[str, float], ...]:
     """Per place, each character's highest probability over ``reads`` (all of one length); empty
     if any read does not know its alternatives."""
     if not reads or any(len(r.alternatives) != len(r.text) for r in reads):
