@@ -56,7 +56,7 @@ class PlateConfig(Section):
         0.5, ge=0.0, le=1.0, description="a pass's voted plate below this is not decided"
     )
     # 1: one misread character still matches a resident's plate, where the recogniser saw the
-    # resident's character (models.plate_formats.SEEN); 2 would let neighbours' plates (京A12345 /
+    # resident's character (models.plate_match.SEEN); 2 would let neighbours' plates (京A12345 /
     # 京A12354) collide.  Ties between two whitelisted plates never match.
     max_edit_distance: int = Field(
         1, ge=0, le=3, description="character edits allowed when matching the whitelist"

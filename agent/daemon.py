@@ -112,7 +112,7 @@ class Agent:
         self.notifier.notify(READY=1, STATUS=self.status_line())
 
     def _access(self) -> AccessController:
-        from models.plate_formats import match_plate
+        from models.plate_match import match_plate
 
         plates = self.config.plates
         return AccessController(

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 import yaml
 
 from agent.config_plates import PlateConfig, plate_formats, plate_settings
-from models.plate_formats import PlateFormat, clean, edit_distance, formats_from_spec, match_plate, same_plate
+from models.plate_formats import PlateFormat, clean, formats_from_spec, same_plate
+from models.plate_match import edit_distance, match_plate
 from models.plate_vote import PlateRead, PlateVoter
 
 if TYPE_CHECKING:

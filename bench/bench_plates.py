@@ -52,8 +52,9 @@ from agent.config_plates import PlateConfig, plate_settings
 from agent.eval_plates import Outcome, evaluate, gate_figures, load_samples, summarise
 from bench.foreign_plates import FOREIGN_SETS
 from bench.plate_sets import MADE_SETS, grey_source
-from models.plate import RECOGNISERS, PlateReader
+from models.plate import PlateReader
 from models.plate_formats import clean, formats_from_spec, same_plate
+from models.plate_recognisers import RECOGNISERS
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "plates"
 

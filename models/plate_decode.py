@@ -26,7 +26,7 @@ class DecodedPath:
     log_score: float
     # Per character of ``text``: the characters the recogniser gave at least _KEPT there (the most
     # over that character's frames), its own among them.  Whitelist matching takes a misread
-    # character for another only where the other was seen (models.plate_formats.match_plate).
+    # character for another only where the other was seen (models.plate_match.match_plate).
     alternatives: tuple[dict[str, float], ...] = ()
 
 

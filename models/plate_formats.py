@@ -10,9 +10,8 @@ expanded still work, matched after the read.
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 try:  # the regex parser is private but stable; without it custom regexes are matched only
@@ -359,67 +358,3 @@ def same_plate(expected: str, read: str) -> bool:
     if is_latin(expected) and is_latin(read):
         return expected.replace("O", "0") == read.replace("O", "0")
     return expected == read
-
-
-def edit_distance(a: str, b: str) -> int:
-    return int(_edits(a, b, ()))
-
-
-# A misread letter or digit is taken for a whitelisted plate's only where the recogniser gave that
-# one at least this probability at that place.  On the shared data (eval plates' gate figures, every
-# label whitelisted) the true character of a one-character misread had 0.017-0.49 (one 0.0008),
-# while strangers read exactly gave the resident's character one edit away at most 0.0015: 14 of
-# 500 Chinese crops let in with any edit counted, none with this.  A province (any non-Latin
-# character) is exempt: it is what small plates lose first, often unseen (rendered plates 80-100 px
-# wide, 16 of 186 misread there, 8 of them unseen), while a stranger whose plate is a resident's
-# but for the province is all but unknown in one community.
-SEEN = 0.01
-
-
-def match_plate(read: str, whitelist: Iterable[str], max_distance: int,
-                alternatives: Sequence[Mapping[str, float]] = ()) -> str | None:
-    """The whitelisted plate within ``max_distance`` edits of ``read``; None if none or a tie.
-
-    A tie means the read cannot tell two residents' cars apart, so neither is matched.  O and 0
-    are one character here as in :func:`same_plate`.  With ``alternatives`` (per character of
-    ``read``, what the recogniser saw there: :attr:`models.plate_vote.PlateRead.alternatives`), a
-    letter or digit counts as misread for another only if the recogniser saw the other there (SEEN),
-    so a stranger's plate read clearly does not match a resident's one character off.  A character
-    read in or left out (an emblem read as one, one lost at the plate's edge) is one edit as before.
-    """
-    key = read.replace("O", "0")
-    if len(alternatives) != len(read):
-        alternatives = ()
-    best: str | None = None
-    best_distance = max_distance + 1
-    tied = False
-    for plate in dict.fromkeys(whitelist):
-        distance = _edits(key, plate.replace("O", "0"), alternatives)
-        if distance < best_distance:
-            best, best_distance, tied = plate, distance, False
-        elif distance == best_distance and best is not None and plate.replace("O", "0") != best.replace("O", "0"):
-            tied = True
-    return None if best is None or tied else best
-
-
-def _edits(read: str, plate: str, alternatives: Sequence[Mapping[str, float]]) -> float:
-    """Edit distance from ``read`` to ``plate``; with ``alternatives``, a substitution the
-    recogniser did not see costs more than any allowed distance."""
-    previous = list(range(len(plate) + 1))
-    for i, ca in enumerate(read, 1):
-        current = [i]
-        for j, cb in enumerate(plate, 1):
-            if ca == cb:
-                swap = 0.0
-            elif not alternatives or not cb.isascii() or _was_seen(alternatives[i - 1], cb):
-                swap = 1.0
-            else:
-                swap = math.inf
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + swap))
-        previous = current
-    return previous[-1]
-
-
-def _was_seen(seen: Mapping[str, float], char: str) -> bool:
-    spellings = ("0", "O") if char == "0" else (char,)
-    return any(seen.get(c, 0.0) >= SEEN for c in spellings)

@@ -20,7 +20,7 @@ from agent.parking import Parking
 from agent.whitelist import Person, Whitelist
 from agent.whitelist_schedule import Window
 from models.face_track import FaceDecision
-from models.plate_formats import match_plate
+from models.plate_match import match_plate
 from models.plate_vote import PlateDecision
 from tests.agent_configs import node_config
 

@@ -77,7 +77,8 @@ def test_latin_plate_crops_read_better_stretched(shared_data: Path, tmp_path: Pa
     import cv2
 
     from agent.eval_plates import evaluate, load_samples, summarise
-    from models.plate import LATIN_CROP_STRETCHES, PlateReader
+    from models.plate import PlateReader
+    from models.plate_recognisers import LATIN_CROP_STRETCHES
 
     rows = ["image,plate"]
     for sample in load_samples(shared_data / "plates" / "us")[:42]:

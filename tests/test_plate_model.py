@@ -15,24 +15,13 @@ from agent.config_plates import PlateConfig, plate_formats, plate_settings
 from agent.eval_plates import load_samples
 from agent.simulation_media import cjk_font, shear_upright, turn
 from agent.simulation_media import render_plate as render_cn_plate
-from models.plate import (
-    _REFINE_WIDTH,
-    RECOGNISERS,
-    PlateReader,
-    PlateSettings,
-    choose_recogniser,
-    equalise_contrast,
-    looks_like_crop,
-    package_dir,
-    session_options,
-)
+from models.plate import _REFINE_WIDTH, PlateReader, PlateSettings, equalise_contrast, looks_like_crop
 from models.plate_band import band_widths
 from models.plate_formats import (
     CN_LETTERS,
     PROVINCES,
     clean,
     formats_from_spec,
-    match_plate,
     normalise,
     plate_regex,
     same_plate,
@@ -48,6 +37,8 @@ from models.plate_geometry import (
     row_pair,
     unshear,
 )
+from models.plate_match import match_plate
+from models.plate_recognisers import RECOGNISERS, choose_recogniser, package_dir, session_options
 from models.plate_vote import PlateRead, PlateVoter, vote
 from tests.plate_renders import CONDENSED_FONT, render_eu_plate, render_mainland_plate
 
