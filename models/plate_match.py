@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 
 def edit_distance(a: str, b: str) -> int:
-    return int(_edits(a, b, ()))
+    return int(_edits(a, b, None))
 
 
 # A misread letter or digit is taken for a whitelisted plate's only where the recogniser gave that
@@ -31,45 +31,52 @@ def match_plate(read: str, whitelist: Iterable[str], max_distance: int,
     """The whitelisted plate within ``max_distance`` edits of ``read``; None if none or a tie.
 
     A tie means the read cannot tell two residents' cars apart, so neither is matched.  O and 0
-    are one character here as in :func:`models.plate_formats.same_plate`.  With ``alternatives`` (per character of
-    ``read``, what the recogniser saw there: :attr:`models.plate_vote.PlateRead.alternatives`), a
-    letter or digit counts as misread for another only if the recogniser saw the other there (SEEN),
-    so a stranger's plate read clearly does not match a resident's one character off.  A character
-    read in or left out (an emblem read as one, one lost at the plate's edge) is one edit as before.
+    are one character here as in :func:`models.plate_formats.same_plate`.  With ``alternatives``
+    (per character of ``read``, what the recogniser saw there:
+    :attr:`models.plate_vote.PlateRead.alternatives`), a letter or digit counts as misread for
+    another only if the recogniser saw the other there (SEEN), so a stranger's plate read clearly
+    does not match a resident's one character off.  A character read in or left out (an emblem read
+    as one, one lost at the plate's edge) is one edit as before.
     """
     key = read.replace("O", "0")
-    if len(alternatives) != len(read):
-        alternatives = ()
+    seen = _seen_at_each_place(alternatives) if len(alternatives) == len(read) else None
     best: str | None = None
     best_distance = max_distance + 1
     tied = False
     for plate in dict.fromkeys(whitelist):
-        distance = _edits(key, plate.replace("O", "0"), alternatives)
+        candidate = plate.replace("O", "0")
+        if abs(len(candidate) - len(key)) > max_distance:
+            continue  # evening out the lengths alone takes more edits than allowed
+        distance = _edits(key, candidate, seen, limit=best_distance)
         if distance < best_distance:
             best, best_distance, tied = plate, distance, False
-        elif distance == best_distance and best is not None and plate.replace("O", "0") != best.replace("O", "0"):
+        elif distance == best_distance and best is not None and candidate != best.replace("O", "0"):
             tied = True
     return None if best is None or tied else best
 
 
-def _edits(read: str, plate: str, alternatives: Sequence[Mapping[str, float]]) -> float:
-    """Edit distance from ``read`` to ``plate``; with ``alternatives``, a substitution the
-    recogniser did not see costs more than any allowed distance."""
+def _edits(read: str, plate: str, seen: Sequence[frozenset[str]] | None, limit: float = math.inf) -> float:
+    """Edit distance from ``read`` to ``plate``; with ``seen`` (per place of ``read``), a
+    substitution the recogniser did not see costs more than any allowed distance.  Past ``limit``
+    the count stops early (a whitelist is matched on every pass): the result is then only known
+    to exceed it."""
     previous = list(range(len(plate) + 1))
     for i, ca in enumerate(read, 1):
         current = [i]
         for j, cb in enumerate(plate, 1):
             if ca == cb:
                 swap = 0.0
-            elif not alternatives or not cb.isascii() or _was_seen(alternatives[i - 1], cb):
+            elif seen is None or not cb.isascii() or cb in seen[i - 1]:
                 swap = 1.0
             else:
                 swap = math.inf
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + swap))
+        if min(current) > limit:  # every way on from this row costs more
+            return math.inf
         previous = current
     return previous[-1]
 
 
-def _was_seen(seen: Mapping[str, float], char: str) -> bool:
-    spellings = ("0", "O") if char == "0" else (char,)
-    return any(seen.get(c, 0.0) >= SEEN for c in spellings)
+def _seen_at_each_place(alternatives: Sequence[Mapping[str, float]]) -> list[frozenset[str]]:
+    """The characters the recogniser gave at least SEEN at each place, O spelled 0 as in the match."""
+    return [frozenset(c.replace("O", "0") for c, p in place.items() if p >= SEEN) for place in alternatives]
