@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import json
 import statistics
@@ -25,7 +26,7 @@ import yaml
 
 from agent.config_plates import PlateConfig, plate_formats, plate_settings
 from models.plate_formats import PlateFormat, clean, formats_from_spec, same_plate
-from models.plate_match import edit_distance, match_plate
+from models.plate_match import PlateMatcher, edit_distance
 from models.plate_vote import PlateRead, PlateVoter
 
 if TYPE_CHECKING:
@@ -177,7 +178,7 @@ def gate_figures(outcomes: list[Outcome], formats: list[PlateFormat], max_edit_d
     The exact-read rate is what the reader is judged on; these say what one misread costs at the
     gate, and depend on how alike the folder's plates are (a car park's are more alike).
     """
-    whitelist = list(dict.fromkeys(o.expected for o in outcomes))
+    whitelist = PlateMatcher((o.expected for o in outcomes), max_edit_distance)
     admitted = wrong = strangers = 0
     for o in outcomes:
         voter = PlateVoter(formats, min_reads=1, min_confidence=min_confidence)
@@ -185,14 +186,14 @@ def gate_figures(outcomes: list[Outcome], formats: list[PlateFormat], max_edit_d
         decision = voter.decide()
         if decision is None:
             continue
-        matched = match_plate(decision.text, whitelist, max_edit_distance, decision.alternatives)
+        matched = whitelist.match(decision.text, decision.alternatives)
         if matched is not None:
             if same_plate(matched, o.expected):
                 admitted += 1
             else:
                 wrong += 1
-        others = [plate for plate in whitelist if not same_plate(plate, o.expected)]
-        strangers += match_plate(decision.text, others, max_edit_distance, decision.alternatives) is not None
+        own = functools.partial(same_plate, o.expected)  # same_plate is symmetric
+        strangers += whitelist.match(decision.text, decision.alternatives, skip=own) is not None
     n = len(outcomes)
     return {
         "max_edit_distance": max_edit_distance,

@@ -7,8 +7,9 @@ a resident's stays out while a resident's misread plate still gets in.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -38,28 +39,66 @@ def match_plate(read: str, whitelist: Iterable[str], max_distance: int,
     does not match a resident's one character off.  A character read in or left out (an emblem read
     as one, one lost at the plate's edge) is one edit as before.
     """
-    key = read.replace("O", "0")
-    seen = _seen_at_each_place(alternatives) if len(alternatives) == len(read) else None
-    best: str | None = None
-    best_distance = max_distance + 1
-    tied = False
-    for plate in dict.fromkeys(whitelist):
-        candidate = plate.replace("O", "0")
-        if abs(len(candidate) - len(key)) > max_distance:
-            continue  # evening out the lengths alone takes more edits than allowed
-        distance = _edits(key, candidate, seen, limit=best_distance)
-        if distance < best_distance:
-            best, best_distance, tied = plate, distance, False
-        elif distance == best_distance and best is not None and candidate != best.replace("O", "0"):
-            tied = True
-    return None if best is None or tied else best
+    return _matcher(tuple(dict.fromkeys(whitelist)), max_distance).match(read, alternatives)
+
+
+@functools.lru_cache(maxsize=4)
+def _matcher(plates: tuple[str, ...], max_distance: int) -> PlateMatcher:
+    # The gate matches every pass against a whitelist that changes only when it is reloaded.
+    return PlateMatcher(plates, max_distance)
+
+
+class PlateMatcher:
+    """A whitelist indexed so that a read is compared only with the plates it could be.
+
+    Two strings within ``max_distance`` edits become equal once at most that many characters are
+    deleted from each (a substitution is a deletion from both, an insertion one from the other), so
+    each plate is filed under its deletions and a read looks up its own: with 1,700 plates a match
+    counts edits against a handful, not all of them.  :meth:`match` is :func:`match_plate`.
+    """
+
+    def __init__(self, plates: Iterable[str], max_distance: int) -> None:
+        self.plates = list(dict.fromkeys(plates))
+        self.max_distance = max_distance
+        self._folded = [plate.replace("O", "0") for plate in self.plates]
+        self._index: dict[str, list[int]] = {}
+        for number, plate in enumerate(self._folded):
+            for key in _deletions(plate, max_distance):
+                self._index.setdefault(key, []).append(number)
+
+    def match(self, read: str, alternatives: Sequence[Mapping[str, float]] = (),
+              skip: Callable[[str], bool] | None = None) -> str | None:
+        """As :func:`match_plate`, over the plates ``skip`` does not rule out."""
+        key = read.replace("O", "0")
+        seen = _seen_at_each_place(alternatives) if len(alternatives) == len(read) else None
+        candidates = sorted({n for deleted in _deletions(key, self.max_distance) for n in self._index.get(deleted, ())})
+        best: int | None = None
+        best_distance = self.max_distance + 1
+        tied = False
+        for number in candidates:  # in the whitelist's order, as a tie is judged against the first
+            if skip is not None and skip(self.plates[number]):
+                continue
+            distance = _edits(key, self._folded[number], seen, limit=best_distance)
+            if distance < best_distance:
+                best, best_distance, tied = number, distance, False
+            elif distance == best_distance and best is not None and self._folded[number] != self._folded[best]:
+                tied = True
+        return None if best is None or tied else self.plates[best]
+
+
+def _deletions(text: str, most: int) -> set[str]:
+    """``text`` with up to ``most`` of its characters deleted, in every way."""
+    found, frontier = {text}, {text}
+    for _ in range(most):
+        frontier = {part[:i] + part[i + 1:] for part in frontier for i in range(len(part))}
+        found |= frontier
+    return found
 
 
 def _edits(read: str, plate: str, seen: Sequence[frozenset[str]] | None, limit: float = math.inf) -> float:
     """Edit distance from ``read`` to ``plate``; with ``seen`` (per place of ``read``), a
     substitution the recogniser did not see costs more than any allowed distance.  Past ``limit``
-    the count stops early (a whitelist is matched on every pass): the result is then only known
-    to exceed it."""
+    the count stops early: the result is then only known to exceed it."""
     previous = list(range(len(plate) + 1))
     for i, ca in enumerate(read, 1):
         current = [i]
