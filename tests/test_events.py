@@ -113,9 +113,12 @@ def test_follow_sees_events_from_another_connection(tmp_path: Path) -> None:
     reader = EventStore(path, readonly=True)
     stop = threading.Event()
     seen: list[int] = []
+    # Read where to follow from before the writer goes on: inside the thread, the writer's next
+    # append could land first and be skipped (seen once as [3] on a loaded machine).
+    start = reader.last_seq()
 
     def follow() -> None:
-        for stored in reader.follow(reader.last_seq(), poll=0.05, stop=stop):
+        for stored in reader.follow(start, poll=0.05, stop=stop):
             seen.append(stored.seq)
 
     thread = threading.Thread(target=follow)
