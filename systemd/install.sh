@@ -20,8 +20,9 @@ Installs the edge agent from this checkout:
   - apt: python3-venv, python3-picamera2 and python3-lgpio (libcamera's Python bindings
     exist only as a Debian package, so the venv sees the system site-packages)
   - system user edge-agent (no login, home /var/lib/edge-agent) in groups gpio and video
-  - venv /opt/edge-agent/venv with this project (pip install ".[pi]" plus
-    requirements-nodeps.txt); skipped when the checkout has not changed since last time
+  - venv /opt/edge-agent/venv with this project (pip install ".[pi]" at the versions in
+    constraints.txt, plus requirements-nodeps.txt); skipped when the checkout has not
+    changed since last time
   - /etc/edge-agent (root:edge-agent 0750) with agent.yaml copied from
     config/agent.example.yaml only if there is none, and a random whitelist.key
     (root 0600, handed to the service by LoadCredential=) only if there is none
@@ -145,7 +146,7 @@ source_digest() {
     (
         cd "$REPO_ROOT"
         local sources=() path
-        for path in agent drivers models setup.cfg pyproject.toml requirements-nodeps.txt README.md; do
+        for path in agent drivers models setup.cfg pyproject.toml constraints.txt requirements-nodeps.txt README.md; do
             [[ -e "$path" ]] && sources+=("$path")
         done
         find "${sources[@]}" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 |
@@ -225,8 +226,9 @@ step_venv() {
         present "edge-agent from $REPO_ROOT in $VENV_DIR (source sha256 $digest)"
         return
     fi
-    act "(cd $REPO_ROOT && $VENV_DIR/bin/pip install '.[pi]')" \
-        bash -c 'cd "$1" && "$2/bin/pip" install ".[pi]"' _ "$REPO_ROOT" "$VENV_DIR"
+    # constraints.txt: the versions CI tested and bench/pi_cpus.sh ran on Pi 4 and 5 CPUs.
+    act "(cd $REPO_ROOT && $VENV_DIR/bin/pip install -c constraints.txt '.[pi]')" \
+        bash -c 'cd "$1" && "$2/bin/pip" install -c constraints.txt ".[pi]"' _ "$REPO_ROOT" "$VENV_DIR"
     act "(cd $REPO_ROOT && $VENV_DIR/bin/pip install --no-deps -r requirements-nodeps.txt)" \
         bash -c 'cd "$1" && "$2/bin/pip" install --no-deps -r requirements-nodeps.txt' _ "$REPO_ROOT" "$VENV_DIR"
     act "record the checkout's source sha256 in $INSTALL_STAMP" write_file "$INSTALL_STAMP" "$digest"

@@ -273,7 +273,7 @@ def test_dry_run_names_every_step_and_touches_nothing(tmp_path: Path) -> None:
     venv = f"{prefix}/opt/edge-agent/venv"
     expected_actions = [
         f"python3 -m venv --system-site-packages {venv}",
-        f"(cd {REPO_ROOT} && {venv}/bin/pip install '.[pi]')",
+        f"(cd {REPO_ROOT} && {venv}/bin/pip install -c constraints.txt '.[pi]')",
         f"(cd {REPO_ROOT} && {venv}/bin/pip install --no-deps -r requirements-nodeps.txt)",
         f"install -d -m 0750 {prefix}/var/lib/edge-agent",
         f"install -d -m 0750 {prefix}/etc/edge-agent",
