@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # One core, as the benchmarks' figures are quoted (a throttled Pi 4 is about one fast core's worth).
 TASKSET := $(shell command -v taskset >/dev/null && echo "taskset -c 0")
 
-.PHONY: setup run test lint bench debian-packages clean
+.PHONY: setup run test lint bench check-pi debian-packages clean
 
 setup: $(STAMP)
 
@@ -62,6 +62,11 @@ bench: setup debian-packages
 	$(TASKSET) $(PY) bench/bench_plate_size.py
 	$(TASKSET) $(PY) bench/bench_uplink.py
 	bench/systemd_exposure.sh
+
+# The runtime's aarch64 wheels on emulated Pi 4 and Pi 5 CPUs (qemu-user), beside this machine's run:
+# after moving a pin in constraints.txt. Needs root (or sudo) and Debian's and PyPI's registries.
+check-pi: setup
+	bench/pi_cpus.sh
 
 clean:
 	rm -rf $(VENV) var *.egg-info .pytest_cache .ruff_cache
