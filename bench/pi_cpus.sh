@@ -17,6 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ "$(id -u)" != 0 ]]; then
+    command -v sudo >/dev/null || { echo "run as root: a mount namespace shows the Pi's /proc/cpuinfo" >&2; exit 1; }
     exec sudo --preserve-env=PI_CHECK_DIR,DEBIAN_MIRROR "$0" "$@"
 fi
 
@@ -27,6 +28,7 @@ SITE=$WORK/site
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 HOST_PY=$PROJECT/.venv/bin/python
 CPUS=(cortex-a72 cortex-a76)
+[[ -x $HOST_PY ]] || { echo "no $HOST_PY: run make setup first (or make check-pi)" >&2; exit 1; }
 mkdir -p "$WORK"
 
 missing=()
