@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
-# Import name -> what provides it on the node; the compiled ones are why this check exists.
+# Every module the node imports from a wheel or from Debian; the compiled ones are why this check exists.
 RUNTIME_MODULES = (
     "numpy", "cv2", "onnxruntime", "dlib", "face_recognition_models", "PIL.Image", "shapely",
     "pyclipper", "cryptography", "pydantic_core", "yaml", "sqlite3", "sqlite_utils", "paho.mqtt",
