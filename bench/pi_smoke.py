@@ -13,14 +13,15 @@ and through the agent's own code where it has some:
   differ in the last places between CPUs; the comparison allows for it).
 
 Usage: python bench/pi_smoke.py [--crops N] [--scenes N] [--faces N] > out.json
+       python bench/pi_smoke.py --compare WORK CPU... (what bench/pi_cpus.sh prints at the end)
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib
 import json
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -91,31 +92,25 @@ def config_and_events() -> dict[str, Any]:
 
 
 def plates(crops: int, scenes: int) -> dict[str, Any]:
-    import cv2
-
+    from agent.eval_plates import evaluate, load_samples
     from agent.simulation_media import MediaUnavailable, cjk_font, render_plate
     from models.plate import PlateReader
 
     reads: dict[str, Any] = {}
     chinese = PlateReader("cn")
     try:
-        reads["rendered 京A12345"] = _texts(chinese.read(render_plate("京A12345", cjk_font())))
+        reads["rendered 京A12345"] = [read.text for read in chinese.read(render_plate("京A12345", cjk_font()))]
     except MediaUnavailable as missing:  # no CJK font: the simulation falls back the same way
         reads["rendered 京A12345"] = f"skipped: {missing}"
     for folder, reader, count in (("cn-crops", chinese, crops), ("us", PlateReader("us"), scenes)):
-        labels = SHARED / "plates" / folder / "labels.csv"
-        if not labels.is_file():
-            reads[folder] = f"skipped: {labels} not found"
+        path = SHARED / "plates" / folder
+        if not (path / "labels.csv").is_file():
+            reads[folder] = f"skipped: {path / 'labels.csv'} not found"
             continue
-        with labels.open(newline="", encoding="utf-8") as handle:
-            for row in list(csv.DictReader(handle))[:count]:
-                image = cv2.imread(str(labels.parent / row["image"]))
-                reads[f"{folder}/{row['image']}"] = _texts(reader.read(image))
+        # As `edge-agent eval plates` reads them: a crop is read as one.
+        for outcome in evaluate(path, reader, samples=load_samples(path)[:count]):
+            reads[f"{folder}/{outcome.image}"] = [outcome.read]
     return reads
-
-
-def _texts(reads: list[Any]) -> list[str]:
-    return [read.text for read in reads]
 
 
 def faces(count: int) -> dict[str, Any]:
@@ -134,12 +129,54 @@ def faces(count: int) -> dict[str, Any]:
     return descriptors
 
 
+FACE_TOLERANCE = 0.01  # per descriptor value; residents match at a distance of 0.5 over all 128
+
+
+def compare(work: Path, cpus: list[str]) -> bool:
+    """Print each emulated CPU's run beside the native one (``WORK/native.json``); True when all agree."""
+    native = json.loads((work / "native.json").read_text())
+    agreed = True
+    for cpu in cpus:
+        code, seconds = map(int, (work / f"{cpu}.status").read_text().split())
+        if code:
+            name = signal.Signals(code - 128).name if code > 128 else f"exit {code}"
+            tail = (work / f"{cpu}.err").read_text().strip().splitlines()[-3:]
+            print(f"{cpu}: FAIL, died ({name}) after {seconds} s: " + " | ".join(tail))
+            agreed = False
+            continue
+        emulated = json.loads((work / f"{cpu}.json").read_text())
+        differences = [part for part in native if part != "faces" and native[part] != emulated.get(part)]
+        worst = 0.0
+        for photo, descriptor in native["faces"].items():
+            other = emulated["faces"].get(photo)
+            if not isinstance(descriptor, list) or not isinstance(other, list):
+                if descriptor != other:
+                    differences.append(f"faces {photo}")
+                continue
+            worst = max([worst] + [abs(a - b) for a, b in zip(descriptor, other, strict=True)])
+        if worst > FACE_TOLERANCE:
+            differences.append(f"faces (a descriptor value {worst:.4f} apart)")
+        reads = sum(isinstance(v, list) for v in native["plates"].values())
+        faces = sum(isinstance(v, list) for v in native["faces"].values())
+        verdict = "FAIL, differs in " + ", ".join(differences) if differences else "OK"
+        alike = "read" if "plates" in differences else "read alike"
+        print(f"{cpu}: {verdict}: {len(native['versions'])} modules, {reads} plate images {alike}, "
+              f"{faces} face descriptors at most {worst:.4f} apart, {seconds} s emulated")
+        agreed &= not differences
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in native["versions"].items() if v))
+    return agreed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--crops", type=int, default=6, help="shared Chinese crops to read")
     parser.add_argument("--scenes", type=int, default=2, help="shared US scenes to read")
     parser.add_argument("--faces", type=int, default=3, help="shared gallery photos to encode")
+    parser.add_argument("--compare", nargs="+", metavar=("WORK", "CPU"),
+                        help="instead: compare WORK/CPU.json (and .status, .err) with WORK/native.json")
     args = parser.parse_args()
+    if args.compare:
+        return 0 if compare(Path(args.compare[0]), args.compare[1:]) else 1
     result = {
         "versions": versions(),
         "whitelist": whitelist_round_trip(),
