@@ -84,6 +84,8 @@ class BarrierConfig(Section):
     safety_loop_active_low: bool = Field(True, description="loop detector pulls the pin low when occupied")
     position_sensor: Pin | None = Field(None, description="limit switch, active while the arm is up")
     travel_seconds: Seconds = Field(4.0, description="time the arm needs to move; position is checked after it")
+    close_after_seconds: Seconds | None = Field(
+        30.0, description="lower a raised arm if no vehicle drives onto the loop this long (null: stay up)")
     gate: Name | None = Field(None, description="car park lane / gate this barrier belongs to")
 
     _pins = field_validator("raise_relay", "lower_relay", "pulse_relay", "safety_loop", "position_sensor")(_check_pin)

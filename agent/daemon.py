@@ -189,6 +189,9 @@ class Agent:
         old_hardware, old_config = self.hardware, self.config
         for worker in self.workers:
             worker.stop(timeout=1.0)
+        # An arm that is up for a car must still come down behind it on the rebuilt barrier.
+        passes = {name: barrier.lowers_when_clear for name, barrier in old_hardware.barriers.items()
+                  if barrier.arm == "up" and not barrier.held}
         old_hardware.close()
         try:
             self.hardware = build_hardware(new.hardware, self.pin_factory, self.fire, self.emit,
@@ -198,6 +201,9 @@ class Agent:
             log.exception("reload failed while opening devices; going back to the previous configuration")
             self.hardware = build_hardware(old_config.hardware, self.pin_factory, self.fire, self.emit,
                                            vehicle_passed=self.parking.vehicle_passed)
+        for name, lower_when_clear in passes.items():
+            if name in self.hardware.barriers:
+                self.hardware.barriers[name].carry_on(lower_when_clear)
         self.parking.configure(self.config.parking)
         self.workers = start_workers(self.config, self.hardware, self._access(), self.models)
         self.whitelist = WhitelistWatch(self.config, self.config_path)

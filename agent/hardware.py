@@ -32,7 +32,8 @@ VehiclePassed = Callable[[str], None]
 # Driver happenings recorded as events of the same name; the rest are mapped in the handlers below.
 _RECORDED = {
     "door.opened", "door.closed", "door.held_open", "door.forced",
-    "barrier.raised", "barrier.lowered", "barrier.lower_deferred", "barrier.fault", "smoke.fault",
+    "barrier.raised", "barrier.lowered", "barrier.lower_deferred", "barrier.fault", "barrier.recovered",
+    "smoke.fault",
 }
 
 

@@ -1,13 +1,16 @@
 """Vehicle barrier: raise/lower relays (or one pulse relay), safety loop, optional position sensor.
 
 The one rule this driver enforces itself, because it is physics rather than policy: the arm never
-comes down while the safety loop sees a vehicle.  A lower asked for then waits until the loop clears.
+comes down while the safety loop sees a vehicle.  A lower asked for then waits until the loop clears,
+and a vehicle that drives onto the loop while the arm is still coming down sends it back up.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -19,7 +22,7 @@ log = logging.getLogger("edge_agent.barrier")
 
 BarrierHappening = Callable[[str, dict[str, Any]], None]
 """on_event(kind, details), kind one of: barrier.raised, barrier.lowered, barrier.lower_deferred,
-vehicle.present, vehicle.cleared, barrier.fault."""
+vehicle.present, vehicle.cleared, barrier.fault, barrier.recovered."""
 
 ArmState = Literal["up", "down"]
 
@@ -34,7 +37,10 @@ class Barrier:
         self._commanded: ArmState = "down"
         self._hold = False
         self._lower_when_clear = False
+        self._moved_at = -math.inf  # monotonic time of the last command: the arm travels until travel_seconds after
+        self._faulted = False
         self._check_timer: threading.Timer | None = None
+        self._close_timer: threading.Timer | None = None
 
         def relay(pin: int | str | None) -> DigitalOutputDevice | None:
             if pin is None:
@@ -52,17 +58,38 @@ class Barrier:
         self.position: DigitalInputDevice | None = None
         if config.position_sensor is not None:
             self.position = DigitalInputDevice(config.position_sensor, pull_up=True, pin_factory=pin_factory)
-            # Trust the limit switch at start-up rather than assume the arm is down.
-            self._commanded = "up" if self.position.is_active else "down"
+            self.position.when_activated = self._position_changed
+            self.position.when_deactivated = self._position_changed
+        # At start-up (or a reload) the arm may be up for a car: trust the limit switch; without one, a
+        # vehicle on the loop means the arm is up, since it never comes down on one.  A pulse relay
+        # without a switch cannot tell, and a wrong guess would toggle the arm the wrong way.
+        if self.position is not None:
+            starts_up = bool(self.position.is_active)
+        else:
+            starts_up = self.vehicle_present and self.pulse_relay is None
+        if starts_up:
+            self._commanded = "up"
+            self.carry_on(lower_when_clear=True)
 
     # -- commands ---------------------------------------------------------------------------------
     def raise_arm(self) -> None:
-        """Raise; the arm comes down by itself once a vehicle has passed over the loop and cleared it."""
+        """Raise; the arm comes down by itself once a vehicle has passed over the loop and cleared it,
+        or after ``close_after_seconds`` if none drives onto it (a granted car that turned away)."""
         with self._lock:
             self._lower_when_clear = True
             self._drive("up")
+            self._start_close_timer()
 
-    def lower(self) -> bool:
+    def carry_on(self, lower_when_clear: bool) -> None:
+        """Take over a pass that a restart or reload interrupted: the arm is up for a car."""
+        with self._lock:
+            if self.position is None:  # with a limit switch, the switch has already said where the arm is
+                self._commanded = "up"
+            self._lower_when_clear = lower_when_clear
+            if lower_when_clear and not self.vehicle_present:
+                self._start_close_timer()
+
+    def lower(self, reason: str | None = None) -> bool:
         """Lower now if the loop is clear; otherwise defer until it clears. Returns True if lowered now."""
         with self._lock:
             if self._hold:
@@ -72,7 +99,7 @@ class Barrier:
                 deferred = True
             else:
                 self._lower_when_clear = False
-                self._drive("down")
+                self._drive("down", reason)
                 deferred = False
         if deferred:
             self._report("barrier.lower_deferred", {"reason": "vehicle on the safety loop"})
@@ -103,6 +130,11 @@ class Barrier:
     def held(self) -> bool:
         return self._hold
 
+    @property
+    def lowers_when_clear(self) -> bool:
+        """The arm is up for a pass and comes down once the vehicle has cleared the loop."""
+        return self._lower_when_clear
+
     def state(self) -> dict[str, Any]:
         sensed = None if self.position is None else ("up" if self.position.is_active else "down")
         return {"arm": self._commanded, "sensed": sensed, "vehicle_present": self.vehicle_present,
@@ -110,17 +142,30 @@ class Barrier:
 
     def close(self) -> None:
         with self._lock:
-            if self._check_timer:
-                self._check_timer.cancel()
+            for timer in (self._check_timer, self._close_timer):
+                if timer:
+                    timer.cancel()
         for device in (self.raise_relay, self.lower_relay, self.pulse_relay, self.loop, self.position):
             if device is not None:
                 device.close()
 
     # -- internals --------------------------------------------------------------------------------
-    def _drive(self, target: ArmState) -> None:
+    def _travelling(self) -> bool:
+        return time.monotonic() - self._moved_at < self.config.travel_seconds
+
+    def _believed(self) -> ArmState:
+        """Where the arm is: the limit switch once the arm has had time to get there, else the command."""
+        if self.position is None or self._travelling():
+            return self._commanded
+        return "up" if self.position.is_active else "down"
+
+    def _drive(self, target: ArmState, reason: str | None = None) -> None:
         pulse = self.config.pulse_seconds
         if self.pulse_relay is not None:
-            if target != self._commanded:  # one pulse toggles the controller
+            # One pulse toggles the controller: pulse only if the arm is not already there.  Ask the
+            # limit switch, not the last command, which a stuck or missed pulse makes wrong (a fire
+            # hold must not toggle a raised arm down, nor leave one that never rose).
+            if target != self._believed():
                 self.pulse_relay.blink(on_time=pulse, off_time=0, n=1, background=True)
         else:
             relay = self.raise_relay if target == "up" else self.lower_relay
@@ -128,32 +173,79 @@ class Barrier:
             relay.blink(on_time=pulse, off_time=0, n=1, background=True)
         changed = target != self._commanded
         self._commanded = target
+        self._moved_at = time.monotonic()
+        if self._close_timer and target == "down":
+            self._close_timer.cancel()
         if self.position is not None:
             if self._check_timer:
                 self._check_timer.cancel()
-            self._check_timer = threading.Timer(self.config.travel_seconds, self._check_position, args=(target,))
-            self._check_timer.daemon = True
-            self._check_timer.start()
+            self._check_timer = self._timer(self.config.travel_seconds, self._arrived)
         if changed:
-            self._report("barrier.raised" if target == "up" else "barrier.lowered", {})
+            self._report("barrier.raised" if target == "up" else "barrier.lowered",
+                         {"reason": reason} if reason else {})
 
-    def _check_position(self, expected: ArmState) -> None:
+    def _timer(self, seconds: float, then: Callable[[], None]) -> threading.Timer:
+        timer = threading.Timer(seconds, then)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _start_close_timer(self) -> None:
+        if self._close_timer:
+            self._close_timer.cancel()
+        if self.config.close_after_seconds is not None:
+            self._close_timer = self._timer(self.config.close_after_seconds, self._close_if_unused)
+
+    def _close_if_unused(self) -> None:
+        with self._lock:
+            unused = self._commanded == "up" and self._lower_when_clear and not self.vehicle_present
+        if unused:
+            self.lower("no vehicle drove onto the loop")
+
+    def _arrived(self) -> None:
+        self._check_position(travel_over=True)
+
+    def _position_changed(self) -> None:
+        # A move during travel is the command being carried out; the travel timer judges it.  Any
+        # other move (an arm forced up, or one that drops) is judged now.
+        self._check_position(travel_over=False)
+
+    def _check_position(self, travel_over: bool) -> None:
+        """After a command's travel time, and on every later move of the arm: the switch must agree."""
         assert self.position is not None
-        sensed: ArmState = "up" if self.position.is_active else "down"
-        if self._commanded == expected and sensed != expected:
+        with self._lock:
+            if not travel_over and self._travelling():
+                return
+            sensed: ArmState = "up" if self.position.is_active else "down"
+            expected = self._commanded
+            fault = sensed != expected and not self._faulted
+            recovered = sensed == expected and self._faulted
+            self._faulted = sensed != expected
+        if fault:
             self._report("barrier.fault", {"commanded": expected, "sensed": sensed,
                                            "reason": "position sensor disagrees with the command"})
+        elif recovered:
+            self._report("barrier.recovered", {"position": sensed})
 
     def _vehicle_arrived(self) -> None:
+        with self._lock:
+            if self._close_timer:
+                self._close_timer.cancel()
+            coming_down = self._commanded == "down" and self._travelling() and not self._hold
+            if coming_down:
+                self._lower_when_clear = True
+                self._drive("up", "vehicle under the descending arm")
         self._report("vehicle.present", {})
 
     def _vehicle_cleared(self) -> None:
         # "passed": it drove through under a raised arm (what a car park counts), not just onto the loop.
-        self._report("vehicle.cleared", {"passed": self._commanded == "up"})
         with self._lock:
+            passed = self._commanded == "up"
             lower = self._lower_when_clear and not self._hold
+        # Lower before reporting: counting the car writes to disk, which must not hold the arm up.
         if lower:
             self.lower()
+        self._report("vehicle.cleared", {"passed": passed})
 
     def _report(self, kind: str, details: dict[str, Any]) -> None:
         try:

@@ -1,4 +1,5 @@
-"""The daemon as a real process: sd_notify over a real unix datagram socket, signals, exit codes."""
+"""The daemon as a real process: sd_notify over a real unix datagram socket, signals, exit codes;
+and, where a test must drive the mock pins, in this process."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.config_loader import EX_CONFIG
+from agent.config_loader import EX_CONFIG, parse_config
+from agent.daemon import Agent
 from agent.event_store import EventStore
+from drivers.pins import make_pin_factory
 from tests.agent_configs import node_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,3 +167,27 @@ def test_status_lines_show_each_cameras_recognition_figures() -> None:
             "reliable from 80 px; zoom in or move the camera nearer)") in lines
     assert lines[-2:] == ["  whitelist                3 people",
                           "  uplink                   none configured (events are kept locally)"]
+
+
+def test_a_reload_while_the_arm_is_up_for_a_car_still_lowers_it_and_counts_the_car(tmp_path: Path) -> None:
+    text = node_config(tmp_path / "state") + "parking:\n  - {name: lot, capacity: 10, entries: [car-in]}\n"
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    agent = Agent(parse_config(text), config_path=path, pin_factory=make_pin_factory("mock"))
+    agent.start()
+    try:
+        pins = agent.pin_factory
+        agent.open_gate("car-in", None)  # granted; the car has yet to reach the loop
+        assert agent._reload_now()  # SIGHUP meanwhile: the barrier is rebuilt (no limit switch here)
+        assert agent.hardware.barriers["car-in"].arm == "up"
+        pins.pin(13).drive_low()
+        time.sleep(0.1)
+        pins.pin(13).drive_high()  # the car drives through
+        deadline = time.monotonic() + 3
+        while agent.parking.occupied("lot") == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert agent.parking.occupied("lot") == 1
+        assert agent.hardware.barriers["car-in"].arm == "down"
+        assert any(state.state for state in pins.pin(6).states), "the lower relay never pulsed"
+    finally:
+        agent.shutdown()

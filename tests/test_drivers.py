@@ -231,6 +231,168 @@ def test_pulse_relay_barrier_toggles_once_per_change(mock_factory) -> None:
     device.close()
 
 
+def rises(pin) -> int:
+    """Pulses a mock output pin has given (rising edges)."""
+    states = [bool(s.state) for s in pin.states]
+    return sum(1 for before, now in zip([False, *states], states, strict=False) if now and not before)
+
+
+@pytest.fixture
+def pulse_barrier(mock_factory):
+    """One relay whose pulse toggles the controller, and a limit switch (pin 19, low = arm up)."""
+    recorder = Recorder()
+    config = BarrierConfig(name="b", pulse_relay=5, safety_loop=13, position_sensor=19, pulse_seconds=0.02,
+                           travel_seconds=0.2)
+    device = Barrier(config, mock_factory, recorder)
+    yield device, recorder, mock_factory
+    device.close()
+
+
+def test_fire_raises_a_pulse_barrier_whose_raise_was_missed(pulse_barrier) -> None:
+    device, recorder, pins = pulse_barrier
+    device.raise_arm()  # the controller misses the pulse: the switch still says down
+    recorder.wait_for("barrier.fault")
+    before = rises(pins.pin(5))
+    device.hold_up()
+    assert wait_until(lambda: rises(pins.pin(5)) == before + 1), "the fire left the arm down"
+
+
+def test_fire_does_not_toggle_down_a_pulse_barrier_whose_lower_was_missed(pulse_barrier) -> None:
+    device, recorder, pins = pulse_barrier
+    device.raise_arm()
+    pins.pin(19).drive_low()  # the arm rose
+    time.sleep(0.3)
+    device.lower()  # the controller misses this pulse: the arm stays up
+    recorder.wait_for("barrier.fault")
+    before = rises(pins.pin(5))
+    device.hold_up()
+    time.sleep(0.1)
+    assert rises(pins.pin(5)) == before, "a toggle would have brought the raised arm down in a fire"
+
+
+def test_a_vehicle_under_the_descending_arm_sends_it_back_up(mock_factory) -> None:
+    recorder = Recorder()
+    config = BarrierConfig(name="b", raise_relay=5, lower_relay=6, safety_loop=13, pulse_seconds=0.02,
+                           travel_seconds=1.0)
+    device = Barrier(config, mock_factory, recorder)
+    device.raise_arm()
+    loop = mock_factory.pin(13)
+    loop.drive_low()
+    loop.drive_high()  # the first car has passed: the arm starts down
+    recorder.wait_for("barrier.lowered")
+    time.sleep(0.1)  # past the loop's 50 ms debounce
+    loop.drive_low()  # a second car noses under it while it travels
+    assert device.arm == "up" and wait_until(lambda: rises(mock_factory.pin(5)) == 2)
+    assert recorder.events[-2] == ("barrier.raised", {"reason": "vehicle under the descending arm"})
+    time.sleep(0.1)
+    loop.drive_high()
+    assert wait_until(lambda: device.arm == "down")
+    device.close()
+
+
+def test_a_vehicle_arriving_after_the_arm_came_down_does_not_raise_it(mock_factory) -> None:
+    config = BarrierConfig(name="b", raise_relay=5, lower_relay=6, safety_loop=13, pulse_seconds=0.02,
+                           travel_seconds=0.1)
+    device = Barrier(config, mock_factory)
+    device.raise_arm()
+    mock_factory.pin(13).drive_low()
+    mock_factory.pin(13).drive_high()
+    time.sleep(0.2)  # the arm is down
+    mock_factory.pin(13).drive_low()  # a stranger's car waiting on the loop
+    time.sleep(0.05)
+    assert device.arm == "down" and rises(mock_factory.pin(5)) == 1
+    device.close()
+
+
+def test_an_arm_that_is_up_at_start_comes_down_behind_its_car(mock_factory) -> None:
+    """A restart or reload while a car is under the arm: the limit switch says up."""
+    mock_factory.pin(19).drive_low()
+    mock_factory.pin(13).drive_low()
+    recorder = Recorder()
+    config = BarrierConfig(name="b", pulse_relay=5, safety_loop=13, position_sensor=19, pulse_seconds=0.02)
+    device = Barrier(config, mock_factory, recorder)
+    assert device.arm == "up"
+    mock_factory.pin(13).drive_high()
+    recorder.wait_for("barrier.lowered")
+    assert recorder.wait_for("vehicle.cleared") == {"passed": True}
+    assert rises(mock_factory.pin(5)) == 1
+    device.close()
+
+
+def test_a_vehicle_on_the_loop_at_start_means_the_arm_is_up(mock_factory) -> None:
+    """Without a limit switch: the arm never comes down on a car, so the car is under a raised arm."""
+    mock_factory.pin(13).drive_low()
+    recorder = Recorder()
+    config = BarrierConfig(name="b", raise_relay=5, lower_relay=6, safety_loop=13, pulse_seconds=0.02)
+    device = Barrier(config, mock_factory, recorder)
+    mock_factory.pin(13).drive_high()
+    assert recorder.wait_for("vehicle.cleared") == {"passed": True}
+    assert wait_until(lambda: rises(mock_factory.pin(6)) == 1) and device.arm == "down"
+    device.close()
+
+
+def test_an_arm_no_vehicle_drove_under_closes_after_a_while(mock_factory) -> None:
+    recorder = Recorder()
+    config = BarrierConfig(name="b", raise_relay=5, lower_relay=6, safety_loop=13, pulse_seconds=0.02,
+                           close_after_seconds=0.2)
+    device = Barrier(config, mock_factory, recorder)
+    device.raise_arm()  # the granted car turns away
+    assert recorder.wait_for("barrier.lowered") == {"reason": "no vehicle drove onto the loop"}
+    assert device.arm == "down"
+    device.raise_arm()
+    mock_factory.pin(13).drive_low()  # this one drives on, and waits there
+    time.sleep(0.4)
+    assert device.arm == "up" and rises(mock_factory.pin(6)) == 1
+    device.close()
+
+
+def test_a_fire_hold_is_not_closed_by_the_timer(mock_factory) -> None:
+    config = BarrierConfig(name="b", raise_relay=5, lower_relay=6, safety_loop=13, pulse_seconds=0.02,
+                           close_after_seconds=0.1)
+    device = Barrier(config, mock_factory)
+    device.raise_arm()
+    device.hold_up()
+    time.sleep(0.3)
+    assert device.arm == "up" and rises(mock_factory.pin(6)) == 0
+    device.close()
+
+
+def test_the_arm_comes_down_before_the_pass_is_counted(mock_factory) -> None:
+    """Counting a car writes to disk; a slow disk must not hold the arm up over the lane."""
+    lowered_first = []
+
+    def on_event(kind: str, details: dict) -> None:
+        if kind == "vehicle.cleared":
+            lowered_first.append(rises(mock_factory.pin(6)) == 1)
+            time.sleep(0.3)  # a locked database
+
+    config = BarrierConfig(name="b", raise_relay=5, lower_relay=6, safety_loop=13, pulse_seconds=0.02)
+    device = Barrier(config, mock_factory, on_event)
+    device.raise_arm()
+    mock_factory.pin(13).drive_low()
+    mock_factory.pin(13).drive_high()
+    assert lowered_first == [True]
+    device.close()
+
+
+def test_an_arm_moved_without_a_command_is_a_fault_until_it_agrees(barrier) -> None:
+    _device, recorder, pins = barrier
+    pins.pin(19).drive_low()  # the arm is lifted by hand while commanded down
+    details = recorder.wait_for("barrier.fault")
+    assert details["commanded"] == "down" and details["sensed"] == "up"
+    pins.pin(19).drive_high()  # and dropped back
+    assert recorder.wait_for("barrier.recovered") == {"position": "down"}
+    assert recorder.kinds.count("barrier.fault") == 1
+
+
+def test_a_slow_arm_is_a_fault_then_recovers_when_it_arrives(barrier) -> None:
+    device, recorder, pins = barrier
+    device.raise_arm()
+    recorder.wait_for("barrier.fault")
+    pins.pin(19).drive_low()  # it gets there late
+    assert recorder.wait_for("barrier.recovered") == {"position": "up"}
+
+
 # -- smoke detector -------------------------------------------------------------------------------
 @pytest.fixture
 def smoke(mock_factory):
