@@ -145,8 +145,13 @@ def face_handler(models: Models, faces: FaceConfig, gate: str, access: AccessCon
 class PlatePass:
     """Reads while a vehicle is in view, votes, and decides once per pass.
 
-    A pass ends when no plate has been read for ``idle_seconds``; the same plate is not decided
-    again within ``repeat_seconds`` (a car waiting at the barrier is one pass, not twenty).
+    A pass ends when no plate has been read for ``idle_seconds`` (checked on every frame, read or
+    skipped); the same plate is not decided again within ``repeat_seconds`` (a car waiting at the
+    barrier is one pass, not twenty). Before that idle gap, a decided pass gives way to a new one
+    only on evidence of another vehicle: a read more than ``NEW_PLATE_EDITS`` edits from the
+    decided plate and unlike the last two reads (a car right behind), or the barrier's safety loop
+    having seen a vehicle and cleared since the decision (the decided car drove through). A waiting
+    car misread, even several frames running, stays in its pass: one decision, not a second one.
 
     With ``plates.read_on_motion_only`` a frame is read only when something moved in it, a pass is
     under way, or the barrier's safety loop sees a vehicle (a car that stopped before the camera
@@ -155,6 +160,10 @@ class PlatePass:
     With an ``area`` (the camera's ``lane``), plates are looked for only in the part of the picture
     that holds it, a plate counts only if its centre lies in it, and so does motion: a resident's
     car parked across the road is not read as one waiting at the barrier."""
+
+    # A read this many edits or fewer from the decided plate may be that car misread (rain,
+    # headlights), so it alone does not start a new pass.
+    NEW_PLATE_EDITS = 2
 
     def __init__(self, reader: PlateReader, plates: PlateConfig, barrier: str, access: AccessController,
                  idle_seconds: float = 1.5, repeat_seconds: float = 30.0,
@@ -182,40 +191,70 @@ class PlatePass:
         self.repeat_seconds = repeat_seconds
         self._last_read = -math.inf  # no plate read yet
         self._last_decided: tuple[str, float] | None = None
+        # The safety loop since this pass was decided: whether it has seen a vehicle, and whether
+        # that vehicle has cleared it since (the decided car has driven through).
+        self._pass_decided = False
+        self._loop_seen_since_decision = False
+        self._decided_car_left = False
 
     def __call__(self, frame: np.ndarray, ts: float) -> None:
+        # Ended here, not only on a read frame without a plate: once the lane is still, frames are
+        # skipped unread, and a pass left open would keep the voter decided, so the same car coming
+        # back later would be read but never decided again.
+        if self.voter.reads and ts - self._last_read > self.idle_seconds:
+            self._end_pass()
+        vehicle_on_loop = self.vehicle_present()  # a GPIO read: cheap enough for every frame
+        if self._pass_decided:
+            if vehicle_on_loop:
+                self._loop_seen_since_decision = True
+            elif self._loop_seen_since_decision:
+                self._decided_car_left = True
         moved = self.motion.update(frame, ts) if self.motion is not None else True
-        if not (moved or ts - self._last_read <= self.idle_seconds or self.vehicle_present()):
+        if not (moved or ts - self._last_read <= self.idle_seconds or vehicle_on_loop):
             self.frames_skipped += 1
             return
         self.frames_read += 1
         reads = read_plates_in_lane(self.reader, frame, self.area)
         if not reads:
-            if ts - self._last_read > self.idle_seconds:
-                self._end_pass()
             return
         self._last_read = ts
         best = reads[0]  # the reader's ranking: a state name or a badge reads surer than a plate, but less like one
-        if self._last_decided and best.text != self._last_decided[0] and self.voter.reads and \
-                all(r.text != best.text for r in self.voter.reads[-2:]):
-            self._end_pass()  # a different plate right behind the last car: a new pass
+        if self.voter.reads and (self._decided_car_left or self._another_plate_behind(best.text)):
+            self._end_pass()  # another vehicle right behind the last: a new pass
         if best.box is not None:
             self._pass_widest = max(self._pass_widest, best.box[2])
         self.voter.add(best)
         decision = self.voter.decide()
         if decision is None:
             return
+        self._pass_decided = True  # the voter gives no more in this pass, even if repeat_seconds drops this one
         if self._last_decided and self._last_decided[0] == decision.text and \
                 ts - self._last_decided[1] < self.repeat_seconds:
             return
         self._last_decided = (decision.text, ts)
         self.access.plate_decided(self.barrier, decision)
 
+    def _another_plate_behind(self, text: str) -> bool:
+        """Whether ``text`` is clearly not the last decided plate, nor what the last two frames read.
+
+        A plate one or two characters off the decided one is not enough: a still car gives
+        near-identical frames, so a misread can repeat, and a pass started on it would decide the
+        waiting car a second time (as a resident's plate, perhaps). A neighbour's car that close
+        gets its own pass once the decided car has cleared the safety loop."""
+        from models.plate_formats import clean
+        from models.plate_match import edit_distance
+
+        if self._last_decided is None:
+            return False
+        return edit_distance(clean(text), clean(self._last_decided[0])) > self.NEW_PLATE_EDITS and \
+            all(r.text != text for r in self.voter.reads[-2:])
+
     def _end_pass(self) -> None:
         if self._pass_widest:
             self.plate_widths.append(self._pass_widest)
         self._pass_widest = 0
         self.voter.reset()
+        self._pass_decided = self._loop_seen_since_decision = self._decided_car_left = False
 
 
 def read_plates_in_lane(reader: PlateReader, frame: np.ndarray, area: Area | None) -> list[PlateRead]:

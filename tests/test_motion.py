@@ -15,17 +15,18 @@ from agent.vision import PlatePass, VisionWorker
 from models.area import Area
 from models.motion import MotionGate
 from models.plate import PlateReader
-from models.plate_vote import PlateDecision
+from models.plate_vote import PlateDecision, PlateRead
 
 FPS = 15.0
 
 
-def lane(rng: np.random.Generator, car_x: int | None = None, light: int = 0) -> np.ndarray:
-    """A noisy 640x360 lane; a dark car at ``car_x``; ``light`` brightens the whole picture."""
+def lane(rng: np.random.Generator, car_x: int | None = None, light: int = 0, shade: int = 45) -> np.ndarray:
+    """A noisy 640x360 lane; a car at ``car_x``, dark unless ``shade`` says; ``light`` brightens the
+    whole picture."""
     frame = np.full((360, 640, 3), 140 + light, np.int16)
     frame[290:] = 75 + light  # the road
     if car_x is not None:
-        frame[150:320, car_x: car_x + 220] = 45 + light
+        frame[150:320, car_x: car_x + 220] = shade + light
     frame += rng.integers(-8, 9, frame.shape, dtype=np.int16)  # sensor noise
     return np.clip(frame, 0, 255).astype(np.uint8)
 
@@ -153,6 +154,70 @@ def test_safety_loop_or_setting_keeps_every_frame_read(reader: PlateReader, lane
     assert on_loop == []
     ungated, _, _ = run_pass(reader, lane_video, PlateConfig(read_on_motion_only=False), until=1.0)
     assert ungated == []
+
+
+class ScriptedReader:
+    """Stands in for the plate reader: every frame reads as ``plates`` (best first)."""
+
+    def __init__(self) -> None:
+        self.plates: list[str] = []
+
+    def read(self, frame: np.ndarray, within: tuple[int, int, int, int] | None = None) -> list[PlateRead]:
+        return [PlateRead(text, 0.95, (100, 100, 120, 30)) for text in self.plates]
+
+
+WAITING, MISREAD, NEIGHBOUR, BEHIND = "京A12345", "京A12845", "京A12346", "京B67890"  # misread, neighbour: one edit off
+
+
+def decided_at_barrier(frames: list[tuple[str, bool]]) -> list[str]:
+    """The decisions for a car (or a queue) at the barrier, one frame every 1/3 s, each read as the
+    plate given and finding the safety loop occupied or not.  Every frame is read."""
+    reader, decisions, on_loop = ScriptedReader(), Decisions(), [False]
+    plate_pass = PlatePass(reader, PlateConfig(read_on_motion_only=False), "car-in",  # type: ignore[arg-type]
+                           decisions, vehicle_present=lambda: on_loop[0])  # type: ignore[arg-type]
+    frame = lane(np.random.default_rng(7), car_x=300)
+    for step, (text, occupied) in enumerate(frames):
+        reader.plates, on_loop[0] = [text], occupied
+        plate_pass(frame, step / 3)
+    return decisions.decided
+
+
+def test_a_car_that_drove_through_is_decided_again_when_it_comes_back() -> None:
+    # A grey car drives through without stopping; it is so like the lane that the lane is still again
+    # before the pass's idle gap has passed: every later frame is skipped unread, yet the pass must end.
+    rng = np.random.default_rng(8)
+    reader, decisions = ScriptedReader(), Decisions()
+    plate_pass = PlatePass(reader, PlateConfig(), "car-in", decisions)  # type: ignore[arg-type]
+    plate_pass(lane(rng), 0.0)
+    ts = 0.0
+    for car_x in [*range(20, 420, 50), *[None] * 180, *range(20, 320, 25)]:  # through, a minute empty, back
+        ts += 1 / 3
+        reader.plates = [] if car_x is None else [WAITING]
+        plate_pass(lane(rng, car_x, shade=110), ts)
+    assert plate_pass.frames_skipped > 150, "the empty lane was not read"
+    assert decisions.decided == [WAITING, WAITING]
+
+
+def test_a_waiting_car_misread_twice_in_a_row_is_still_one_decision() -> None:
+    # A still car gives near-identical frames, so rain or headlights can misread it twice running.
+    texts = [WAITING] * 4 + [MISREAD] * 2 + [WAITING] * 3
+    assert decided_at_barrier([(text, True) for text in texts]) == [WAITING]
+
+
+def test_a_clearly_different_plate_right_behind_is_its_own_pass() -> None:
+    queue = [WAITING] * 4 + [BEHIND] * 4  # no idle gap, and the loop never clears between the cars
+    assert decided_at_barrier([(text, True) for text in queue]) == [WAITING, BEHIND]
+    misread_first = [WAITING] * 4 + [MISREAD] * 2 + [WAITING] * 2 + [BEHIND] * 4
+    assert decided_at_barrier([(text, True) for text in misread_first]) == [WAITING, BEHIND]
+
+
+def test_a_neighbours_plate_right_behind_is_its_own_pass_once_the_loop_has_cleared() -> None:
+    # The decided car waits on the loop and drives through; the one behind is one character off it.
+    loop_cycled = [(WAITING, True)] * 4 + [(NEIGHBOUR, False)] + [(NEIGHBOUR, True)] * 3
+    assert decided_at_barrier(loop_cycled) == [WAITING, NEIGHBOUR]
+    # Without the loop seeing a car and clearing, it may be the waiting car misread: no second decision.
+    for occupied in (False, True):
+        assert decided_at_barrier([(text, occupied) for text, _ in loop_cycled]) == [WAITING]
 
 
 # The lane in front of the barrier: the lower middle of the picture.  Beyond it, across the road,
