@@ -42,6 +42,7 @@ EVENT_TYPES: dict[str, str] = {
     "parking.full": "a car park reached its capacity",
     "parking.available": "a full car park has spaces again",
     "parking.corrected": "a technician corrected a car park's count",
+    "parking.drift": "a pass the count could not take (an exit at 0, an entry at twice capacity): correct the count",
     "whitelist.updated": "the whitelist changed (signed bundle from the platform)",
     "uplink.backlog_full": "the outbox passed its limit; low-value events are being dropped (counted)",
     "uplink.backlog_cleared": "the outbox is below its limit again",

@@ -3,7 +3,7 @@
 A car counts when it has passed: the barrier was raised for it and its safety loop has cleared. A
 grant alone does not count (the driver may turn away). Counts live in SQLite beside the events, so
 they survive restarts and power cuts; a technician corrects drift (a car that tailgated, a loop that
-missed one) from the CLI.
+missed one) from the CLI.  A pass the count cannot take (an exit at 0) is reported as ``parking.drift``.
 """
 
 from __future__ import annotations
@@ -81,6 +81,13 @@ class Parking:
             # Never below zero (a car that came in before the agent counted) nor far beyond capacity.
             after = min(max(0, before + step), park.capacity * 2)
             self._store(park.name, after)
+        if after != before + step:
+            # The clamp hid a pass: the count has drifted from the cars inside (a missed entry, a
+            # missed exit).  Said upstream, or the platform never learns the count needs correcting.
+            log.warning("car park %s: %s at %s counted %+d, clamped to %d (count drifted)",
+                        park.name, barrier, before, step, after)
+            self.emit("parking.drift", park.name,
+                      {"before": before, "step": step, "after": after, "barrier": barrier})
         self._announce(park, before, after)
 
     def correct(self, name: str, occupied: int, source: str) -> dict[str, Any]:

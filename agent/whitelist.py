@@ -24,6 +24,7 @@ import numpy as np
 
 from agent.whitelist_schedule import Window, local_time, parse_instant
 from models.plate_formats import clean
+from models.plate_match import fold
 
 if TYPE_CHECKING:  # models.face imports dlib and OpenCV: only load them when a gallery is built
     from models.face import Gallery
@@ -216,8 +217,20 @@ class Whitelist:
         return self._gallery
 
     def plates(self) -> dict[str, str]:
-        """Normalised plate → person id (a copy)."""
-        return dict(self._plate_owner)
+        """Normalised plate → person id (a copy): what a plate read is matched against.
+
+        One person's second spelling of a plate with O for 0 (``ABO123`` and ``AB0123``) is left
+        out: the matcher takes O and 0 for one character and refuses a read that fits two listed
+        plates alike, which would shut that person out.  Two people's are both kept, and refused.
+        """
+        table: dict[str, str] = {}
+        spelled: set[tuple[str, str]] = set()  # (person, folded plate) already in the table
+        for plate, owner in self._plate_owner.items():
+            key = (owner, fold(plate))
+            if key not in spelled:
+                spelled.add(key)
+                table[plate] = owner
+        return table
 
     def plate_owner(self, plate: str) -> str | None:
         """The person a normalised plate belongs to, without copying the table (vehicle lanes)."""

@@ -32,14 +32,20 @@ def match_plate(read: str, whitelist: Iterable[str], max_distance: int,
     """The whitelisted plate within ``max_distance`` edits of ``read``; None if none or a tie.
 
     A tie means the read cannot tell two residents' cars apart, so neither is matched.  O and 0
-    are one character here as in :func:`models.plate_formats.same_plate`.  With ``alternatives``
-    (per character of ``read``, what the recogniser saw there:
+    are one character here as in :func:`models.plate_formats.same_plate` (:func:`fold`), so two
+    whitelisted plates that differ only there (ABO123, AB0123) always tie: no read tells them
+    apart.  With ``alternatives`` (per character of ``read``, what the recogniser saw there:
     :attr:`models.plate_vote.PlateRead.alternatives`), a letter or digit counts as misread for
     another only if the recogniser saw the other there (SEEN), so a stranger's plate read clearly
     does not match a resident's one character off.  A character read in or left out (an emblem read
     as one, one lost at the plate's edge) is one edit as before.
     """
     return _matcher(tuple(dict.fromkeys(whitelist)), max_distance).match(read, alternatives)
+
+
+def fold(plate: str) -> str:
+    """``plate`` as the matcher compares it: O spelled 0 (plate fonts draw them alike)."""
+    return plate.replace("O", "0")
 
 
 @functools.lru_cache(maxsize=4)
@@ -60,7 +66,7 @@ class PlateMatcher:
     def __init__(self, plates: Iterable[str], max_distance: int) -> None:
         self.plates = list(dict.fromkeys(plates))
         self.max_distance = max_distance
-        self._folded = [plate.replace("O", "0") for plate in self.plates]
+        self._folded = [fold(plate) for plate in self.plates]
         self._index: dict[str, list[int]] = {}
         for number, plate in enumerate(self._folded):
             for key in _deletions(plate, max_distance):
@@ -69,7 +75,7 @@ class PlateMatcher:
     def match(self, read: str, alternatives: Sequence[Mapping[str, float]] = (),
               skip: Callable[[str], bool] | None = None) -> str | None:
         """As :func:`match_plate`, over the plates ``skip`` does not rule out."""
-        key = read.replace("O", "0")
+        key = fold(read)
         seen = _seen_at_each_place(alternatives) if len(alternatives) == len(read) else None
         candidates = sorted({n for deleted in _deletions(key, self.max_distance) for n in self._index.get(deleted, ())})
         best: int | None = None
@@ -81,7 +87,11 @@ class PlateMatcher:
             distance = _edits(key, self._folded[number], seen, limit=best_distance)
             if distance < best_distance:
                 best, best_distance, tied = number, distance, False
-            elif distance == best_distance and best is not None and self._folded[number] != self._folded[best]:
+            elif distance == best_distance and best is not None:
+                # Another whitelisted plate as near: a tie, even if the two fold to one text
+                # (ABO123 and AB0123 are two entries, possibly two residents: taking the first
+                # listed let one car in as the other).  Plates are distinct (deduplicated above).
+                # The seen rule cannot part them either: it compares folded characters too.
                 tied = True
         return None if best is None or tied else self.plates[best]
 
@@ -118,4 +128,4 @@ def _edits(read: str, plate: str, seen: Sequence[frozenset[str]] | None, limit: 
 
 def _seen_at_each_place(alternatives: Sequence[Mapping[str, float]]) -> list[frozenset[str]]:
     """The characters the recogniser gave at least SEEN at each place, O spelled 0 as in the match."""
-    return [frozenset(c.replace("O", "0") for c, p in place.items() if p >= SEEN) for place in alternatives]
+    return [frozenset(fold(c) for c, p in place.items() if p >= SEEN) for place in alternatives]

@@ -203,6 +203,23 @@ def test_a_character_is_taken_for_another_only_where_the_recogniser_saw_it() -> 
     assert match_plate("京A15104", ["京A15904"], 1, _clear("京A1510")) == "京A15904"
 
 
+def test_two_whitelisted_plates_differing_only_by_o_and_zero_are_a_tie() -> None:
+    # O and 0 are one character to the matcher (plate fonts draw them alike), so no read tells
+    # ABO123 from AB0123: taking the first listed let one resident's car in as the other's.
+    pair = ["ABO123", "AB0123"]
+    assert match_plate("AB0123", pair, 0) is None  # an exact read of the second
+    assert match_plate("ABO123", pair[::-1], 0) is None
+    assert match_plate("AB0124", pair, 1) is None  # one edit from both alike
+    # What the recogniser saw does not part them either: it is compared folded too.
+    assert match_plate("AB0123", pair, 1, _clear("AB0123", p2={"O": 0.001})) is None
+    # A plate nearer than the pair still matches; one plate still takes O read for 0.
+    assert match_plate("AB0123", ["ABO124", "AB0124", "AB0123"], 1) == "AB0123"
+    assert match_plate("ABO123", ["AB0123", "XY9999"], 0) == "AB0123"
+    # Ordinary plates as before: an exact read matches, one edit from two is a tie.
+    assert match_plate("AB0123", ["AB0123", "AB0128"], 1) == "AB0123"
+    assert match_plate("AB0129", ["AB0123", "AB0128"], 1) is None
+
+
 def test_the_vote_keeps_what_any_read_of_its_length_saw() -> None:
     reads = [PlateRead("京A56895", 0.9, None, (0.9,) * 7, _clear("京A56895", p3={"G": 0.04})),
              PlateRead("京A5G895", 0.5, None, (0.9,) * 7, _clear("京A5G895", p3={"6": 0.3})),

@@ -25,6 +25,7 @@ from agent.whitelist_store import (
     read_key_file,
     write_new_key,
 )
+from models.plate_match import match_plate
 
 RNG = np.random.default_rng(4)
 # 2025-06-02 is a Monday
@@ -149,6 +150,19 @@ def test_plates_are_normalised_and_unique() -> None:
         wl.put(person("R-2", plates=("京A-12345",)))
     wl.remove("R-1")
     assert wl.plates() == {}
+
+
+def test_plates_spelled_with_o_or_zero_match_one_owner_and_refuse_two() -> None:
+    # One person listing both spellings (the matcher takes O and 0 for one character) is given to
+    # the matcher once, so that person's car is still matched.
+    one = Whitelist([person("R-1", plates=("ABO123", "AB0123", "京A12345"))])
+    assert one.plates() == {"ABO123": "R-1", "京A12345": "R-1"}
+    assert match_plate("AB0123", list(one.plates()), 0) == "ABO123"
+    # Two people's are a tie: R-2 (disabled) read exactly is not let in as R-1, nor R-1 as R-2.
+    two = Whitelist([person("R-1", plates=("ABO123",)), person("R-2", plates=("AB0123",), enabled=False)])
+    assert two.plates() == {"ABO123": "R-1", "AB0123": "R-2"}
+    assert match_plate("AB0123", list(two.plates()), 0) is None
+    assert match_plate("ABO123", list(two.plates()), 0) is None
 
 
 def test_gallery_is_cached_and_rebuilt_on_change() -> None:

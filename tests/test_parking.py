@@ -1,0 +1,53 @@
+"""Parking counter (agent/parking.py) on its own: what a pass does to the count, and what it says."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.config_parking import CarParkConfig
+from agent.parking import Parking
+
+
+class Events(list[tuple[str, str | None, dict[str, Any]]]):
+    def __call__(self, kind: str, device: str | None, details: dict[str, Any]) -> None:
+        self.append((kind, device, details))
+
+
+@pytest.fixture
+def lot(tmp_path: Path):
+    events = Events()
+    parking = Parking([CarParkConfig(name="lot", capacity=2, entries=["car-in"], exits=["car-out"])],
+                      tmp_path / "parking.db", events)
+    yield parking, events
+    parking.close()
+
+
+def test_an_exit_at_zero_is_reported_as_drift_and_a_normal_exit_is_not(
+    lot, caplog: pytest.LogCaptureFixture,
+) -> None:
+    parking, events = lot
+    parking.vehicle_passed("car-in")
+    parking.vehicle_passed("car-out")  # a normal exit, 1 -> 0: the count took it, nothing to say
+    parking.vehicle_passed("elsewhere")  # not a lane of any car park: nothing
+    assert parking.occupied("lot") == 0 and events == []
+    # A car that came in before the agent counted (or whose entry the loop missed) leaves: the count
+    # stays 0, but the platform must learn that it has drifted.
+    with caplog.at_level(logging.WARNING, logger="edge_agent.parking"):
+        parking.vehicle_passed("car-out")
+    assert parking.occupied("lot") == 0
+    assert events == [("parking.drift", "lot", {"before": 0, "step": -1, "after": 0, "barrier": "car-out"})]
+    assert "drifted" in caplog.text
+
+
+def test_an_entry_at_the_upper_clamp_is_reported_as_drift(lot) -> None:
+    parking, events = lot
+    parking.correct("lot", 4, "test")  # capacity * 2, the most the count holds
+    events.clear()
+    parking.vehicle_passed("car-in")
+    assert parking.occupied("lot") == 4
+    assert events == [("parking.drift", "lot", {"before": 4, "step": 1, "after": 4, "barrier": "car-in"})]
+
