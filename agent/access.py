@@ -8,8 +8,10 @@ person id and the score, never a name, an image or a template.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import math
+import os
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -45,26 +47,32 @@ class AccessList(Protocol):
     def get(self, person_id: str) -> Any: ...  # the person record (valid_until tells a visitor)
 
 
-def plate_for_events(text: str, mode: UpstreamPlate, salt: str) -> str:
-    """Plates are personal data under PIPL: events carry them masked (京A***45) or keyed-hashed by default."""
+def plate_for_events(text: str, mode: UpstreamPlate, key: bytes) -> str:
+    """Plates are personal data under PIPL: events carry them masked (京A***45) by default, or hashed.
+
+    The hash is an HMAC under a secret ``key`` (derived from the whitelist key): the same car gives
+    the same pseudonym on this node, but one city has only a few million plates, so a hash anyone
+    could recompute (a public salt such as the site id) would be undone by trying them all."""
     if mode == "clear":
         return text
     if mode == "hashed":
-        return "h:" + hashlib.sha256(f"{salt}:{text}".encode()).hexdigest()[:16]
+        return "h:" + hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:16]
     return text[:2] + "*" * max(0, len(text) - 4) + text[-2:] if len(text) > 4 else "*" * len(text)
 
 
 class AccessController:
     def __init__(self, hardware: Hardware, access_list: Callable[[], AccessList], emit: Emit, *,
                  plate_match: Callable[[PlateDecision, list[str]], str | None],
-                 upstream_plate: UpstreamPlate = "masked", plate_salt: str = "",
+                 upstream_plate: UpstreamPlate = "masked", plate_key: bytes | None = None,
                  clock: Callable[[], datetime] | None = None, parking: Parking | None = None) -> None:
         self.hardware = hardware
         self.access_list = access_list
         self.emit = emit
         self.plate_match = plate_match
         self.upstream_plate = upstream_plate
-        self.plate_salt = plate_salt
+        # Without the whitelist key (nobody is recognised then), a key of this run's own: hashed
+        # plates stay unreadable, though not comparable across restarts.
+        self.plate_key = plate_key or os.urandom(32)
         self.clock = clock or (lambda: datetime.now().astimezone())
         self.parking = parking
 
@@ -94,7 +102,7 @@ class AccessController:
         plates = self.access_list().plates()
         matched = self.plate_match(read, list(plates))
         details: dict[str, Any] = {"method": "plate", "confidence": round(read.confidence, 3),
-                                   "plate": plate_for_events(read.text, self.upstream_plate, self.plate_salt)}
+                                   "plate": plate_for_events(read.text, self.upstream_plate, self.plate_key)}
         if self.parking is not None and self.parking.is_exit(barrier):
             # Nobody is kept in: every car read at an exit is let out (and counted once it has passed).
             if matched is not None:

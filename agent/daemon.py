@@ -118,8 +118,12 @@ class Agent:
         return AccessController(
             self.hardware, lambda: self.whitelist.current(), self.emit,  # the watch is replaced on reload
             plate_match=lambda read, known: match_plate(read.text, known, plates.max_edit_distance, read.alternatives),
-            upstream_plate=plates.upstream_plate, plate_salt=self.config.node.site, parking=self.parking,
+            upstream_plate=plates.upstream_plate, plate_key=self._plate_key(), parking=self.parking,
         )
+
+    def _plate_key(self) -> bytes | None:
+        store = self.whitelist.store
+        return store.derived_key("plate pseudonyms") if store is not None else None
 
     def run(self) -> int:
         """Supervise until stopped. Call from the main thread after :meth:`start`."""

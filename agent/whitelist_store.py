@@ -39,7 +39,9 @@ from typing import Any
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from agent.whitelist import ENCODING_SIZE, Person, Whitelist
 
@@ -262,6 +264,12 @@ class WhitelistStore:
         self.path = Path(path)
         self._key = key
         self.audit = AuditLog(audit_log)
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A 32-byte key for ``purpose``, derived from the whitelist key (HKDF-SHA256): the node keeps
+        one secret, and knowing a derived key tells nothing of the whitelist key."""
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                    info=f"edge-agent {purpose}".encode()).derive(self._key)
 
     @property
     def key_id(self) -> str:

@@ -58,7 +58,7 @@ def controller(setup, parking: Parking | None = None, mode: str = "masked") -> A
     _config, hardware, whitelist, events, _ = setup
     return AccessController(hardware, lambda: whitelist, events,
                             plate_match=lambda read, known: match_plate(read.text, known, 1, read.alternatives),
-                            upstream_plate=mode, plate_salt="s1", clock=lambda: NOW, parking=parking)
+                            upstream_plate=mode, plate_key=b"k" * 32, clock=lambda: NOW, parking=parking)
 
 
 def face(person: str | None, outcome: str = "match") -> FaceDecision:
@@ -121,11 +121,30 @@ def test_ambiguous_plate_matches_nobody(setup) -> None:
 
 
 def test_plate_modes() -> None:
-    assert plate_for_events("京A12345", "clear", "s") == "京A12345"
-    assert plate_for_events("京A12345", "masked", "s") == "京A***45"
-    hashed = plate_for_events("京A12345", "hashed", "s")
+    key = b"k" * 32
+    assert plate_for_events("京A12345", "clear", key) == "京A12345"
+    assert plate_for_events("京A12345", "masked", key) == "京A***45"
+    hashed = plate_for_events("京A12345", "hashed", key)
     assert hashed.startswith("h:") and "12345" not in hashed
-    assert hashed != plate_for_events("京A12345", "hashed", "other-site")
+    assert hashed == plate_for_events("京A12345", "hashed", key)  # one car, one pseudonym
+    assert hashed != plate_for_events("京A12345", "hashed", b"j" * 32)
+
+
+def test_a_hashed_plate_cannot_be_undone_without_the_nodes_key(tmp_path: Path) -> None:
+    """What the platform (or anyone reading the events) knows: the site id, and that plates of one
+    city are few. Trying every 京A plate against a hash that only the site id salted finds it; the
+    whitelist key's derived key is not in any event."""
+    from agent.whitelist_store import WhitelistStore
+
+    store = WhitelistStore(tmp_path / "w.bin", b"w" * 32)
+    key = store.derived_key("plate pseudonyms")
+    assert len(key) == 32 and key != b"w" * 32
+    assert key == WhitelistStore(tmp_path / "other.bin", b"w" * 32).derived_key("plate pseudonyms")
+    assert key != store.derived_key("another purpose")
+    hashed = plate_for_events("京A52817", "hashed", key)
+    for public in (b"s1", b""):  # what an attacker could key the hash with: the site id, or nothing
+        assert not any(plate_for_events(f"京A{n:05d}", "hashed", public) == hashed for n in range(100_000))
+    assert any(plate_for_events(f"京A{n:05d}", "hashed", key) == hashed for n in range(100_000))
 
 
 def drive_through(pins, loop_pin: int) -> None:
