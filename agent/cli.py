@@ -136,7 +136,7 @@ def cmd_alarm_reset(args: argparse.Namespace) -> int:
 
 def cmd_parking(args: argparse.Namespace) -> int:
     """Show or correct car-park counts: through the running agent, or on its files when it is stopped."""
-    from agent.control import ControlUnavailable, call
+    from agent.control import AgentNotRunning, ControlUnavailable, call
 
     config = load_config(args.config)
     if not config.parking:
@@ -146,8 +146,13 @@ def cmd_parking(args: argparse.Namespace) -> int:
         {"cmd": "parking_set", "name": args.name, "occupied": args.occupied, "source": "cli"}
     try:
         reply = call(config.storage.state_dir, request)
-    except ControlUnavailable:
+    except AgentNotRunning:
         reply = _parking_offline(config, request)
+    except ControlUnavailable as exc:
+        # Running but not answering us (no permission, busy): writing its count behind its back
+        # would race its own passes, and the platform would not hear of the correction.
+        print(exc, file=sys.stderr)
+        return EX_FAILED
     if not reply["ok"]:
         print(reply["message"], file=sys.stderr)
         return EX_FAILED
@@ -184,7 +189,7 @@ def _parking_offline(config: AgentConfig, request: dict) -> dict:
 
 
 def cmd_hw_test(args: argparse.Namespace) -> int:
-    from agent.control import ControlUnavailable, call
+    from agent.control import AgentNotRunning, ControlUnavailable, call
     from agent.hwtest import run_checks
     from drivers.pins import PinFactoryError, make_pin_factory
 
@@ -194,8 +199,11 @@ def cmd_hw_test(args: argparse.Namespace) -> int:
         print("the agent is running and owns the pins: stop it first (sudo systemctl stop edge-agent)",
               file=sys.stderr)
         return EX_FAILED
-    except ControlUnavailable:
+    except AgentNotRunning:
         pass
+    except ControlUnavailable as exc:  # something holds the socket: the agent may be driving the pins
+        print(f"{exc}; if the agent is running, stop it first (sudo systemctl stop edge-agent)", file=sys.stderr)
+        return EX_FAILED
     try:
         factory = make_pin_factory(config.hardware.pin_factory)
     except PinFactoryError as exc:

@@ -27,6 +27,10 @@ class ControlUnavailable(Exception):
     """No daemon answers on the socket."""
 
 
+class AgentNotRunning(ControlUnavailable):
+    """Nothing listens on the socket: the agent is stopped, so its files are the CLI's to use."""
+
+
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     handler: Handler
@@ -88,7 +92,7 @@ def call(state_dir: Path, request: dict[str, Any], timeout: float = 5.0) -> dict
                     break
                 data += chunk
     except (FileNotFoundError, ConnectionRefusedError) as exc:
-        raise ControlUnavailable(f"the agent is not running (no answer on {path})") from exc
+        raise AgentNotRunning(f"the agent is not running (no answer on {path})") from exc
     except PermissionError as exc:
         raise ControlUnavailable(f"no permission to talk to the agent on {path}: run with sudo") from exc
     except OSError as exc:

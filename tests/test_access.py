@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -232,3 +233,14 @@ def test_parking_cli_offline(tmp_path: Path) -> None:
     shown = cli("show")
     assert shown.returncode == 0 and "7 / 10" in shown.stdout
     assert cli("set", "nope", "1").returncode == 1
+
+    # An agent that holds its socket but does not answer (busy, or not ours to talk to): the count
+    # is left to it, not written behind its back.
+    from agent.control import SOCKET_NAME
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+        silent.bind(str(tmp_path / "state" / SOCKET_NAME))
+        silent.listen(1)
+        refused = cli("set", "lot", "2")
+    assert refused.returncode == 1 and "did not answer" in refused.stderr
+    assert "7 / 10" in cli("show").stdout
