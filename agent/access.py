@@ -62,7 +62,7 @@ def plate_for_events(text: str, mode: UpstreamPlate, key: bytes) -> str:
 
 class AccessController:
     def __init__(self, hardware: Hardware, access_list: Callable[[], AccessList], emit: Emit, *,
-                 plate_match: Callable[[PlateDecision, list[str]], str | None],
+                 plate_match: Callable[[PlateDecision, list[str], str], str | None],
                  upstream_plate: UpstreamPlate = "masked", plate_key: bytes | None = None,
                  clock: Callable[[], datetime] | None = None, parking: Parking | None = None) -> None:
         self.hardware = hardware
@@ -100,7 +100,7 @@ class AccessController:
     # -- plates at barriers -----------------------------------------------------------------------
     def plate_decided(self, barrier: str, read: PlateDecision) -> None:
         plates = self.access_list().plates()
-        matched = self.plate_match(read, list(plates))
+        matched = self.plate_match(read, list(plates), barrier)
         details: dict[str, Any] = {"method": "plate", "confidence": round(read.confidence, 3),
                                    "plate": plate_for_events(read.text, self.upstream_plate, self.plate_key)}
         if self.parking is not None and self.parking.is_exit(barrier):

@@ -87,6 +87,8 @@ class BarrierConfig(Section):
     close_after_seconds: Seconds | None = Field(
         30.0, description="lower a raised arm if no vehicle drives onto the loop this long (null: stay up)")
     gate: Name | None = Field(None, description="car park lane / gate this barrier belongs to")
+    max_edit_distance: int | None = Field(
+        None, ge=0, le=3, description="plate edits allowed here (default plates.max_edit_distance; 0: high security)")
 
     _pins = field_validator("raise_relay", "lower_relay", "pulse_relay", "safety_loop", "position_sensor")(_check_pin)
 

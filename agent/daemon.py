@@ -115,9 +115,13 @@ class Agent:
         from models.plate_match import match_plate
 
         plates = self.config.plates
+        # A high-security barrier may allow fewer edits than the site (0: only an exact read).
+        edits = {barrier.name: plates.max_edit_distance if barrier.max_edit_distance is None else
+                 barrier.max_edit_distance for barrier in self.config.hardware.barriers}
         return AccessController(
             self.hardware, lambda: self.whitelist.current(), self.emit,  # the watch is replaced on reload
-            plate_match=lambda read, known: match_plate(read.text, known, plates.max_edit_distance, read.alternatives),
+            plate_match=lambda read, known, barrier: match_plate(
+                read.text, known, edits.get(barrier, plates.max_edit_distance), read.alternatives),
             upstream_plate=plates.upstream_plate, plate_key=self._plate_key(), parking=self.parking,
         )
 

@@ -15,11 +15,13 @@ import pytest
 from agent.access import AccessController, plate_for_events
 from agent.config_loader import parse_config
 from agent.config_parking import CarParkConfig
+from agent.daemon import Agent
 from agent.fire import FireSafety
 from agent.hardware import build_hardware
 from agent.parking import Parking
 from agent.whitelist import Person, Whitelist
 from agent.whitelist_schedule import Window
+from drivers.pins import make_pin_factory
 from models.face_track import FaceDecision
 from models.plate_match import match_plate
 from models.plate_vote import PlateDecision
@@ -58,7 +60,8 @@ def setup(tmp_path: Path, mock_factory):
 def controller(setup, parking: Parking | None = None, mode: str = "masked") -> AccessController:
     _config, hardware, whitelist, events, _ = setup
     return AccessController(hardware, lambda: whitelist, events,
-                            plate_match=lambda read, known: match_plate(read.text, known, 1, read.alternatives),
+                            plate_match=lambda read, known, _barrier: match_plate(read.text, known, 1,
+                                                                                  read.alternatives),
                             upstream_plate=mode, plate_key=b"k" * 32, clock=lambda: NOW, parking=parking)
 
 
@@ -119,6 +122,19 @@ def test_ambiguous_plate_matches_nobody(setup) -> None:
     _, _, _, events, _ = setup
     controller(setup).plate_decided("car-in", PlateDecision("京A12347", 0.9, 3, 3))  # 1 from ...45 and ...46
     assert events[-1][0] == "access.denied" and events[-1][2]["reason"] == "stranger"
+
+
+def test_a_high_security_barrier_takes_only_exact_reads(tmp_path: Path) -> None:
+    """The issue's "0 for high-security gates": one barrier stricter than the site's default."""
+    text = node_config(tmp_path / "state").replace("  smoke_detectors:", (
+        "    - {name: car-vip, raise_relay: 7, lower_relay: 8, safety_loop: 9, max_edit_distance: 0}\n"
+        "  smoke_detectors:"))
+    agent = Agent(parse_config(text), pin_factory=make_pin_factory("mock"))
+    match = agent._access().plate_match
+    misread = PlateDecision("京A12346", 0.9, 3, 3)  # one character off the resident's 京A12345
+    assert match(misread, ["京A12345"], "car-in") == "京A12345"  # plates.max_edit_distance: 1
+    assert match(misread, ["京A12345"], "car-vip") is None
+    assert match(PlateDecision("京A12345", 0.9, 3, 3), ["京A12345"], "car-vip") == "京A12345"
 
 
 def test_plate_modes() -> None:
