@@ -76,19 +76,21 @@ class Parking:
         if lane is None:
             return
         park, step = lane
+        # Events are emitted under the lock (emit only queues them), so an entry and an exit at
+        # once cannot record parking.full and parking.available in the opposite order to the counts.
         with self._lock:
             before = self.occupied(park.name)
             # Never below zero (a car that came in before the agent counted) nor far beyond capacity.
             after = min(max(0, before + step), park.capacity * 2)
             self._store(park.name, after)
-        if after != before + step:
-            # The clamp hid a pass: the count has drifted from the cars inside (a missed entry, a
-            # missed exit).  Said upstream, or the platform never learns the count needs correcting.
-            log.warning("car park %s: %s at %s counted %+d, clamped to %d (count drifted)",
-                        park.name, barrier, before, step, after)
-            self.emit("parking.drift", park.name,
-                      {"before": before, "step": step, "after": after, "barrier": barrier})
-        self._announce(park, before, after)
+            if after != before + step:
+                # The clamp hid a pass: the count has drifted from the cars inside (a missed entry, a
+                # missed exit).  Said upstream, or the platform never learns the count needs correcting.
+                log.warning("car park %s: %s at %s counted %+d, clamped to %d (count drifted)",
+                            park.name, barrier, before, step, after)
+                self.emit("parking.drift", park.name,
+                          {"before": before, "step": step, "after": after, "barrier": barrier})
+            self._announce(park, before, after)
 
     def correct(self, name: str, occupied: int, source: str) -> dict[str, Any]:
         park = self.car_parks.get(name)
@@ -99,8 +101,8 @@ class Parking:
         with self._lock:
             before = self.occupied(name)
             self._store(name, occupied)
-        self.emit("parking.corrected", name, {"before": before, "after": occupied, "source": source})
-        self._announce(park, before, occupied)
+            self.emit("parking.corrected", name, {"before": before, "after": occupied, "source": source})
+            self._announce(park, before, occupied)
         return self._state(park)
 
     def close(self) -> None:

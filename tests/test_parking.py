@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import random
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +55,32 @@ def test_an_entry_at_the_upper_clamp_is_reported_as_drift(lot) -> None:
     assert parking.occupied("lot") == 4
     assert events == [("parking.drift", "lot", {"before": 4, "step": 1, "after": 4, "barrier": "car-in"})]
 
+
+
+def test_full_and_available_follow_the_count_when_entries_and_exits_race(lot) -> None:
+    """Two lanes at once around capacity: the events must alternate as the count crossed it."""
+    parking, events = lot
+    parking.correct("lot", 1, "test")
+    events.clear()
+    record = parking.emit
+    pauses = random.Random(5)
+
+    def slow_emit(kind: str, device: str | None, details: dict[str, Any]) -> None:
+        time.sleep(pauses.uniform(0, 0.002))  # a busy moment between counting and saying so
+        record(kind, device, details)
+
+    parking.emit = slow_emit
+
+    def drive(barrier: str) -> None:
+        for _ in range(300):
+            parking.vehicle_passed(barrier)
+
+    lanes = [threading.Thread(target=drive, args=(barrier,)) for barrier in ("car-in", "car-out")]
+    for lane in lanes:
+        lane.start()
+    for lane in lanes:
+        lane.join()
+    crossings = [kind for kind, _, _ in events if kind in ("parking.full", "parking.available")]
+    assert all(a != b for a, b in itertools.pairwise(crossings)), crossings
+    if crossings:
+        assert crossings[0] == "parking.full"
