@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -227,12 +228,41 @@ def test_agent_counts_a_car_that_passed(tmp_path: Path) -> None:
         agent.open_gate("car-in", None)  # a signed remote open for a delivery van
         agent.pin_factory.pin(13).drive_low()
         agent.pin_factory.pin(13).drive_high()
+        agent.hardware.counting.submit(lambda: None).result(timeout=5)  # counted off the pin thread
         assert agent.parking.occupied("lot") == 1
         assert agent.state()["parking/lot"]["spaces_left"] == 9
         reply = agent.handle_control({"cmd": "parking_set", "name": "lot", "occupied": 4})
         assert reply["ok"] and "6 left" in reply["message"]
     finally:
         agent.shutdown()
+
+
+def test_counting_a_car_never_holds_up_the_pin_callbacks(tmp_path: Path, mock_factory) -> None:
+    """On a Pi every pin's callback runs on lgpio's one thread: a count stuck on a slow SD card
+    there would hold back the smoke detector's next edge."""
+    config = parse_config(node_config(tmp_path / "state"))
+    disk = threading.Event()
+    counted: list[str] = []
+
+    def slow_count(barrier: str) -> None:
+        disk.wait(10)
+        counted.append(barrier)
+
+    hardware = build_hardware(config.hardware, mock_factory, FireSafety(tmp_path / "latch"), Events(),
+                              with_cameras=False, vehicle_passed=slow_count)
+    try:
+        hardware.barriers["car-in"].raise_arm()
+        mock_factory.pin(13).drive_low()
+        time.sleep(0.1)  # past the loop's debounce
+        clearing = threading.Thread(target=mock_factory.pin(13).drive_high)  # MockFactory calls back inline
+        clearing.start()
+        clearing.join(timeout=1)
+        assert not clearing.is_alive(), "the pin callback waited for the count"
+        assert hardware.barriers["car-in"].arm == "down" and counted == []
+    finally:
+        disk.set()
+        hardware.close()
+    assert counted == ["car-in"], "a pass seen before closing is still counted"
 
 
 def test_parking_cli_offline(tmp_path: Path) -> None:
