@@ -237,6 +237,12 @@ def rises(pin) -> int:
     return sum(1 for before, now in zip([False, *states], states, strict=False) if now and not before)
 
 
+def relay_barrier(pins, on_event: Callable[[str, dict], None] | None = None, **settings: float) -> Barrier:
+    """A barrier on a raise relay (5) and a lower relay (6) with its safety loop on 13."""
+    config = BarrierConfig(name="b", raise_relay=5, lower_relay=6, safety_loop=13, pulse_seconds=0.02, **settings)
+    return Barrier(config, pins, on_event)
+
+
 @pytest.fixture
 def pulse_barrier(mock_factory):
     """One relay whose pulse toggles the controller, and a limit switch (pin 19, low = arm up)."""
@@ -272,9 +278,7 @@ def test_fire_does_not_toggle_down_a_pulse_barrier_whose_lower_was_missed(pulse_
 
 def test_a_vehicle_under_the_descending_arm_sends_it_back_up(mock_factory) -> None:
     recorder = Recorder()
-    config = BarrierConfig(name="b", raise_relay=5, lower_relay=6, safety_loop=13, pulse_seconds=0.02,
-                           travel_seconds=1.0)
-    device = Barrier(config, mock_factory, recorder)
+    device = relay_barrier(mock_factory, recorder, travel_seconds=1.0)
     device.raise_arm()
     loop = mock_factory.pin(13)
     loop.drive_low()
@@ -291,9 +295,7 @@ def test_a_vehicle_under_the_descending_arm_sends_it_back_up(mock_factory) -> No
 
 
 def test_a_vehicle_arriving_after_the_arm_came_down_does_not_raise_it(mock_factory) -> None:
-    config = BarrierConfig(name="b", raise_relay=5, lower_relay=6, safety_loop=13, pulse_seconds=0.02,
-                           travel_seconds=0.1)
-    device = Barrier(config, mock_factory)
+    device = relay_barrier(mock_factory, travel_seconds=0.1)
     device.raise_arm()
     mock_factory.pin(13).drive_low()
     mock_factory.pin(13).drive_high()
@@ -323,8 +325,7 @@ def test_a_vehicle_on_the_loop_at_start_means_the_arm_is_up(mock_factory) -> Non
     """Without a limit switch: the arm never comes down on a car, so the car is under a raised arm."""
     mock_factory.pin(13).drive_low()
     recorder = Recorder()
-    config = BarrierConfig(name="b", raise_relay=5, lower_relay=6, safety_loop=13, pulse_seconds=0.02)
-    device = Barrier(config, mock_factory, recorder)
+    device = relay_barrier(mock_factory, recorder)
     mock_factory.pin(13).drive_high()
     assert recorder.wait_for("vehicle.cleared") == {"passed": True}
     assert wait_until(lambda: rises(mock_factory.pin(6)) == 1) and device.arm == "down"
@@ -333,9 +334,7 @@ def test_a_vehicle_on_the_loop_at_start_means_the_arm_is_up(mock_factory) -> Non
 
 def test_an_arm_no_vehicle_drove_under_closes_after_a_while(mock_factory) -> None:
     recorder = Recorder()
-    config = BarrierConfig(name="b", raise_relay=5, lower_relay=6, safety_loop=13, pulse_seconds=0.02,
-                           close_after_seconds=0.2)
-    device = Barrier(config, mock_factory, recorder)
+    device = relay_barrier(mock_factory, recorder, close_after_seconds=0.2)
     device.raise_arm()  # the granted car turns away
     assert recorder.wait_for("barrier.lowered") == {"reason": "no vehicle drove onto the loop"}
     assert device.arm == "down"
@@ -347,9 +346,7 @@ def test_an_arm_no_vehicle_drove_under_closes_after_a_while(mock_factory) -> Non
 
 
 def test_a_fire_hold_is_not_closed_by_the_timer(mock_factory) -> None:
-    config = BarrierConfig(name="b", raise_relay=5, lower_relay=6, safety_loop=13, pulse_seconds=0.02,
-                           close_after_seconds=0.1)
-    device = Barrier(config, mock_factory)
+    device = relay_barrier(mock_factory, close_after_seconds=0.1)
     device.raise_arm()
     device.hold_up()
     time.sleep(0.3)
@@ -366,8 +363,7 @@ def test_the_arm_comes_down_before_the_pass_is_counted(mock_factory) -> None:
             lowered_first.append(rises(mock_factory.pin(6)) == 1)
             time.sleep(0.3)  # a locked database
 
-    config = BarrierConfig(name="b", raise_relay=5, lower_relay=6, safety_loop=13, pulse_seconds=0.02)
-    device = Barrier(config, mock_factory, on_event)
+    device = relay_barrier(mock_factory, on_event)
     device.raise_arm()
     mock_factory.pin(13).drive_low()
     mock_factory.pin(13).drive_high()
