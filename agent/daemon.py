@@ -213,8 +213,8 @@ class Agent:
             if name in self.hardware.barriers:
                 self.hardware.barriers[name].carry_on(lower_when_clear)
         self.parking.configure(self.config.parking)
+        self.whitelist = WhitelistWatch(self.config, self.config_path)  # before _access(): its key hashes plates
         self.workers = start_workers(self.config, self.hardware, self._access(), self.models)
-        self.whitelist = WhitelistWatch(self.config, self.config_path)
         self.hardware.start_cameras()
         self.emit("agent.reloaded", None, {"ok": self.config is new})
         self.notifier.notify(READY=1, STATUS=self.status_line())

@@ -179,7 +179,7 @@ class Barrier:
         if self.position is not None:
             if self._check_timer:
                 self._check_timer.cancel()
-            self._check_timer = self._timer(self.config.travel_seconds, self._arrived)
+            self._check_timer = self._timer(self.config.travel_seconds, lambda: self._arrived(target))
         if changed:
             self._report("barrier.raised" if target == "up" else "barrier.lowered",
                          {"reason": reason} if reason else {})
@@ -202,8 +202,11 @@ class Barrier:
         if unused:
             self.lower("no vehicle drove onto the loop")
 
-    def _arrived(self) -> None:
-        self._check_position(travel_over=True)
+    def _arrived(self, target: ArmState) -> None:
+        with self._lock:
+            superseded = self._commanded != target  # a newer command's own timer judges it
+        if not superseded:
+            self._check_position(travel_over=True)
 
     def _position_changed(self) -> None:
         # A move during travel is the command being carried out; the travel timer judges it.  Any
