@@ -21,6 +21,8 @@ import numpy as np
 
 from agent.access import AccessController
 from agent.hardware import Hardware
+from models.plate_formats import clean
+from models.plate_match import edit_distance
 
 if TYPE_CHECKING:
     from agent.agent_config import AgentConfig
@@ -193,7 +195,6 @@ class PlatePass:
         self._last_decided: tuple[str, float] | None = None
         # The safety loop since this pass was decided: whether it has seen a vehicle, and whether
         # that vehicle has cleared it since (the decided car has driven through).
-        self._pass_decided = False
         self._loop_seen_since_decision = False
         self._decided_car_left = False
 
@@ -201,10 +202,10 @@ class PlatePass:
         # Ended here, not only on a read frame without a plate: once the lane is still, frames are
         # skipped unread, and a pass left open would keep the voter decided, so the same car coming
         # back later would be read but never decided again.
-        if self.voter.reads and ts - self._last_read > self.idle_seconds:
+        if len(self.voter) and ts - self._last_read > self.idle_seconds:
             self._end_pass()
         vehicle_on_loop = self.vehicle_present()  # a GPIO read: cheap enough for every frame
-        if self._pass_decided:
+        if self.voter.decided:
             if vehicle_on_loop:
                 self._loop_seen_since_decision = True
             elif self._loop_seen_since_decision:
@@ -219,7 +220,7 @@ class PlatePass:
             return
         self._last_read = ts
         best = reads[0]  # the reader's ranking: a state name or a badge reads surer than a plate, but less like one
-        if self.voter.reads and (self._decided_car_left or self._another_plate_behind(best.text)):
+        if len(self.voter) and (self._decided_car_left or self._another_plate_behind(best.text)):
             self._end_pass()  # another vehicle right behind the last: a new pass
         if best.box is not None:
             self._pass_widest = max(self._pass_widest, best.box[2])
@@ -227,7 +228,7 @@ class PlatePass:
         decision = self.voter.decide()
         if decision is None:
             return
-        self._pass_decided = True  # the voter gives no more in this pass, even if repeat_seconds drops this one
+        # From here the voter gives no more in this pass, even if repeat_seconds drops this decision.
         if self._last_decided and self._last_decided[0] == decision.text and \
                 ts - self._last_decided[1] < self.repeat_seconds:
             return
@@ -241,9 +242,6 @@ class PlatePass:
         near-identical frames, so a misread can repeat, and a pass started on it would decide the
         waiting car a second time (as a resident's plate, perhaps). A neighbour's car that close
         gets its own pass once the decided car has cleared the safety loop."""
-        from models.plate_formats import clean
-        from models.plate_match import edit_distance
-
         if self._last_decided is None:
             return False
         return edit_distance(clean(text), clean(self._last_decided[0])) > self.NEW_PLATE_EDITS and \
@@ -254,7 +252,7 @@ class PlatePass:
             self.plate_widths.append(self._pass_widest)
         self._pass_widest = 0
         self.voter.reset()
-        self._pass_decided = self._loop_seen_since_decision = self._decided_car_left = False
+        self._loop_seen_since_decision = self._decided_car_left = False
 
 
 def read_plates_in_lane(reader: PlateReader, frame: np.ndarray, area: Area | None) -> list[PlateRead]:

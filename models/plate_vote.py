@@ -53,6 +53,15 @@ class PlateVoter:
     def reads(self) -> list[PlateRead]:
         return list(self._reads)
 
+    def __len__(self) -> int:
+        """Reads in this pass, without copying them (asked on every frame)."""
+        return len(self._reads)
+
+    @property
+    def decided(self) -> bool:
+        """This pass's decision has been given: ``decide()`` gives nothing more until ``reset()``."""
+        return self._decided
+
     def add(self, read: PlateRead | None) -> None:
         if read is not None and read.text:
             self._reads.append(read)
