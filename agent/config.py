@@ -82,6 +82,10 @@ class BarrierConfig(Section):
     active_high: bool = True
     safety_loop: Pin = Field(description="induction loop input: active while a vehicle is under the arm")
     safety_loop_active_low: bool = Field(True, description="loop detector pulls the pin low when occupied")
+    approach_loop: Pin | None = Field(
+        None, description="loop before the arm, where a car waits: tells a car that drove through from one "
+        "that backed out, and which way it went (what the car park counts)")
+    approach_loop_active_low: bool = Field(True, description="its detector pulls the pin low when occupied")
     position_sensor: Pin | None = Field(None, description="limit switch, active while the arm is up")
     travel_seconds: Seconds = Field(4.0, description="time the arm needs to move; position is checked after it")
     close_after_seconds: Seconds | None = Field(
@@ -90,7 +94,8 @@ class BarrierConfig(Section):
     max_edit_distance: int | None = Field(
         None, ge=0, le=3, description="plate edits allowed here (default plates.max_edit_distance; 0: high security)")
 
-    _pins = field_validator("raise_relay", "lower_relay", "pulse_relay", "safety_loop", "position_sensor")(_check_pin)
+    _pins = field_validator("raise_relay", "lower_relay", "pulse_relay", "safety_loop", "approach_loop",
+                            "position_sensor")(_check_pin)
 
     @model_validator(mode="after")
     def _one_drive(self) -> BarrierConfig:

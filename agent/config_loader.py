@@ -142,7 +142,8 @@ def bcm_number(pin: int | str) -> int | str:
 
 
 PIN_FIELDS = frozenset({"lock_relay", "door_contact", "exit_button", "assist_button", "raise_relay", "lower_relay",
-                        "pulse_relay", "safety_loop", "position_sensor", "alarm_pin", "fault_pin", "pin"})
+                        "pulse_relay", "safety_loop", "approach_loop", "position_sensor", "alarm_pin", "fault_pin",
+                        "pin"})
 
 
 def _pin_conflicts(data: dict[str, Any], marks: _Marks) -> list[ConfigProblem]:

@@ -39,6 +39,7 @@ EVENT_TYPES: dict[str, str] = {
     "barrier.lower_deferred": "a lower waited because a vehicle was on the safety loop",
     "barrier.fault": "a barrier's position sensor disagrees with the command (stuck arm, an arm moved by hand)",
     "barrier.recovered": "a faulted barrier's position sensor agrees with the command again",
+    "vehicle.wrong_way": "a vehicle drove through a raised barrier against its lane (told by its approach loop)",
     "parking.full": "a car park reached its capacity",
     "parking.available": "a full car park has spaces again",
     "parking.corrected": "a technician corrected a car park's count",

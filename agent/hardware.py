@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge_agent.hardware")
 
 Emit = Callable[[str, str | None, dict[str, Any]], object]
-VehiclePassed = Callable[[str], None]
+VehiclePassed = Callable[[str, bool], None]  # (barrier, against its lane)
 
 # Driver happenings recorded as events of the same name; the rest are mapped in the handlers below.
 _RECORDED = {
@@ -88,9 +88,9 @@ class Hardware:
         self.counting.shutdown(wait=True)  # the passes already seen are counted before a reload or exit
 
 
-def _logged(count: VehiclePassed, barrier: str) -> None:
+def _logged(count: VehiclePassed, barrier: str, against: bool) -> None:
     try:
-        count(barrier)
+        count(barrier, against)
     except Exception:  # an executor would keep the error to itself
         log.exception("counting a car that passed %s failed", barrier)
 
@@ -100,7 +100,8 @@ def build_hardware(config: HardwareConfig, pin_factory: Factory, fire: FireSafet
     """Create every device; on failure close what was already opened, so the pins are free again."""
     hardware = Hardware()
     try:
-        _build(hardware, config, pin_factory, fire, emit, with_cameras, vehicle_passed or (lambda barrier: None))
+        _build(hardware, config, pin_factory, fire, emit, with_cameras,
+               vehicle_passed or (lambda barrier, against: None))
     except BaseException:
         hardware.close()
         raise
@@ -128,9 +129,12 @@ def _build(hardware: Hardware, config: HardwareConfig, pin_factory: Factory, fir
             if kind in _RECORDED:
                 emit(kind, name, details)
             elif kind == "vehicle.cleared" and details.get("passed"):
+                against = details.get("direction") == "reversed"  # only an approach loop tells
+                if against:
+                    emit("vehicle.wrong_way", name, {})
                 # Counting writes to disk. On a Pi every pin's callback runs on lgpio's one thread,
                 # so a slow SD card here would hold back the smoke detector's edge: count elsewhere.
-                hardware.counting.submit(_logged, vehicle_passed, name)
+                hardware.counting.submit(_logged, vehicle_passed, name, against)
             else:
                 log.debug("barrier %s: %s", name, kind)
         hardware.barriers[barrier_config.name] = Barrier(barrier_config, pin_factory, on_barrier)

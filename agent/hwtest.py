@@ -82,6 +82,9 @@ def run_checks(config: AgentConfig, pin_factory: Factory, pulse: bool = False,
                                    lambda p=pin, b=barrier: output(p, b.active_high, b.pulse_seconds)))
         checks.append(_try(f"barrier {barrier.name} safety loop", lambda b=barrier: read_input(
             b.safety_loop, b.safety_loop_active_low, "VEHICLE PRESENT", "clear")))
+        if barrier.approach_loop is not None:
+            checks.append(_try(f"barrier {barrier.name} approach loop", lambda b=barrier: read_input(
+                b.approach_loop, b.approach_loop_active_low, "VEHICLE WAITING", "clear")))
         if barrier.position_sensor is not None:
             checks.append(_try(f"barrier {barrier.name} position", lambda b=barrier: read_input(
                 b.position_sensor, True, "arm up", "arm down")))

@@ -1,7 +1,9 @@
 """Parking occupancy: entry and exit barriers of one car park share a counter with a capacity.
 
 A car counts when it has passed: the barrier was raised for it and its safety loop has cleared. A
-grant alone does not count (the driver may turn away). Counts live in SQLite beside the events, so
+grant alone does not count (the driver may turn away).  A barrier with an approach loop also tells a
+car that backed out (not counted) and one that drove through against its lane (counted the other way:
+in a fire every barrier stays up, and cars leave by the entry lanes too). Counts live in SQLite beside the events, so
 they survive restarts and power cuts; a technician corrects drift (a car that tailgated, a loop that
 missed one) from the CLI.  A pass the count cannot take (an exit at 0) is reported as ``parking.drift``.
 """
@@ -71,11 +73,14 @@ class Parking:
             return True
         return park.admit_residents_when_full and not visitor
 
-    def vehicle_passed(self, barrier: str) -> None:
+    def vehicle_passed(self, barrier: str, against: bool = False) -> None:
+        """A car drove through ``barrier``; ``against``: the wrong way (out by an entry, in by an exit)."""
         lane = self._lane.get(barrier)
         if lane is None:
             return
         park, step = lane
+        if against:
+            step = -step
         # Events are emitted under the lock (emit only queues them), so an entry and an exit at
         # once cannot record parking.full and parking.available in the opposite order to the counts.
         with self._lock:

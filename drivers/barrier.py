@@ -1,8 +1,14 @@
-"""Vehicle barrier: raise/lower relays (or one pulse relay), safety loop, optional position sensor.
+"""Vehicle barrier: raise/lower relays (or one pulse relay), safety loop, optional approach loop and
+position sensor.
 
 The one rule this driver enforces itself, because it is physics rather than policy: the arm never
 comes down while the safety loop sees a vehicle.  A lower asked for then waits until the loop clears,
 and a vehicle that drives onto the loop while the arm is still coming down sends it back up.
+
+With an approach loop (before the arm, where a car waits) the driver also tells which way a vehicle
+left the safety loop, as the A/B loop logic of car park controllers does: onto the far side
+(``forward``), back onto the approach loop it never left (``backed_out``: it did not pass), or
+against the lane, from the far side onto the approach loop (``reversed``).
 """
 
 from __future__ import annotations
@@ -22,9 +28,16 @@ log = logging.getLogger("edge_agent.barrier")
 
 BarrierHappening = Callable[[str, dict[str, Any]], None]
 """on_event(kind, details), kind one of: barrier.raised, barrier.lowered, barrier.lower_deferred,
-vehicle.present, vehicle.cleared, barrier.fault, barrier.recovered."""
+vehicle.present, vehicle.cleared, vehicle.approaching, barrier.fault, barrier.recovered.
+vehicle.cleared carries ``passed`` (it drove through under the raised arm) and, with an approach
+loop, ``direction``: one of :data:`Direction`."""
 
 ArmState = Literal["up", "down"]
+Direction = Literal["forward", "backed_out", "reversed", "turned_back"]
+
+# A car that left the approach loop this recently before reaching the safety loop came from it: loops
+# laid further apart than a short car let it be on neither for a moment.
+APPROACH_GAP_SECONDS = 2.0
 
 
 class Barrier:
@@ -41,6 +54,12 @@ class Barrier:
         self._faulted = False
         self._check_timer: threading.Timer | None = None
         self._close_timer: threading.Timer | None = None
+        # The vehicle on the safety loop: whether it came from the approach loop (set below), and
+        # whether it has been on the approach loop too, without a break, ever since (a car still on
+        # it that leaves the safety loop has backed out).
+        self._approach_held = False
+        self._approach_left_at = -math.inf  # by a vehicle heading for the arm
+        self._approach_from_arm = False  # the vehicle on the approach loop came off the safety loop
 
         def relay(pin: int | str | None) -> DigitalOutputDevice | None:
             if pin is None:
@@ -55,6 +74,14 @@ class Barrier:
                                        bounce_time=0.05, pin_factory=pin_factory)
         self.loop.when_activated = self._vehicle_arrived
         self.loop.when_deactivated = self._vehicle_cleared
+        self.approach: DigitalInputDevice | None = None
+        if config.approach_loop is not None:
+            self.approach = DigitalInputDevice(config.approach_loop, pull_up=config.approach_loop_active_low,
+                                               bounce_time=0.05, pin_factory=pin_factory)
+            self.approach.when_activated = self._vehicle_approached
+            self.approach.when_deactivated = self._approach_left
+        # One already on the safety loop at start-up (a restart mid-pass) most likely came the lane's way.
+        self._from_approach = self.vehicle_present
         self.position: DigitalInputDevice | None = None
         if config.position_sensor is not None:
             self.position = DigitalInputDevice(config.position_sensor, pull_up=True, pin_factory=pin_factory)
@@ -123,6 +150,16 @@ class Barrier:
         return bool(self.loop.is_active)
 
     @property
+    def vehicle_approaching(self) -> bool:
+        """A vehicle on the approach loop (always False without one)."""
+        return self.approach is not None and bool(self.approach.is_active)
+
+    @property
+    def vehicle_detected(self) -> bool:
+        """A vehicle on either loop: at the barrier, waiting or passing."""
+        return self.vehicle_present or self.vehicle_approaching
+
+    @property
     def arm(self) -> ArmState:
         return self._commanded
 
@@ -137,15 +174,19 @@ class Barrier:
 
     def state(self) -> dict[str, Any]:
         sensed = None if self.position is None else ("up" if self.position.is_active else "down")
-        return {"arm": self._commanded, "sensed": sensed, "vehicle_present": self.vehicle_present,
-                "fire_hold": self._hold}
+        state = {"arm": self._commanded, "sensed": sensed, "vehicle_present": self.vehicle_present,
+                 "fire_hold": self._hold}
+        if self.approach is not None:
+            state["vehicle_approaching"] = self.vehicle_approaching
+        return state
 
     def close(self) -> None:
         with self._lock:
             for timer in (self._check_timer, self._close_timer):
                 if timer:
                     timer.cancel()
-        for device in (self.raise_relay, self.lower_relay, self.pulse_relay, self.loop, self.position):
+        for device in (self.raise_relay, self.lower_relay, self.pulse_relay, self.loop, self.approach,
+                       self.position):
             if device is not None:
                 device.close()
 
@@ -230,8 +271,25 @@ class Barrier:
         elif recovered:
             self._report("barrier.recovered", {"position": sensed})
 
+    def _vehicle_approached(self) -> None:
+        with self._lock:
+            self._approach_from_arm = self.vehicle_present
+        self._report("vehicle.approaching", {})
+
+    def _approach_left(self) -> None:
+        with self._lock:
+            self._approach_held = False
+            # Only a vehicle heading for the arm that is then on neither loop can be the next to
+            # reach the safety loop from this side (loops laid apart); one already on it is tracked.
+            if not self._approach_from_arm and not self.vehicle_present:
+                self._approach_left_at = time.monotonic()
+
     def _vehicle_arrived(self) -> None:
         with self._lock:
+            if self.approach is not None:
+                on_approach = bool(self.approach.is_active)
+                self._from_approach = on_approach or time.monotonic() - self._approach_left_at < APPROACH_GAP_SECONDS
+                self._approach_held = on_approach
             if self._close_timer:
                 self._close_timer.cancel()
             coming_down = self._commanded == "down" and self._travelling() and not self._hold
@@ -243,12 +301,30 @@ class Barrier:
     def _vehicle_cleared(self) -> None:
         # "passed": it drove through under a raised arm (what a car park counts), not just onto the loop.
         with self._lock:
-            passed = self._commanded == "up"
-            lower = self._lower_when_clear and not self._hold
+            direction = self._direction()
+            passed = self._commanded == "up" and direction in (None, "forward", "reversed")
+            waiting_again = direction == "backed_out" and self._lower_when_clear and not self._hold
+            lower = self._lower_when_clear and not self._hold and not waiting_again
+            if waiting_again:
+                # The car is in front of the arm again, as when the arm rose for it: it gets the same
+                # time to drive on as then, and no more.
+                self._start_close_timer()
         # Lower before reporting: counting the car writes to disk, which must not hold the arm up.
         if lower:
             self.lower()
-        self._report("vehicle.cleared", {"passed": passed})
+        details: dict[str, Any] = {"passed": passed}
+        if direction is not None:
+            details["direction"] = direction
+        self._report("vehicle.cleared", details)
+
+    def _direction(self) -> Direction | None:
+        """Which way the vehicle leaving the safety loop went (None: no approach loop to tell)."""
+        if self.approach is None:
+            return None
+        on_approach = bool(self.approach.is_active)
+        if self._from_approach:
+            return "backed_out" if on_approach and self._approach_held else "forward"
+        return "reversed" if on_approach else "turned_back"
 
     def _report(self, kind: str, details: dict[str, Any]) -> None:
         try:

@@ -27,6 +27,7 @@ from models.face_track import FaceDecision
 from models.plate_match import match_plate
 from models.plate_vote import PlateDecision
 from tests.agent_configs import node_config
+from tests.test_drivers import wait_until
 
 NOW = datetime(2026, 11, 23, 10, 0).astimezone()  # a Monday morning
 
@@ -236,6 +237,41 @@ def test_agent_counts_a_car_that_passed(tmp_path: Path) -> None:
     finally:
         agent.shutdown()
 
+def test_an_approach_loop_keeps_the_count_true_to_which_way_cars_went(tmp_path: Path) -> None:
+    """A granted car that backs out is not counted in; in a fire, with every arm up, a car that leaves
+    by the entry lane counts as gone and is reported."""
+    from agent.daemon import Agent
+    from drivers.pins import make_pin_factory
+
+    text = node_config(tmp_path / "state").replace("safety_loop: 13,", "safety_loop: 13, approach_loop: 7,")
+    text += "parking:\n  - {name: lot, capacity: 10, entries: [car-in]}\n"
+    agent = Agent(parse_config(text), pin_factory=make_pin_factory("mock"))
+    agent.start()
+    pins = agent.pin_factory
+
+    def loops(*steps: tuple[int, bool]) -> None:
+        for pin, occupied in steps:
+            pins.pin(pin).drive_low() if occupied else pins.pin(pin).drive_high()
+            time.sleep(0.08)  # past the loops' debounce
+        agent.hardware.counting.submit(lambda: None).result(timeout=5)  # counted off the pin thread
+
+    try:
+        agent.handle_control({"cmd": "parking_set", "name": "lot", "occupied": 5})
+        agent.open_gate("car-in", None)
+        loops((7, True), (13, True), (13, False))  # noses under the arm and backs out
+        assert agent.parking.occupied("lot") == 5 and agent.hardware.barriers["car-in"].arm == "up"
+        loops((13, True), (7, False), (13, False))  # then drives in
+        assert agent.parking.occupied("lot") == 6
+
+        pins.pin(24).drive_low()  # smoke: every arm goes up and stays up
+        assert wait_until(lambda: agent.hardware.barriers["car-in"].held)
+        loops((13, True), (7, True), (13, False), (7, False))  # a car leaves by the entry lane
+        assert agent.parking.occupied("lot") == 5
+        assert wait_until(lambda: [(s.event.type, s.event.device) for s in agent.store.query(types=["vehicle"])]
+                          == [("vehicle.wrong_way", "car-in")])
+    finally:
+        agent.shutdown()
+
 
 def test_counting_a_car_never_holds_up_the_pin_callbacks(tmp_path: Path, mock_factory) -> None:
     """On a Pi every pin's callback runs on lgpio's one thread: a count stuck on a slow SD card
@@ -244,7 +280,7 @@ def test_counting_a_car_never_holds_up_the_pin_callbacks(tmp_path: Path, mock_fa
     disk = threading.Event()
     counted: list[str] = []
 
-    def slow_count(barrier: str) -> None:
+    def slow_count(barrier: str, against: bool) -> None:
         disk.wait(10)
         counted.append(barrier)
 

@@ -389,6 +389,95 @@ def test_a_slow_arm_is_a_fault_then_recovers_when_it_arrives(barrier) -> None:
     assert recorder.wait_for("barrier.recovered") == {"position": "up"}
 
 
+# -- approach loop: which way a vehicle went ------------------------------------------------------
+APPROACH, SAFETY = 17, 13
+
+
+def approach_barrier(pins, recorder: Recorder, **settings: float) -> Barrier:
+    """The relay barrier above with an approach loop on 17, where a car waits before the arm."""
+    config = BarrierConfig(name="b", raise_relay=5, lower_relay=6, safety_loop=SAFETY, approach_loop=APPROACH,
+                           pulse_seconds=0.02, **settings)
+    return Barrier(config, pins, recorder)
+
+
+def loops(pins, *steps: tuple[int, bool]) -> None:
+    """Drive the loops through ``(pin, occupied)`` steps, each past the 50 ms debounce."""
+    for pin, occupied in steps:
+        if occupied:
+            pins.pin(pin).drive_low()
+        else:
+            pins.pin(pin).drive_high()
+        time.sleep(0.08)
+
+
+def test_a_car_that_drives_through_passes_forward_and_the_arm_comes_down(mock_factory) -> None:
+    recorder = Recorder()
+    device = approach_barrier(mock_factory, recorder)
+    loops(mock_factory, (APPROACH, True))
+    assert recorder.wait_for("vehicle.approaching") == {} and device.vehicle_detected
+    device.raise_arm()
+    loops(mock_factory, (SAFETY, True), (APPROACH, False), (SAFETY, False))
+    assert recorder.wait_for("vehicle.cleared") == {"passed": True, "direction": "forward"}
+    assert device.arm == "down" and not device.vehicle_detected
+    device.close()
+
+
+def test_a_car_that_backs_out_is_not_counted_and_the_arm_waits_for_it(mock_factory) -> None:
+    recorder = Recorder()
+    device = approach_barrier(mock_factory, recorder, close_after_seconds=0.5)
+    loops(mock_factory, (APPROACH, True))
+    device.raise_arm()
+    loops(mock_factory, (SAFETY, True), (SAFETY, False))  # noses under the arm, backs out again
+    assert recorder.wait_for("vehicle.cleared") == {"passed": False, "direction": "backed_out"}
+    assert device.arm == "up" and rises(mock_factory.pin(6)) == 0, "the car is still in front of the arm"
+    loops(mock_factory, (SAFETY, True), (APPROACH, False), (SAFETY, False))  # and then drives through
+    assert recorder.events[-1] == ("vehicle.cleared", {"passed": True, "direction": "forward"})
+    assert device.arm == "down"
+    device.close()
+
+
+def test_a_car_that_backs_out_and_turns_away_leaves_the_arm_to_the_close_timer(mock_factory) -> None:
+    recorder = Recorder()
+    device = approach_barrier(mock_factory, recorder, close_after_seconds=0.3)
+    loops(mock_factory, (APPROACH, True))
+    device.raise_arm()
+    loops(mock_factory, (SAFETY, True), (SAFETY, False), (APPROACH, False))
+    assert recorder.wait_for("barrier.lowered") == {"reason": "no vehicle drove onto the loop"}
+    device.close()
+
+
+def test_loops_further_apart_than_a_short_car_still_tell_forward(mock_factory) -> None:
+    recorder = Recorder()
+    device = approach_barrier(mock_factory, recorder)
+    device.raise_arm()
+    loops(mock_factory, (APPROACH, True), (APPROACH, False), (SAFETY, True), (SAFETY, False))
+    assert recorder.wait_for("vehicle.cleared") == {"passed": True, "direction": "forward"}
+    device.close()
+
+
+def test_a_car_under_the_arm_at_start_is_counted_as_passing_forward(mock_factory) -> None:
+    mock_factory.pin(SAFETY).drive_low()  # a restart or reload mid-pass
+    recorder = Recorder()
+    device = approach_barrier(mock_factory, recorder)
+    loops(mock_factory, (SAFETY, False))
+    assert recorder.wait_for("vehicle.cleared") == {"passed": True, "direction": "forward"}
+    assert device.arm == "down"
+    device.close()
+
+
+def test_a_car_driving_against_the_lane_is_told_apart(mock_factory) -> None:
+    """In a fire every arm stays up, and cars leave by the entry lanes too: from the far side
+    over the safety loop onto the approach loop."""
+    recorder = Recorder()
+    device = approach_barrier(mock_factory, recorder)
+    device.hold_up()
+    loops(mock_factory, (SAFETY, True), (APPROACH, True), (SAFETY, False))
+    assert recorder.wait_for("vehicle.cleared") == {"passed": True, "direction": "reversed"}
+    loops(mock_factory, (APPROACH, False), (SAFETY, True), (SAFETY, False))  # a car that comes and goes back
+    assert recorder.events[-1] == ("vehicle.cleared", {"passed": False, "direction": "turned_back"})
+    device.close()
+
+
 # -- smoke detector -------------------------------------------------------------------------------
 @pytest.fixture
 def smoke(mock_factory):

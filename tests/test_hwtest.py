@@ -19,15 +19,18 @@ def test_hw_test_reads_inputs_and_pulses_only_when_asked(tmp_path: Path, mock_fa
     extra = (f"  cameras:\n    - {{name: door, source: {video}}}\n"
              f"    - {{name: gone, source: {tmp_path}/frames/}}\n")
     (tmp_path / "frames").mkdir()
-    config = parse_config(node_config(tmp_path / "state", extra=extra))
+    config = parse_config(node_config(tmp_path / "state", extra=extra).replace(
+        "safety_loop: 13,", "safety_loop: 13, approach_loop: 7,"))
     (tmp_path / "frames").rmdir()  # the folder disappears after validation: a dead USB stick
     mock_factory.pin(24).drive_low()  # smoke detector in alarm
+    mock_factory.pin(7).drive_low()  # a car waits at the barrier
 
     checks = {c.device: c for c in run_checks(config, mock_factory, pulse=False)}
     assert checks["gate main lock relay"].ok and "use --pulse" in checks["gate main lock relay"].detail
     assert checks["gate main door contact"].detail.endswith("door OPEN")
     assert checks["smoke lobby alarm"].detail.endswith("IN ALARM")
     assert checks["barrier car-in safety loop"].detail.endswith("clear")
+    assert checks["barrier car-in approach loop"].detail.endswith("VEHICLE WAITING")
     assert checks["camera door"].ok and "frame 320x240" in checks["camera door"].detail
     assert not checks["camera gone"].ok and "does not exist" in checks["camera gone"].detail
     assert not any(s.state for s in mock_factory.pin(17).states[1:]), "no relay moves without --pulse"

@@ -84,3 +84,14 @@ def test_full_and_available_follow_the_count_when_entries_and_exits_race(lot) ->
     assert all(a != b for a, b in itertools.pairwise(crossings)), crossings
     if crossings:
         assert crossings[0] == "parking.full"
+
+
+def test_a_car_through_a_lane_the_wrong_way_counts_the_other_way(lot) -> None:
+    """Told by a barrier's approach loop: out by an entry lane (a fire holds every arm up), in by an exit."""
+    parking, _events = lot
+    parking.vehicle_passed("car-in")
+    parking.vehicle_passed("car-in")
+    parking.vehicle_passed("car-in", against=True)
+    assert parking.occupied("lot") == 1
+    parking.vehicle_passed("car-out", against=True)
+    assert parking.occupied("lot") == 2
