@@ -12,7 +12,8 @@ import hmac
 import logging
 import math
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -20,6 +21,7 @@ from agent.hardware import Hardware
 from agent.parking import Parking
 
 if TYPE_CHECKING:  # dlib, OpenCV and onnxruntime load only on nodes that recognise something
+    from drivers.barrier import Barrier
     from models.face import Gallery
     from models.face_track import FaceDecision
     from models.plate_vote import PlateDecision
@@ -133,3 +135,48 @@ class AccessController:
     def _deny(self, device: str, reason: str, details: dict[str, Any]) -> None:
         self.hardware.signal("denied", device)
         self.emit("access.denied", device, {**details, "reason": reason})
+
+
+class UnreadPlateExits:
+    """Lets out a car that waits on an exit barrier's approach loop and whose plate is never read.
+
+    Every car read at an exit is let out; one with a dirty, bent or missing plate would otherwise
+    wait for a guard or the platform's open.  After its car park's ``let_out_unread_after_seconds``
+    on the approach loop with the arm still down, the arm rises (``access.granted``, method ``loop``).
+    It outlives reloads: the barrier is looked up by name when the wait is over.
+    """
+
+    def __init__(self, barriers: Callable[[], Mapping[str, Barrier]], parking: Parking, emit: Emit) -> None:
+        self.barriers = barriers
+        self.parking = parking
+        self.emit = emit
+        self._lock = threading.Lock()
+        self._timers: dict[str, threading.Timer] = {}
+
+    def vehicle_waiting(self, barrier: str) -> None:
+        """A vehicle drove onto ``barrier``'s approach loop (the next one restarts the wait)."""
+        wait = self.parking.unread_exit_wait(barrier)
+        if wait is None:
+            return
+        timer = threading.Timer(wait, self._let_out, (barrier,))
+        timer.daemon = True
+        with self._lock:
+            earlier = self._timers.get(barrier)
+            if earlier is not None:
+                earlier.cancel()
+            self._timers[barrier] = timer
+        timer.start()
+
+    def _let_out(self, barrier: str) -> None:
+        device = self.barriers().get(barrier)
+        # Still waiting, and nothing raised the arm for it (a read plate, the platform, a fire).
+        if device is None or not device.vehicle_approaching or device.arm == "up":
+            return
+        device.raise_arm()
+        self.emit("access.granted", barrier, {"method": "loop", "direction": "exit", "reason": "plate not read"})
+
+    def close(self) -> None:
+        with self._lock:
+            for timer in self._timers.values():
+                timer.cancel()
+            self._timers.clear()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from agent.config import Name, Section
+from agent.config import Name, Seconds, Section
 
 
 class CarParkConfig(Section):
@@ -17,6 +17,10 @@ class CarParkConfig(Section):
     admit_residents_when_full: bool = Field(
         True, description="when full, residents are still let in (visitors with a valid-until are refused); "
         "false: nobody is let in until a space frees up"
+    )
+    let_out_unread_after_seconds: Seconds | None = Field(
+        8.0, description="an exit barrier with an approach loop lets out a car that has waited on it this long "
+        "without its plate read (dirty, bent or missing); null: only a read plate or the platform's open"
     )
 
     @model_validator(mode="after")

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from gpiozero import Factory
 
-from agent.access import AccessController
+from agent.access import AccessController, UnreadPlateExits
 from agent.agent_config import AgentConfig
+from agent.config import HardwareConfig
 from agent.config_loader import ConfigError, load_config
 from agent.control import ControlServer
 from agent.event_store import EventStore
@@ -57,6 +58,7 @@ class Agent:
         self.hardware = Hardware()
         self.models = Models()
         self.parking = Parking(config.parking, state_dir / "parking.db", self.emit)
+        self.unread_exits = UnreadPlateExits(lambda: self.hardware.barriers, self.parking, self.emit)
         self.workers: list[VisionWorker] = []
         self.whitelist = WhitelistWatch(config, config_path)
         self.uplink: Uplink | None = None
@@ -98,8 +100,7 @@ class Agent:
             "gates": len(hw.gates), "barriers": len(hw.barriers), "smoke_detectors": len(hw.smoke_detectors),
             "cameras": len(hw.cameras), "fire_latched": self.fire.latched,
         })
-        self.hardware = build_hardware(hw, self.pin_factory, self.fire, self.emit,
-                                       vehicle_passed=self.parking.vehicle_passed)
+        self.hardware = self._build_hardware(hw)
         self.workers = start_workers(self.config, self.hardware, self._access(), self.models)
         self.hardware.start_cameras()
         self.control.start()
@@ -110,6 +111,11 @@ class Agent:
             self.on_state_change(self.uplink.publish_state)
             self.uplink.start()
         self.notifier.notify(READY=1, STATUS=self.status_line())
+
+    def _build_hardware(self, config: HardwareConfig) -> Hardware:
+        return build_hardware(config, self.pin_factory, self.fire, self.emit,
+                              vehicle_passed=self.parking.vehicle_passed,
+                              vehicle_waiting=self.unread_exits.vehicle_waiting)
 
     def _access(self) -> AccessController:
         from models.plate_match import match_plate
@@ -163,6 +169,7 @@ class Agent:
                 log.warning("gate %s stays released: the fire alarm is latched", gate.name)
                 continue
             gate.to_safe_state()
+        self.unread_exits.close()
         self.hardware.close()
         self.parking.close()
         self.control.stop()
@@ -202,13 +209,11 @@ class Agent:
                   if barrier.arm == "up" and not barrier.held}
         old_hardware.close()
         try:
-            self.hardware = build_hardware(new.hardware, self.pin_factory, self.fire, self.emit,
-                                           vehicle_passed=self.parking.vehicle_passed)
+            self.hardware = self._build_hardware(new.hardware)
             self.config = new
         except Exception:
             log.exception("reload failed while opening devices; going back to the previous configuration")
-            self.hardware = build_hardware(old_config.hardware, self.pin_factory, self.fire, self.emit,
-                                           vehicle_passed=self.parking.vehicle_passed)
+            self.hardware = self._build_hardware(old_config.hardware)
         for name, lower_when_clear in passes.items():
             if name in self.hardware.barriers:
                 self.hardware.barriers[name].carry_on(lower_when_clear)

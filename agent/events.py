@@ -32,7 +32,8 @@ EVENT_TYPES: dict[str, str] = {
     "alarm.reset": "a technician reset the fire-alarm latch",
     "agent.reloaded": "the agent re-read its configuration (SIGHUP or the platform's reload)",
     "assist.requested": "someone pressed a gate's call/assist button; the platform may answer with a signed open",
-    "access.granted": "a recognised resident or visitor was let in (method face or plate, pseudonymous person id)",
+    "access.granted": "a recognised resident or visitor was let in (method face or plate, pseudonymous person id), "
+                      "or a car out by an exit's approach loop (method loop, its plate not read)",
     "access.denied": "someone was refused: stranger, expired, schedule, gate, disabled, liveness or full",
     "barrier.raised": "a barrier arm was raised",
     "barrier.lowered": "a barrier arm was lowered",

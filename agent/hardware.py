@@ -29,6 +29,7 @@ log = logging.getLogger("edge_agent.hardware")
 
 Emit = Callable[[str, str | None, dict[str, Any]], object]
 VehiclePassed = Callable[[str, bool], None]  # (barrier, against its lane)
+VehicleWaiting = Callable[[str], None]  # (barrier): a vehicle drove onto its approach loop
 
 # Driver happenings recorded as events of the same name; the rest are mapped in the handlers below.
 _RECORDED = {
@@ -96,12 +97,13 @@ def _logged(count: VehiclePassed, barrier: str, against: bool) -> None:
 
 
 def build_hardware(config: HardwareConfig, pin_factory: Factory, fire: FireSafety, emit: Emit,
-                   with_cameras: bool = True, vehicle_passed: VehiclePassed | None = None) -> Hardware:
+                   with_cameras: bool = True, vehicle_passed: VehiclePassed | None = None,
+                   vehicle_waiting: VehicleWaiting | None = None) -> Hardware:
     """Create every device; on failure close what was already opened, so the pins are free again."""
     hardware = Hardware()
     try:
         _build(hardware, config, pin_factory, fire, emit, with_cameras,
-               vehicle_passed or (lambda barrier, against: None))
+               vehicle_passed or (lambda barrier, against: None), vehicle_waiting or (lambda barrier: None))
     except BaseException:
         hardware.close()
         raise
@@ -109,7 +111,7 @@ def build_hardware(config: HardwareConfig, pin_factory: Factory, fire: FireSafet
 
 
 def _build(hardware: Hardware, config: HardwareConfig, pin_factory: Factory, fire: FireSafety, emit: Emit,
-           with_cameras: bool, vehicle_passed: VehiclePassed) -> None:
+           with_cameras: bool, vehicle_passed: VehiclePassed, vehicle_waiting: VehicleWaiting) -> None:
     for indicator_config in config.indicators:
         hardware.indicators.append(Indicator(indicator_config, pin_factory))
 
@@ -135,6 +137,8 @@ def _build(hardware: Hardware, config: HardwareConfig, pin_factory: Factory, fir
                 # Counting writes to disk. On a Pi every pin's callback runs on lgpio's one thread,
                 # so a slow SD card here would hold back the smoke detector's edge: count elsewhere.
                 hardware.counting.submit(_logged, vehicle_passed, name, against)
+            elif kind == "vehicle.approaching":
+                vehicle_waiting(name)
             else:
                 log.debug("barrier %s: %s", name, kind)
         hardware.barriers[barrier_config.name] = Barrier(barrier_config, pin_factory, on_barrier)

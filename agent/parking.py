@@ -63,6 +63,13 @@ class Parking:
     def is_exit(self, barrier: str) -> bool:
         return barrier in self._lane and self._lane[barrier][1] < 0
 
+    def unread_exit_wait(self, barrier: str) -> float | None:
+        """How long a car may wait at exit ``barrier`` unread before it is let out (None: never)."""
+        lane = self._lane.get(barrier)
+        if lane is None or lane[1] > 0:
+            return None
+        return lane[0].let_out_unread_after_seconds
+
     def may_enter(self, barrier: str, visitor: bool) -> bool:
         """Asked before raising an entry barrier for a whitelisted car."""
         lane = self._lane.get(barrier)

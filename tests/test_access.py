@@ -272,6 +272,55 @@ def test_an_approach_loop_keeps_the_count_true_to_which_way_cars_went(tmp_path: 
     finally:
         agent.shutdown()
 
+def test_a_car_whose_plate_is_never_read_is_let_out_after_waiting_at_an_exit(tmp_path: Path) -> None:
+    """Every car read at an exit is let out; one with a dirty or missing plate is let out by its
+    approach loop after a while, not kept in until a guard comes.  Entries never do this."""
+    from agent.daemon import Agent
+    from drivers.pins import make_pin_factory
+
+    text = node_config(tmp_path / "state").replace("safety_loop: 13,", "safety_loop: 13, approach_loop: 7,")
+    text = text.replace("  smoke_detectors:", "    - {name: car-out, pulse_relay: 12, safety_loop: 26,"
+                        " approach_loop: 8, pulse_seconds: 0.02}\n  smoke_detectors:")
+    text += ("parking:\n  - {name: lot, capacity: 10, entries: [car-in], exits: [car-out],"
+             " let_out_unread_after_seconds: 0.4}\n")
+    agent = Agent(parse_config(text), pin_factory=make_pin_factory("mock"))
+    agent.start()
+    pins, barriers = agent.pin_factory, agent.hardware.barriers
+
+    def granted() -> list[tuple[str | None, dict]]:
+        return [(s.event.device, s.event.details) for s in agent.store.query(types=["access.granted"])]
+
+    try:
+        agent.handle_control({"cmd": "parking_set", "name": "lot", "occupied": 3})
+        pins.pin(7).drive_low()  # an unread car at the entry stays out
+        pins.pin(8).drive_low()  # and one at the exit
+        time.sleep(0.2)
+        assert barriers["car-out"].arm == "down", "let out too soon: its plate may still be read"
+        assert wait_until(lambda: barriers["car-out"].arm == "up")
+        assert wait_until(lambda: granted() == [
+            ("car-out", {"method": "loop", "direction": "exit", "reason": "plate not read"})])
+        assert barriers["car-in"].arm == "down"
+        for pin, occupied in ((26, True), (8, False), (26, False)):  # it drives out
+            pins.pin(pin).drive_low() if occupied else pins.pin(pin).drive_high()
+            time.sleep(0.08)
+        agent.hardware.counting.submit(lambda: None).result(timeout=5)
+        assert agent.parking.occupied("lot") == 2 and barriers["car-out"].arm == "down"
+
+        pins.pin(8).drive_low()  # the next car is let out by the platform before the wait is over
+        agent.open_gate("car-out", None)
+        time.sleep(0.6)
+        assert len(granted()) == 1, "let out twice"
+        pins.pin(8).drive_high()  # it turns back after all
+        barriers["car-out"].lower()
+        time.sleep(0.1)
+        pins.pin(8).drive_low()  # and so does a car before the wait is over: nobody to let out
+        time.sleep(0.1)
+        pins.pin(8).drive_high()
+        time.sleep(0.6)
+        assert len(granted()) == 1 and barriers["car-out"].arm == "down"
+    finally:
+        agent.shutdown()
+
 
 def test_counting_a_car_never_holds_up_the_pin_callbacks(tmp_path: Path, mock_factory) -> None:
     """On a Pi every pin's callback runs on lgpio's one thread: a count stuck on a slow SD card
