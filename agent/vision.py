@@ -151,13 +151,12 @@ class PlatePass:
     skipped); the same plate is not decided again within ``repeat_seconds`` (a car waiting at the
     barrier is one pass, not twenty). Before that idle gap, a decided pass gives way to a new one
     only on evidence of another vehicle: a read more than ``NEW_PLATE_EDITS`` edits from the
-    decided plate and unlike the last two reads (a car right behind), or the barrier's loops (the
-    safety loop, and the approach loop if fitted) having seen a vehicle and cleared since the
-    decision (the decided car drove through). A waiting
+    decided plate and unlike the last two reads (a car right behind), or the barrier's safety loop
+    having seen a vehicle and cleared since the decision (the decided car drove through). A waiting
     car misread, even several frames running, stays in its pass: one decision, not a second one.
 
     With ``plates.read_on_motion_only`` a frame is read only when something moved in it, a pass is
-    under way, or a loop of the barrier sees a vehicle (a car that stopped before the camera
+    under way, or the barrier's safety loop sees a vehicle (a car that stopped before the camera
     noticed it); an empty, still lane costs a motion check instead of a plate read.
 
     With an ``area`` (the camera's ``lane``), plates are looked for only in the part of the picture
@@ -194,7 +193,7 @@ class PlatePass:
         self.repeat_seconds = repeat_seconds
         self._last_read = -math.inf  # no plate read yet
         self._last_decided: tuple[str, float] | None = None
-        # The barrier's loops since this pass was decided: whether it has seen a vehicle, and whether
+        # The safety loop since this pass was decided: whether it has seen a vehicle, and whether
         # that vehicle has cleared it since (the decided car has driven through).
         self._loop_seen_since_decision = False
         self._decided_car_left = False
@@ -281,7 +280,7 @@ def start_workers(config: AgentConfig, hardware: Hardware, access: AccessControl
             barrier = hardware.barriers[lane]
             area = Area(camera_config.lane) if camera_config.lane else None
             handle = PlatePass(models.plate_reader(config.plates), config.plates, lane, access,
-                               vehicle_present=lambda barrier=barrier: barrier.vehicle_detected, area=area)
+                               vehicle_present=lambda barrier=barrier: barrier.vehicle_present, area=area)
         else:
             continue
         camera = hardware.cameras[camera_config.name]

@@ -8,7 +8,9 @@ and a vehicle that drives onto the loop while the arm is still coming down sends
 With an approach loop (before the arm, where a car waits) the driver also tells which way a vehicle
 left the safety loop, as the A/B loop logic of car park controllers does: onto the far side
 (``forward``), back onto the approach loop it never left (``backed_out``: it did not pass), or
-against the lane, from the far side onto the approach loop (``reversed``).
+against the lane, from the far side onto the approach loop (``reversed``).  The arm comes down
+behind a car that backed out as behind any other: a car right behind it, on the approach loop too,
+looks the same to the loops, and must not find the arm up.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ Direction = Literal["forward", "backed_out", "reversed", "turned_back"]
 # A car that left the approach loop this recently before reaching the safety loop came from it: loops
 # laid further apart than a short car let it be on neither for a moment.
 APPROACH_GAP_SECONDS = 2.0
+# An approach loop occupied this long is taken as stuck (a failing detector, a car parked on it) and
+# tells nothing: passes are then judged by the safety loop alone, as without one.
+APPROACH_STUCK_SECONDS = 60.0
 
 
 class Barrier:
@@ -60,6 +65,7 @@ class Barrier:
         self._approach_held = False
         self._approach_left_at = -math.inf  # by a vehicle heading for the arm
         self._approach_from_arm = False  # the vehicle on the approach loop came off the safety loop
+        self._approach_since = -math.inf  # when the approach loop last became occupied
 
         def relay(pin: int | str | None) -> DigitalOutputDevice | None:
             if pin is None:
@@ -82,6 +88,8 @@ class Barrier:
             self.approach.when_deactivated = self._approach_left
         # One already on the safety loop at start-up (a restart mid-pass) most likely came the lane's way.
         self._from_approach = self.vehicle_present
+        if self.vehicle_approaching:
+            self._approach_since = time.monotonic()
         self.position: DigitalInputDevice | None = None
         if config.position_sensor is not None:
             self.position = DigitalInputDevice(config.position_sensor, pull_up=True, pin_factory=pin_factory)
@@ -153,11 +161,6 @@ class Barrier:
     def vehicle_approaching(self) -> bool:
         """A vehicle on the approach loop (always False without one)."""
         return self.approach is not None and bool(self.approach.is_active)
-
-    @property
-    def vehicle_detected(self) -> bool:
-        """A vehicle on either loop: at the barrier, waiting or passing."""
-        return self.vehicle_present or self.vehicle_approaching
 
     @property
     def arm(self) -> ArmState:
@@ -274,6 +277,7 @@ class Barrier:
     def _vehicle_approached(self) -> None:
         with self._lock:
             self._approach_from_arm = self.vehicle_present
+            self._approach_since = time.monotonic()
         self._report("vehicle.approaching", {})
 
     def _approach_left(self) -> None:
@@ -302,13 +306,10 @@ class Barrier:
         # "passed": it drove through under a raised arm (what a car park counts), not just onto the loop.
         with self._lock:
             direction = self._direction()
-            passed = self._commanded == "up" and direction in (None, "forward", "reversed")
-            waiting_again = direction == "backed_out" and self._lower_when_clear and not self._hold
-            lower = self._lower_when_clear and not self._hold and not waiting_again
-            if waiting_again:
-                # The car is in front of the arm again, as when the arm rose for it: it gets the same
-                # time to drive on as then, and no more.
-                self._start_close_timer()
+            # turned_back counts as before: a vehicle under a raised arm that the approach loop never
+            # saw may be one its detector missed.
+            passed = self._commanded == "up" and direction != "backed_out"
+            lower = self._lower_when_clear and not self._hold
         # Lower before reporting: counting the car writes to disk, which must not hold the arm up.
         if lower:
             self.lower()
@@ -322,6 +323,10 @@ class Barrier:
         if self.approach is None:
             return None
         on_approach = bool(self.approach.is_active)
+        if on_approach and time.monotonic() - self._approach_since > APPROACH_STUCK_SECONDS:
+            log.warning("barrier %s: the approach loop has been occupied for over %.0f s; direction unknown",
+                        self.name, APPROACH_STUCK_SECONDS)
+            return None
         if self._from_approach:
             return "backed_out" if on_approach and self._approach_held else "forward"
         return "reversed" if on_approach else "turned_back"

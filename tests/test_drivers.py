@@ -414,35 +414,40 @@ def test_a_car_that_drives_through_passes_forward_and_the_arm_comes_down(mock_fa
     recorder = Recorder()
     device = approach_barrier(mock_factory, recorder)
     loops(mock_factory, (APPROACH, True))
-    assert recorder.wait_for("vehicle.approaching") == {} and device.vehicle_detected
+    assert recorder.wait_for("vehicle.approaching") == {} and device.vehicle_approaching
     device.raise_arm()
     loops(mock_factory, (SAFETY, True), (APPROACH, False), (SAFETY, False))
     assert recorder.wait_for("vehicle.cleared") == {"passed": True, "direction": "forward"}
-    assert device.arm == "down" and not device.vehicle_detected
+    assert device.arm == "down" and not device.vehicle_approaching
     device.close()
 
 
-def test_a_car_that_backs_out_is_not_counted_and_the_arm_waits_for_it(mock_factory) -> None:
+def test_a_car_that_backs_out_is_not_counted_and_the_arm_comes_down_as_behind_any_car(mock_factory) -> None:
+    """To the loops, a car that backs out looks like one that drove through with another right
+    behind it on the approach loop: the arm must not stay up for that one."""
     recorder = Recorder()
-    device = approach_barrier(mock_factory, recorder, close_after_seconds=0.5)
+    device = approach_barrier(mock_factory, recorder)
     loops(mock_factory, (APPROACH, True))
     device.raise_arm()
     loops(mock_factory, (SAFETY, True), (SAFETY, False))  # noses under the arm, backs out again
     assert recorder.wait_for("vehicle.cleared") == {"passed": False, "direction": "backed_out"}
-    assert device.arm == "up" and rises(mock_factory.pin(6)) == 0, "the car is still in front of the arm"
-    loops(mock_factory, (SAFETY, True), (APPROACH, False), (SAFETY, False))  # and then drives through
-    assert recorder.events[-1] == ("vehicle.cleared", {"passed": True, "direction": "forward"})
     assert device.arm == "down"
+    device.raise_arm()  # read and let in again
+    loops(mock_factory, (SAFETY, True), (APPROACH, False), (SAFETY, False))
+    assert recorder.events[-1] == ("vehicle.cleared", {"passed": True, "direction": "forward"})
     device.close()
 
 
-def test_a_car_that_backs_out_and_turns_away_leaves_the_arm_to_the_close_timer(mock_factory) -> None:
+def test_an_approach_loop_occupied_for_long_tells_nothing(mock_factory, monkeypatch) -> None:
+    """A stuck detector (or a car parked on it) would make every car look as if it backed out."""
+    monkeypatch.setattr("drivers.barrier.APPROACH_STUCK_SECONDS", 0.2)
     recorder = Recorder()
-    device = approach_barrier(mock_factory, recorder, close_after_seconds=0.3)
+    device = approach_barrier(mock_factory, recorder)
     loops(mock_factory, (APPROACH, True))
+    time.sleep(0.3)
     device.raise_arm()
-    loops(mock_factory, (SAFETY, True), (SAFETY, False), (APPROACH, False))
-    assert recorder.wait_for("barrier.lowered") == {"reason": "no vehicle drove onto the loop"}
+    loops(mock_factory, (SAFETY, True), (SAFETY, False))
+    assert recorder.wait_for("vehicle.cleared") == {"passed": True}
     device.close()
 
 
@@ -473,8 +478,9 @@ def test_a_car_driving_against_the_lane_is_told_apart(mock_factory) -> None:
     device.hold_up()
     loops(mock_factory, (SAFETY, True), (APPROACH, True), (SAFETY, False))
     assert recorder.wait_for("vehicle.cleared") == {"passed": True, "direction": "reversed"}
-    loops(mock_factory, (APPROACH, False), (SAFETY, True), (SAFETY, False))  # a car that comes and goes back
-    assert recorder.events[-1] == ("vehicle.cleared", {"passed": False, "direction": "turned_back"})
+    # One that comes and goes back counts as before: the approach loop may have missed it.
+    loops(mock_factory, (APPROACH, False), (SAFETY, True), (SAFETY, False))
+    assert recorder.events[-1] == ("vehicle.cleared", {"passed": True, "direction": "turned_back"})
     device.close()
 
 
