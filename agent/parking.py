@@ -2,10 +2,11 @@
 
 A car counts when it has passed: the barrier was raised for it and its safety loop has cleared. A
 grant alone does not count (the driver may turn away).  A barrier with an approach loop also tells a
-car that backed out (not counted) and one that drove through against its lane (counted the other way:
-in a fire every barrier stays up, and cars leave by the entry lanes too). Counts live in SQLite beside the events, so
-they survive restarts and power cuts; a technician corrects drift (a car that tailgated, a loop that
-missed one) from the CLI.  A pass the count cannot take (an exit at 0) is reported as ``parking.drift``.
+car that backed out (not counted) and one that drove through against its lane (counted the other
+way: in a fire every barrier stays up, and cars leave by the entry lanes too).  Counts live in SQLite
+beside the events, so they survive restarts and power cuts; a technician corrects drift (a car that
+tailgated, a loop that missed one) from the CLI.  A pass the count cannot take (an exit at 0) is
+reported as ``parking.drift``.
 """
 
 from __future__ import annotations
