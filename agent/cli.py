@@ -101,7 +101,10 @@ def status_lines(reply: dict) -> list[str]:
     """What ``edge-agent status`` prints from the daemon's status reply."""
     lines = [reply["status"]]
     for key, value in sorted(reply["state"].items()):
-        lines.append(f"  {key:<24} " + ", ".join(f"{k}={v}" for k, v in value.items()))
+        line = f"  {key:<24} " + ", ".join(f"{k}={v}" for k, v in value.items())
+        if value.get("stuck_loops"):
+            line += f" (LOOP STUCK: {' and '.join(value['stuck_loops'])} occupied too long; check the loop detector)"
+        lines.append(line)
     # Per camera since start: is recognition keeping up, and what an idle barrier lane skipped.
     # A barrier camera's plate_width_px: the median of its last passes' widest plates.
     for camera, figures in sorted((reply.get("recognition") or {}).items()):

@@ -86,6 +86,9 @@ class BarrierConfig(Section):
         None, description="loop before the arm, where a car waits: tells a car that drove through from one "
         "that backed out, and which way it went (what the car park counts)")
     approach_loop_active_low: bool = Field(True, description="its detector pulls the pin low when occupied")
+    loop_stuck_seconds: Seconds | None = Field(
+        300.0, description="a loop occupied this long is reported as barrier.fault (a failed detector, a car left "
+        "on it); a stuck approach loop then tells no direction (null: never)")
     position_sensor: Pin | None = Field(None, description="limit switch, active while the arm is up")
     travel_seconds: Seconds = Field(4.0, description="time the arm needs to move; position is checked after it")
     close_after_seconds: Seconds | None = Field(

@@ -38,8 +38,9 @@ EVENT_TYPES: dict[str, str] = {
     "barrier.raised": "a barrier arm was raised",
     "barrier.lowered": "a barrier arm was lowered",
     "barrier.lower_deferred": "a lower waited because a vehicle was on the safety loop",
-    "barrier.fault": "a barrier's position sensor disagrees with the command (stuck arm, an arm moved by hand)",
-    "barrier.recovered": "a faulted barrier's position sensor agrees with the command again",
+    "barrier.fault": "a barrier's position sensor disagrees with the command (stuck arm, an arm moved by hand), "
+                     "or one of its loops has been occupied for loop_stuck_seconds (failed detector, a car left on it)",
+    "barrier.recovered": "a faulted barrier's position sensor agrees with the command again, or its stuck loop cleared",
     "vehicle.wrong_way": "a vehicle drove through a raised barrier against its lane (told by its approach loop)",
     "parking.full": "a car park reached its capacity",
     "parking.available": "a full car park has spaces again",

@@ -40,9 +40,6 @@ Direction = Literal["forward", "backed_out", "reversed", "turned_back"]
 # A car that left the approach loop this recently before reaching the safety loop came from it: loops
 # laid further apart than a short car let it be on neither for a moment.
 APPROACH_GAP_SECONDS = 2.0
-# An approach loop occupied this long is taken as stuck (a failing detector, a car parked on it) and
-# tells nothing: passes are then judged by the safety loop alone, as without one.
-APPROACH_STUCK_SECONDS = 60.0
 
 
 class Barrier:
@@ -65,7 +62,11 @@ class Barrier:
         self._approach_held = False
         self._approach_left_at = -math.inf  # by a vehicle heading for the arm
         self._approach_from_arm = False  # the vehicle on the approach loop came off the safety loop
-        self._approach_since = -math.inf  # when the approach loop last became occupied
+        # Loops occupied for loop_stuck_seconds: reported as a fault, and a stuck approach loop tells
+        # no direction.  Each loop's edges are numbered so that a timer of an earlier edge does nothing.
+        self._stuck: set[str] = set()
+        self._loop_edges = {"safety": 0, "approach": 0}
+        self._stuck_timers: dict[str, threading.Timer] = {}
 
         def relay(pin: int | str | None) -> DigitalOutputDevice | None:
             if pin is None:
@@ -88,8 +89,8 @@ class Barrier:
             self.approach.when_deactivated = self._approach_left
         # One already on the safety loop at start-up (a restart mid-pass) most likely came the lane's way.
         self._from_approach = self.vehicle_present
-        if self.vehicle_approaching:
-            self._approach_since = time.monotonic()
+        self._watch_loop("safety", self.vehicle_present)
+        self._watch_loop("approach", self.vehicle_approaching)
         self.position: DigitalInputDevice | None = None
         if config.position_sensor is not None:
             self.position = DigitalInputDevice(config.position_sensor, pull_up=True, pin_factory=pin_factory)
@@ -181,11 +182,12 @@ class Barrier:
                  "fire_hold": self._hold}
         if self.approach is not None:
             state["vehicle_approaching"] = self.vehicle_approaching
+        state["stuck_loops"] = sorted(self._stuck)
         return state
 
     def close(self) -> None:
         with self._lock:
-            for timer in (self._check_timer, self._close_timer):
+            for timer in (self._check_timer, self._close_timer, *self._stuck_timers.values()):
                 if timer:
                     timer.cancel()
         for device in (self.raise_relay, self.lower_relay, self.pulse_relay, self.loop, self.approach,
@@ -277,7 +279,7 @@ class Barrier:
     def _vehicle_approached(self) -> None:
         with self._lock:
             self._approach_from_arm = self.vehicle_present
-            self._approach_since = time.monotonic()
+        self._watch_loop("approach", True)
         self._report("vehicle.approaching", {})
 
     def _approach_left(self) -> None:
@@ -287,6 +289,7 @@ class Barrier:
             # reach the safety loop from this side (loops laid apart); one already on it is tracked.
             if not self._approach_from_arm and not self.vehicle_present:
                 self._approach_left_at = time.monotonic()
+        self._watch_loop("approach", False)
 
     def _vehicle_arrived(self) -> None:
         with self._lock:
@@ -300,6 +303,7 @@ class Barrier:
             if coming_down:
                 self._lower_when_clear = True
                 self._drive("up", "vehicle under the descending arm")
+        self._watch_loop("safety", True)
         self._report("vehicle.present", {})
 
     def _vehicle_cleared(self) -> None:
@@ -313,6 +317,7 @@ class Barrier:
         # Lower before reporting: counting the car writes to disk, which must not hold the arm up.
         if lower:
             self.lower()
+        self._watch_loop("safety", False)
         details: dict[str, Any] = {"passed": passed}
         if direction is not None:
             details["direction"] = direction
@@ -323,13 +328,39 @@ class Barrier:
         if self.approach is None:
             return None
         on_approach = bool(self.approach.is_active)
-        if on_approach and time.monotonic() - self._approach_since > APPROACH_STUCK_SECONDS:
-            log.warning("barrier %s: the approach loop has been occupied for over %.0f s; direction unknown",
-                        self.name, APPROACH_STUCK_SECONDS)
+        if on_approach and "approach" in self._stuck:
+            # A stuck loop would make every car look as if it backed out: judge as without one.
             return None
         if self._from_approach:
             return "backed_out" if on_approach and self._approach_held else "forward"
         return "reversed" if on_approach else "turned_back"
+
+    def _watch_loop(self, loop: str, occupied: bool) -> None:
+        """A loop occupied for ``loop_stuck_seconds`` is a fault: a failed detector, or a car left
+        on it.  A stuck safety loop keeps the arm up for good, which the platform must hear of."""
+        with self._lock:
+            self._loop_edges[loop] += 1
+            edge = self._loop_edges[loop]
+            earlier = self._stuck_timers.pop(loop, None)
+            if earlier is not None:
+                earlier.cancel()
+            recovered = not occupied and loop in self._stuck
+            if recovered:
+                self._stuck.discard(loop)
+            if occupied and self.config.loop_stuck_seconds is not None:
+                self._stuck_timers[loop] = self._timer(self.config.loop_stuck_seconds,
+                                                       lambda: self._loop_stuck(loop, edge))
+        if recovered:
+            self._report("barrier.recovered", {"loop": loop})
+
+    def _loop_stuck(self, loop: str, edge: int) -> None:
+        with self._lock:
+            stuck = self._loop_edges[loop] == edge and loop not in self._stuck
+            if stuck:
+                self._stuck.add(loop)
+        if stuck:
+            self._report("barrier.fault", {"loop": loop, "reason": f"the {loop} loop has been occupied for over "
+                                                                    f"{self.config.loop_stuck_seconds:g} s"})
 
     def _report(self, kind: str, details: dict[str, Any]) -> None:
         try:

@@ -152,7 +152,8 @@ def test_cli_events_status_and_reset_against_a_running_daemon(daemon) -> None:
 def test_status_lines_show_each_cameras_recognition_figures() -> None:
     from agent.cli import status_lines
 
-    reply = {"status": "running: 1 gate(s), 1 barrier(s)", "state": {"gate/main": {"lock": "locked"}},
+    reply = {"status": "running: 1 gate(s), 1 barrier(s)",
+             "state": {"gate/main": {"lock": "locked"}, "barrier/car-in": {"arm": "up", "stuck_loops": ["safety"]}},
              "recognition": {"lane": {"frames_processed": 900, "busy_s": 12.5, "plate_frames_read": 40,
                                       "plate_frames_still": 860, "plate_width_px": 96},
                              "exit-lane": {"frames_processed": 10, "busy_s": 1.0, "plate_width_px": 52},
@@ -160,6 +161,8 @@ def test_status_lines_show_each_cameras_recognition_figures() -> None:
              "whitelist": {"people": 3, "problem": None}, "uplink": None}
     lines = status_lines(reply)
     assert lines[0] == "running: 1 gate(s), 1 barrier(s)"
+    assert lines[1] == ("  barrier/car-in           arm=up, stuck_loops=['safety'] (LOOP STUCK: safety occupied too "
+                        "long; check the loop detector)")
     assert "  recognition/entrance     frames_processed=450, busy_s=30.1" in lines
     assert ("  recognition/lane         frames_processed=900, busy_s=12.5, plate_frames_read=40, "
             "plate_frames_still=860, plate_width_px=96") in lines

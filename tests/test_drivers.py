@@ -438,16 +438,34 @@ def test_a_car_that_backs_out_is_not_counted_and_the_arm_comes_down_as_behind_an
     device.close()
 
 
-def test_an_approach_loop_occupied_for_long_tells_nothing(mock_factory, monkeypatch) -> None:
+def test_a_stuck_approach_loop_is_a_fault_and_tells_no_direction(mock_factory) -> None:
     """A stuck detector (or a car parked on it) would make every car look as if it backed out."""
-    monkeypatch.setattr("drivers.barrier.APPROACH_STUCK_SECONDS", 0.2)
     recorder = Recorder()
-    device = approach_barrier(mock_factory, recorder)
+    device = approach_barrier(mock_factory, recorder, loop_stuck_seconds=0.2)
     loops(mock_factory, (APPROACH, True))
-    time.sleep(0.3)
+    assert recorder.wait_for("barrier.fault") == {"loop": "approach",
+                                                  "reason": "the approach loop has been occupied for over 0.2 s"}
+    assert device.state()["stuck_loops"] == ["approach"]
     device.raise_arm()
     loops(mock_factory, (SAFETY, True), (SAFETY, False))
     assert recorder.wait_for("vehicle.cleared") == {"passed": True}
+    loops(mock_factory, (APPROACH, False))
+    assert recorder.wait_for("barrier.recovered") == {"loop": "approach"} and device.state()["stuck_loops"] == []
+    device.close()
+
+
+def test_a_safety_loop_occupied_for_long_is_a_fault_until_it_clears(mock_factory) -> None:
+    """The arm never comes down on the safety loop, so a failed detector keeps it up for good."""
+    recorder = Recorder()
+    device = relay_barrier(mock_factory, recorder, loop_stuck_seconds=0.3)
+    device.raise_arm()
+    loops(mock_factory, (SAFETY, True), (SAFETY, False), (SAFETY, True))  # a car passes, then the loop sticks
+    time.sleep(0.2)
+    assert "barrier.fault" not in recorder.kinds, "the first car's wait ran on into the second's"
+    assert recorder.wait_for("barrier.fault")["loop"] == "safety"
+    loops(mock_factory, (SAFETY, False))
+    assert recorder.wait_for("barrier.recovered") == {"loop": "safety"}
+    assert recorder.kinds.count("barrier.fault") == 1
     device.close()
 
 
