@@ -1,16 +1,13 @@
-"""Vehicle barrier: raise/lower relays (or one pulse relay), safety loop, optional approach loop and
-position sensor.
+"""Vehicle barrier: raise/lower relays (or one pulse relay), its loops, optional position sensor.
 
 The one rule this driver enforces itself, because it is physics rather than policy: the arm never
 comes down while the safety loop sees a vehicle.  A lower asked for then waits until the loop clears,
 and a vehicle that drives onto the loop while the arm is still coming down sends it back up.
 
-With an approach loop (before the arm, where a car waits) the driver also tells which way a vehicle
-left the safety loop, as the A/B loop logic of car park controllers does: onto the far side
-(``forward``), back onto the approach loop it never left (``backed_out``: it did not pass), or
-against the lane, from the far side onto the approach loop (``reversed``).  The arm comes down
-behind a car that backed out as behind any other: a car right behind it, on the approach loop too,
-looks the same to the loops, and must not find the arm up.
+With an approach loop (before the arm, where a car waits) the loops also tell which way a vehicle
+left the safety loop (:mod:`drivers.vehicle_loops`).  The arm comes down behind a car that backed
+out as behind any other: a car right behind it, on the approach loop too, looks the same to the
+loops, and must not find the arm up.
 """
 
 from __future__ import annotations
@@ -25,6 +22,7 @@ from typing import Any, Literal
 from gpiozero import DigitalInputDevice, DigitalOutputDevice, Factory
 
 from agent.config import BarrierConfig
+from drivers.vehicle_loops import Direction, VehicleLoops
 
 log = logging.getLogger("edge_agent.barrier")
 
@@ -32,14 +30,9 @@ BarrierHappening = Callable[[str, dict[str, Any]], None]
 """on_event(kind, details), kind one of: barrier.raised, barrier.lowered, barrier.lower_deferred,
 vehicle.present, vehicle.cleared, vehicle.approaching, barrier.fault, barrier.recovered.
 vehicle.cleared carries ``passed`` (it drove through under the raised arm) and, with an approach
-loop, ``direction``: one of :data:`Direction`."""
+loop, ``direction``: one of :data:`drivers.vehicle_loops.Direction`."""
 
 ArmState = Literal["up", "down"]
-Direction = Literal["forward", "backed_out", "reversed", "turned_back"]
-
-# A car that left the approach loop this recently before reaching the safety loop came from it: loops
-# laid further apart than a short car let it be on neither for a moment.
-APPROACH_GAP_SECONDS = 2.0
 
 
 class Barrier:
@@ -56,17 +49,6 @@ class Barrier:
         self._faulted = False
         self._check_timer: threading.Timer | None = None
         self._close_timer: threading.Timer | None = None
-        # The vehicle on the safety loop: whether it came from the approach loop (set below), and
-        # whether it has been on the approach loop too, without a break, ever since (a car still on
-        # it that leaves the safety loop has backed out).
-        self._approach_held = False
-        self._approach_left_at = -math.inf  # by a vehicle heading for the arm
-        self._approach_from_arm = False  # the vehicle on the approach loop came off the safety loop
-        # Loops occupied for loop_stuck_seconds: reported as a fault, and a stuck approach loop tells
-        # no direction.  Each loop's edges are numbered so that a timer of an earlier edge does nothing.
-        self._stuck: set[str] = set()
-        self._loop_edges = {"safety": 0, "approach": 0}
-        self._stuck_timers: dict[str, threading.Timer] = {}
 
         def relay(pin: int | str | None) -> DigitalOutputDevice | None:
             if pin is None:
@@ -77,20 +59,8 @@ class Barrier:
         self.raise_relay = relay(config.raise_relay)
         self.lower_relay = relay(config.lower_relay)
         self.pulse_relay = relay(config.pulse_relay)
-        self.loop = DigitalInputDevice(config.safety_loop, pull_up=config.safety_loop_active_low,
-                                       bounce_time=0.05, pin_factory=pin_factory)
-        self.loop.when_activated = self._vehicle_arrived
-        self.loop.when_deactivated = self._vehicle_cleared
-        self.approach: DigitalInputDevice | None = None
-        if config.approach_loop is not None:
-            self.approach = DigitalInputDevice(config.approach_loop, pull_up=config.approach_loop_active_low,
-                                               bounce_time=0.05, pin_factory=pin_factory)
-            self.approach.when_activated = self._vehicle_approached
-            self.approach.when_deactivated = self._approach_left
-        # One already on the safety loop at start-up (a restart mid-pass) most likely came the lane's way.
-        self._from_approach = self.vehicle_present
-        self._watch_loop("safety", self.vehicle_present)
-        self._watch_loop("approach", self.vehicle_approaching)
+        self.loops = VehicleLoops(config, pin_factory, arrived=self._vehicle_arrived,
+                                  cleared=self._vehicle_cleared, report=self._report)
         self.position: DigitalInputDevice | None = None
         if config.position_sensor is not None:
             self.position = DigitalInputDevice(config.position_sensor, pull_up=True, pin_factory=pin_factory)
@@ -156,12 +126,11 @@ class Barrier:
     # -- state ------------------------------------------------------------------------------------
     @property
     def vehicle_present(self) -> bool:
-        return bool(self.loop.is_active)
+        return self.loops.vehicle_present
 
     @property
     def vehicle_approaching(self) -> bool:
-        """A vehicle on the approach loop (always False without one)."""
-        return self.approach is not None and bool(self.approach.is_active)
+        return self.loops.vehicle_approaching
 
     @property
     def arm(self) -> ArmState:
@@ -180,18 +149,18 @@ class Barrier:
         sensed = None if self.position is None else ("up" if self.position.is_active else "down")
         state = {"arm": self._commanded, "sensed": sensed, "vehicle_present": self.vehicle_present,
                  "fire_hold": self._hold}
-        if self.approach is not None:
+        if self.loops.approach is not None:
             state["vehicle_approaching"] = self.vehicle_approaching
-        state["stuck_loops"] = sorted(self._stuck)
+        state["stuck_loops"] = self.loops.stuck
         return state
 
     def close(self) -> None:
         with self._lock:
-            for timer in (self._check_timer, self._close_timer, *self._stuck_timers.values()):
+            for timer in (self._check_timer, self._close_timer):
                 if timer:
                     timer.cancel()
-        for device in (self.raise_relay, self.lower_relay, self.pulse_relay, self.loop, self.approach,
-                       self.position):
+        self.loops.close()
+        for device in (self.raise_relay, self.lower_relay, self.pulse_relay, self.position):
             if device is not None:
                 device.close()
 
@@ -276,40 +245,19 @@ class Barrier:
         elif recovered:
             self._report("barrier.recovered", {"position": sensed})
 
-    def _vehicle_approached(self) -> None:
-        with self._lock:
-            self._approach_from_arm = self.vehicle_present
-        self._watch_loop("approach", True)
-        self._report("vehicle.approaching", {})
-
-    def _approach_left(self) -> None:
-        with self._lock:
-            self._approach_held = False
-            # Only a vehicle heading for the arm that is then on neither loop can be the next to
-            # reach the safety loop from this side (loops laid apart); one already on it is tracked.
-            if not self._approach_from_arm and not self.vehicle_present:
-                self._approach_left_at = time.monotonic()
-        self._watch_loop("approach", False)
-
     def _vehicle_arrived(self) -> None:
         with self._lock:
-            if self.approach is not None:
-                on_approach = bool(self.approach.is_active)
-                self._from_approach = on_approach or time.monotonic() - self._approach_left_at < APPROACH_GAP_SECONDS
-                self._approach_held = on_approach
             if self._close_timer:
                 self._close_timer.cancel()
             coming_down = self._commanded == "down" and self._travelling() and not self._hold
             if coming_down:
                 self._lower_when_clear = True
                 self._drive("up", "vehicle under the descending arm")
-        self._watch_loop("safety", True)
         self._report("vehicle.present", {})
 
-    def _vehicle_cleared(self) -> None:
+    def _vehicle_cleared(self, direction: Direction | None) -> None:
         # "passed": it drove through under a raised arm (what a car park counts), not just onto the loop.
         with self._lock:
-            direction = self._direction()
             # turned_back counts as before: a vehicle under a raised arm that the approach loop never
             # saw may be one its detector missed.
             passed = self._commanded == "up" and direction != "backed_out"
@@ -317,50 +265,10 @@ class Barrier:
         # Lower before reporting: counting the car writes to disk, which must not hold the arm up.
         if lower:
             self.lower()
-        self._watch_loop("safety", False)
         details: dict[str, Any] = {"passed": passed}
         if direction is not None:
             details["direction"] = direction
         self._report("vehicle.cleared", details)
-
-    def _direction(self) -> Direction | None:
-        """Which way the vehicle leaving the safety loop went (None: no approach loop to tell)."""
-        if self.approach is None:
-            return None
-        on_approach = bool(self.approach.is_active)
-        if on_approach and "approach" in self._stuck:
-            # A stuck loop would make every car look as if it backed out: judge as without one.
-            return None
-        if self._from_approach:
-            return "backed_out" if on_approach and self._approach_held else "forward"
-        return "reversed" if on_approach else "turned_back"
-
-    def _watch_loop(self, loop: str, occupied: bool) -> None:
-        """A loop occupied for ``loop_stuck_seconds`` is a fault: a failed detector, or a car left
-        on it.  A stuck safety loop keeps the arm up for good, which the platform must hear of."""
-        with self._lock:
-            self._loop_edges[loop] += 1
-            edge = self._loop_edges[loop]
-            earlier = self._stuck_timers.pop(loop, None)
-            if earlier is not None:
-                earlier.cancel()
-            recovered = not occupied and loop in self._stuck
-            if recovered:
-                self._stuck.discard(loop)
-            if occupied and self.config.loop_stuck_seconds is not None:
-                self._stuck_timers[loop] = self._timer(self.config.loop_stuck_seconds,
-                                                       lambda: self._loop_stuck(loop, edge))
-        if recovered:
-            self._report("barrier.recovered", {"loop": loop})
-
-    def _loop_stuck(self, loop: str, edge: int) -> None:
-        with self._lock:
-            stuck = self._loop_edges[loop] == edge and loop not in self._stuck
-            if stuck:
-                self._stuck.add(loop)
-        if stuck:
-            self._report("barrier.fault", {"loop": loop, "reason": f"the {loop} loop has been occupied for over "
-                                                                    f"{self.config.loop_stuck_seconds:g} s"})
 
     def _report(self, kind: str, details: dict[str, Any]) -> None:
         try:

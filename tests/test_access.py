@@ -177,7 +177,7 @@ def test_parking_counts_passes_and_refuses_visitors_when_full(setup) -> None:
     park = CarParkConfig(name="lot", capacity=2, entries=["car-in"], exits=["car-out"])
     parking = Parking([park], tmp_path / "parking.db", events)
     access = controller(setup, parking)
-    pins = hardware.barriers["car-in"].loop.pin_factory
+    pins = hardware.barriers["car-in"].loops.safety.pin_factory
 
     def enter(plate: str) -> None:
         access.plate_decided("car-in", PlateDecision(plate, 0.99, 3, 3))
