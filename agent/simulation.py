@@ -154,10 +154,20 @@ def building_scenario(config: AgentConfig) -> list[Step]:
         barrier = config.hardware.barriers[0]
         low = barrier.safety_loop_active_low
         steps += [
-            Step(7, f"the resident's car drives over the loop under {barrier.name}",
+            Step(7, f"the resident's car drives over the safety loop under {barrier.name}",
                  lambda a: _drive(a, barrier.safety_loop, low=low)),
-            Step(8.5, "the car has cleared the loop", lambda a: _drive(a, barrier.safety_loop, low=not low)),
+            Step(8.5, "the car has cleared the safety loop", lambda a: _drive(a, barrier.safety_loop, low=not low)),
         ]
+        if barrier.approach_loop is not None:
+            waits = barrier.approach_loop_active_low
+            steps += [
+                Step(4.5, f"the resident's car stops on the approach loop before {barrier.name}",
+                     lambda a: _drive(a, barrier.approach_loop, low=waits)),
+                Step(7.5, "it leaves the approach loop", lambda a: _drive(a, barrier.approach_loop, low=not waits)),
+                Step(14, "a stranger's car stops on the approach loop",
+                     lambda a: _drive(a, barrier.approach_loop, low=waits)),
+                Step(17.5, "and turns away", lambda a: _drive(a, barrier.approach_loop, low=not waits)),
+            ]
     return sorted(steps, key=lambda step: step.at)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +43,8 @@ def test_simulation_scenario_records_the_building_story(tmp_path: Path) -> None:
     plates = [details["plate"] for _, device, details in access if device == "car-in"]
     assert sorted(plates) == ["京A***45", "京A***47"], "plates upstream are masked by default"
     assert "without faces or plates" not in result.stdout, "make test installs the font and the sim packages"
+
+    # The resident's car drove through from the approach loop and is counted; the stranger's waited
+    # on the approach loop and turned away, and is not.
+    with sqlite3.connect(tmp_path / "state" / "parking.db") as parking:
+        assert parking.execute("SELECT name, occupied FROM car_parks").fetchall() == [("residents", 1)]
