@@ -457,11 +457,13 @@ def test_a_stuck_approach_loop_is_a_fault_and_tells_no_direction(mock_factory) -
 def test_a_safety_loop_occupied_for_long_is_a_fault_until_it_clears(mock_factory) -> None:
     """The arm never comes down on the safety loop, so a failed detector keeps it up for good."""
     recorder = Recorder()
-    device = relay_barrier(mock_factory, recorder, loop_stuck_seconds=0.3)
+    device = relay_barrier(mock_factory, recorder, loop_stuck_seconds=0.6)
     device.raise_arm()
-    loops(mock_factory, (SAFETY, True), (SAFETY, False), (SAFETY, True))  # a car passes, then the loop sticks
-    time.sleep(0.2)
-    assert "barrier.fault" not in recorder.kinds, "the first car's wait ran on into the second's"
+    loops(mock_factory, (SAFETY, True))  # a car drives over the loop in 0.4 s ...
+    time.sleep(0.32)
+    loops(mock_factory, (SAFETY, False), (SAFETY, True))  # ... and then the loop sticks
+    time.sleep(0.2)  # past the first car's 0.6 s, well before the stuck loop's
+    assert "barrier.fault" not in recorder.kinds, "the first car's wait ran on into the stuck loop's"
     assert recorder.wait_for("barrier.fault")["loop"] == "safety"
     loops(mock_factory, (SAFETY, False))
     assert recorder.wait_for("barrier.recovered") == {"loop": "safety"}
