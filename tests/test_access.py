@@ -376,3 +376,21 @@ def test_parking_cli_offline(tmp_path: Path) -> None:
         refused = cli("set", "lot", "2")
     assert refused.returncode == 1 and "did not answer" in refused.stderr
     assert "7 / 10" in cli("show").stdout
+
+
+def test_a_wait_that_ends_while_a_reload_has_closed_the_exits_pins_is_let_go(tmp_path: Path, mock_factory) -> None:
+    """The wait looks its barrier up when it ends; in a reload the old barrier's pins are already
+    closed and the new one not yet built: nothing is raised, nothing is recorded, nothing breaks."""
+    from agent.access import UnreadPlateExits
+    from agent.config import BarrierConfig
+    from drivers.barrier import Barrier
+
+    barrier = Barrier(BarrierConfig(name="car-out", pulse_relay=12, safety_loop=26, approach_loop=8), mock_factory)
+    parking = Parking([CarParkConfig(name="lot", capacity=2, entries=["car-in"], exits=["car-out"])],
+                      tmp_path / "parking.db", Events())
+    events = Events()
+    exits = UnreadPlateExits(lambda: {"car-out": barrier}, parking, events)
+    barrier.close()
+    exits._let_out("car-out")
+    assert events == []
+    parking.close()
