@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from agent.config_plates import PlateConfig, plate_formats, plate_settings
-from models.plate_formats import PlateFormat, clean, formats_from_spec, same_plate
+from models.plate_formats import PlateFormat, clean, fold, formats_from_spec, same_plate
 from models.plate_match import PlateMatcher, edit_distance
 from models.plate_vote import PlateRead, PlateVoter
 
@@ -147,7 +147,7 @@ def summarise(outcomes: list[Outcome], formats: str) -> dict[str, object]:
     exact = sum(same_plate(o.expected, o.read) for o in outcomes)
     total_chars = sum(len(o.expected) for o in outcomes)
     right_chars = sum(
-        max(0, len(o.expected) - edit_distance(o.expected.replace("O", "0"), o.read.replace("O", "0")))
+        max(0, len(o.expected) - edit_distance(fold(o.expected), fold(o.read)))
         if o.expected.isascii() and o.read.isascii() else max(0, len(o.expected) - edit_distance(o.expected, o.read))
         for o in outcomes
     )

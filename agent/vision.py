@@ -245,7 +245,7 @@ class PlatePass:
         if self._last_decided is None:
             return False
         return edit_distance(clean(text), clean(self._last_decided[0])) > self.NEW_PLATE_EDITS and \
-            all(r.text != text for r in self.voter.reads[-2:])
+            all(r.text != text for r in self.voter.recent(2))
 
     def _end_pass(self) -> None:
         if self._pass_widest:

@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from agent.whitelist_schedule import Window, local_time, parse_instant
-from models.plate_formats import clean
-from models.plate_match import fold
+from models.plate_formats import clean, fold
 
 if TYPE_CHECKING:  # models.face imports dlib and OpenCV: only load them when a gallery is built
     from models.face import Gallery

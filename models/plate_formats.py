@@ -353,8 +353,13 @@ def is_latin(text: str) -> bool:
     return all(c.isascii() for c in text)
 
 
+def fold(plate: str) -> str:
+    """``plate`` with O spelled 0: many plate fonts draw them alike, and labels use them interchangeably."""
+    return plate.replace("O", "0")
+
+
 def same_plate(expected: str, read: str) -> bool:
     """Exact comparison; on Latin plates O and 0 count as one character (CN plates have no O)."""
     if is_latin(expected) and is_latin(read):
-        return expected.replace("O", "0") == read.replace("O", "0")
+        return fold(expected) == fold(read)
     return expected == read

@@ -11,6 +11,8 @@ import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from models.plate_formats import fold
+
 
 def edit_distance(a: str, b: str) -> int:
     return int(_edits(a, b, None))
@@ -32,7 +34,7 @@ def match_plate(read: str, whitelist: Iterable[str], max_distance: int,
     """The whitelisted plate within ``max_distance`` edits of ``read``; None if none or a tie.
 
     A tie means the read cannot tell two residents' cars apart, so neither is matched.  O and 0
-    are one character here as in :func:`models.plate_formats.same_plate` (:func:`fold`), so two
+    are one character here (:func:`models.plate_formats.fold`, as in ``same_plate``), so two
     whitelisted plates that differ only there (ABO123, AB0123) always tie: no read tells them
     apart.  With ``alternatives`` (per character of ``read``, what the recogniser saw there:
     :attr:`models.plate_vote.PlateRead.alternatives`), a letter or digit counts as misread for
@@ -41,11 +43,6 @@ def match_plate(read: str, whitelist: Iterable[str], max_distance: int,
     as one, one lost at the plate's edge) is one edit as before.
     """
     return _matcher(tuple(dict.fromkeys(whitelist)), max_distance).match(read, alternatives)
-
-
-def fold(plate: str) -> str:
-    """``plate`` as the matcher compares it: O spelled 0 (plate fonts draw them alike)."""
-    return plate.replace("O", "0")
 
 
 @functools.lru_cache(maxsize=4)

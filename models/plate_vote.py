@@ -53,6 +53,10 @@ class PlateVoter:
     def reads(self) -> list[PlateRead]:
         return list(self._reads)
 
+    def recent(self, count: int) -> list[PlateRead]:
+        """The last ``count`` reads, without copying the rest (asked on every read of a waiting car)."""
+        return self._reads[-count:]
+
     def __len__(self) -> int:
         """Reads in this pass, without copying them (asked on every frame)."""
         return len(self._reads)
