@@ -82,6 +82,23 @@ class VehicleLoops:
         """The loops occupied for longer than ``loop_stuck_seconds``."""
         return sorted(self._stuck)
 
+    def carry_stuck(self, loops: list[str]) -> None:
+        """Take over the loops that a reload found stuck, so the platform hears one fault and one
+        recovery: a loop still occupied stays stuck without a second fault; one that cleared while
+        the devices were rebuilt has recovered."""
+        for loop in ("safety", "approach"):
+            if loop not in loops or (loop == "approach" and self.approach is None):
+                continue
+            with self._lock:
+                still = self.vehicle_present if loop == "safety" else self.vehicle_approaching
+                if still:
+                    self._stuck.add(loop)
+                    timer = self._stuck_timers.pop(loop, None)
+                    if timer is not None:
+                        timer.cancel()
+            if not still:
+                self._report("barrier.recovered", {"loop": loop})
+
     def close(self) -> None:
         with self._lock:
             for timer in self._stuck_timers.values():

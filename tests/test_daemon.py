@@ -18,6 +18,7 @@ from agent.daemon import Agent
 from agent.event_store import EventStore
 from drivers.pins import make_pin_factory
 from tests.agent_configs import node_config
+from tests.test_drivers import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -192,5 +193,28 @@ def test_a_reload_while_the_arm_is_up_for_a_car_still_lowers_it_and_counts_the_c
         assert agent.parking.occupied("lot") == 1
         assert agent.hardware.barriers["car-in"].arm == "down"
         assert any(state.state for state in pins.pin(6).states), "the lower relay never pulsed"
+    finally:
+        agent.shutdown()
+
+
+def test_a_reload_keeps_a_stuck_loop_stuck_so_the_platform_hears_one_fault_and_one_recovery(tmp_path: Path) -> None:
+    text = node_config(tmp_path / "state").replace("pulse_seconds: 0.05}",
+                                                   "pulse_seconds: 0.05, loop_stuck_seconds: 0.2}")
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    agent = Agent(parse_config(text), config_path=path, pin_factory=make_pin_factory("mock"))
+    agent.start()
+    try:
+        def loop_events() -> list[str]:
+            return [s.event.type for s in agent.store.query(types=["barrier"]) if "loop" in s.event.details]
+
+        agent.pin_factory.pin(13).drive_low()  # a failed detector reads "occupied"
+        assert wait_until(lambda: loop_events() == ["barrier.fault"])
+        assert agent._reload_now()
+        assert agent.hardware.barriers["car-in"].state()["stuck_loops"] == ["safety"]
+        time.sleep(0.4)  # past the rebuilt loop's own 0.2 s
+        assert loop_events() == ["barrier.fault"]
+        agent.pin_factory.pin(13).drive_high()  # mended
+        assert wait_until(lambda: loop_events() == ["barrier.fault", "barrier.recovered"])
     finally:
         agent.shutdown()

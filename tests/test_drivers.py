@@ -471,6 +471,25 @@ def test_a_safety_loop_occupied_for_long_is_a_fault_until_it_clears(mock_factory
     device.close()
 
 
+def test_a_loop_a_reload_found_stuck_stays_stuck_without_a_second_fault(mock_factory) -> None:
+    """The rebuilt barrier takes over the stuck loops: one fault, one recovery for the platform."""
+    mock_factory.pin(APPROACH).drive_low()  # stuck since before the reload
+    recorder = Recorder()
+    device = approach_barrier(mock_factory, recorder, loop_stuck_seconds=0.2)
+    device.loops.carry_stuck(["approach", "safety"])  # the safety loop cleared during the reload
+    assert recorder.events == [("barrier.recovered", {"loop": "safety"})]
+    assert device.state()["stuck_loops"] == ["approach"]
+    device.raise_arm()
+    loops(mock_factory, (SAFETY, True), (SAFETY, False))
+    assert recorder.wait_for("vehicle.cleared") == {"passed": True}  # still judged as without it
+    time.sleep(0.3)  # past the rebuilt loop's own 0.2 s
+    assert "barrier.fault" not in recorder.kinds
+    loops(mock_factory, (APPROACH, False))
+    assert wait_until(lambda: recorder.events[-1] == ("barrier.recovered", {"loop": "approach"}))
+    assert device.state()["stuck_loops"] == []
+    device.close()
+
+
 def test_loops_further_apart_than_a_short_car_still_tell_forward(mock_factory) -> None:
     recorder = Recorder()
     device = approach_barrier(mock_factory, recorder)
