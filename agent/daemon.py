@@ -207,7 +207,7 @@ class Agent:
         # An arm that is up for a car must still come down behind it on the rebuilt barrier.
         passes = {name: barrier.lowers_when_clear for name, barrier in old_hardware.barriers.items()
                   if barrier.arm == "up" and not barrier.held}
-        stuck_loops = {name: barrier.loops.stuck for name, barrier in old_hardware.barriers.items()}
+        faults = old_hardware.faults()
         old_hardware.close()
         try:
             self.hardware = self._build_hardware(new.hardware)
@@ -218,9 +218,7 @@ class Agent:
         for name, lower_when_clear in passes.items():
             if name in self.hardware.barriers:
                 self.hardware.barriers[name].carry_on(lower_when_clear)
-        for name, stuck in stuck_loops.items():
-            if name in self.hardware.barriers:
-                self.hardware.barriers[name].loops.carry_stuck(stuck)
+        self.hardware.carry_faults(faults)
         self.parking.configure(self.config.parking)
         self.whitelist = WhitelistWatch(self.config, self.config_path)  # before _access(): its key hashes plates
         self.workers = start_workers(self.config, self.hardware, self._access(), self.models)

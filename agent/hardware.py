@@ -17,7 +17,7 @@ from gpiozero import Factory
 
 from agent.config import HardwareConfig
 from agent.fire import FireSafety
-from drivers.barrier import Barrier
+from drivers.barrier import ArmState, Barrier
 from drivers.gate import Gate
 from drivers.indicators import Indicator, Pattern
 from drivers.smoke import SmokeDetector
@@ -37,6 +37,16 @@ _RECORDED = {
     "barrier.raised", "barrier.lowered", "barrier.lower_deferred", "barrier.fault", "barrier.recovered",
     "smoke.fault",
 }
+
+
+@dataclass(frozen=True)
+class Faults:
+    """The faults devices reported and have not recovered from, carried over a reload so that the
+    platform hears each fault once and its recovery once (rebuilt devices would start afresh)."""
+
+    arms: dict[str, ArmState]  # barrier: the command its limit switch disagrees with
+    loops: dict[str, list[str]]  # barrier: its stuck loops
+    cameras: list[str]  # in an outage
 
 
 @dataclass
@@ -72,6 +82,24 @@ class Hardware:
                                        "last_frame_age": None if health.last_frame_age is None
                                        else round(health.last_frame_age, 1)}
         return state
+
+    def faults(self) -> Faults:
+        arms = {name: barrier.faulted_command for name, barrier in self.barriers.items()}
+        return Faults(arms={name: command for name, command in arms.items() if command is not None},
+                      loops={name: barrier.loops.stuck for name, barrier in self.barriers.items()},
+                      cameras=[name for name, camera in self.cameras.items() if camera.in_outage])
+
+    def carry_faults(self, faults: Faults) -> None:
+        """Before the cameras start.  A device no longer configured is no longer watched."""
+        for name, command in faults.arms.items():
+            if name in self.barriers:
+                self.barriers[name].carry_fault(command)
+        for name, loops in faults.loops.items():
+            if name in self.barriers:
+                self.barriers[name].loops.carry_stuck(loops)
+        for name in faults.cameras:
+            if name in self.cameras:
+                self.cameras[name].carry_outage()
 
     def start_cameras(self) -> None:
         for camera in self.cameras.values():

@@ -95,6 +95,16 @@ class Barrier:
             if lower_when_clear and not self.vehicle_present:
                 self._start_close_timer()
 
+    def carry_fault(self, commanded: ArmState) -> None:
+        """Take over an arm fault that a reload interrupted: the command the switch disagreed with
+        stands, so the platform hears no second fault, and one recovery once the arm agrees (at once,
+        if it was mended meanwhile)."""
+        if self.position is None:
+            return
+        with self._lock:
+            self._commanded, self._faulted = commanded, True
+        self._check_position(travel_over=True)
+
     def lower(self, reason: str | None = None) -> bool:
         """Lower now if the loop is clear; otherwise defer until it clears. Returns True if lowered now."""
         with self._lock:
@@ -144,6 +154,11 @@ class Barrier:
     def lowers_when_clear(self) -> bool:
         """The arm is up for a pass and comes down once the vehicle has cleared the loop."""
         return self._lower_when_clear
+
+    @property
+    def faulted_command(self) -> ArmState | None:
+        """The command the limit switch disagrees with, while the arm is in fault."""
+        return self._commanded if self._faulted else None
 
     def state(self) -> dict[str, Any]:
         sensed = None if self.position is None else ("up" if self.position.is_active else "down")

@@ -132,6 +132,18 @@ class Camera:
     def latest(self) -> tuple[np.ndarray, float] | None:
         return self._latest
 
+    @property
+    def in_outage(self) -> bool:
+        """A fault was reported and no frame has come since."""
+        with self._lock:
+            return self._in_outage
+
+    def carry_outage(self) -> None:
+        """Take over the outage of the camera a reload replaced: the platform hears no second fault
+        while it still fails, and one recovery with its first frame."""
+        with self._lock:
+            self._in_outage = True
+
     # --- camera thread ------------------------------------------------------------------------------
 
     def _run(self) -> None:

@@ -287,6 +287,17 @@ class FailingOpenSource:
         pass
 
 
+def test_an_outage_carried_over_a_reload_reports_no_second_fault_and_one_recovery(running: Any) -> None:
+    source = FailingOpenSource(failures=3)
+    recorder = Recorder(keep_frames=False)
+    camera = recorder.camera(camera_config(0), source=source, backoff_initial=0.04, backoff_max=0.2)
+    camera.carry_outage()  # the camera it replaces had reported a fault
+    assert camera.in_outage
+    running(camera)
+    assert wait_until(lambda: recorder.recoveries == 1)
+    assert recorder.faults == [] and not camera.in_outage
+
+
 def test_open_failures_back_off_exponentially_up_to_the_maximum(running: Any) -> None:
     source = FailingOpenSource(failures=5)
     recorder = Recorder(keep_frames=False)

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from agent.config_loader import EX_CONFIG, parse_config
@@ -197,24 +199,38 @@ def test_a_reload_while_the_arm_is_up_for_a_car_still_lowers_it_and_counts_the_c
         agent.shutdown()
 
 
-def test_a_reload_keeps_a_stuck_loop_stuck_so_the_platform_hears_one_fault_and_one_recovery(tmp_path: Path) -> None:
-    text = node_config(tmp_path / "state").replace("pulse_seconds: 0.05}",
-                                                   "pulse_seconds: 0.05, loop_stuck_seconds: 0.2}")
+def test_a_reload_carries_faults_over_so_the_platform_hears_one_fault_and_one_recovery_of_each(
+        tmp_path: Path) -> None:
+    """A rebuilt device would start afresh: a second fault for one still failing, and no recovery
+    at all for one mended while the devices were rebuilt."""
+    frames = tmp_path / "frames"
+    frames.mkdir()  # no pictures yet: the camera's fault
+    text = node_config(tmp_path / "state").replace(
+        "pulse_seconds: 0.05}", "pulse_seconds: 0.05, position_sensor: 19, travel_seconds: 0.1, "
+                                "loop_stuck_seconds: 0.2}")
+    camera = f"  cameras:\n    - {{name: yard, source: {frames}/, stall_seconds: 60}}\n"
+    text = text.replace("  smoke_detectors:", camera + "  smoke_detectors:")
     path = tmp_path / "agent.yaml"
     path.write_text(text)
     agent = Agent(parse_config(text), config_path=path, pin_factory=make_pin_factory("mock"))
     agent.start()
     try:
-        def loop_events() -> list[str]:
-            return [s.event.type for s in agent.store.query(types=["barrier"]) if "loop" in s.event.details]
+        def faults() -> list[tuple[str, str | None]]:
+            return [(s.event.type, s.event.device) for s in agent.store.query(types=["barrier", "camera"])
+                    if s.event.type.endswith((".fault", ".recovered"))]
 
-        agent.pin_factory.pin(13).drive_low()  # a failed detector reads "occupied"
-        assert wait_until(lambda: loop_events() == ["barrier.fault"])
+        pins = agent.pin_factory
+        pins.pin(13).drive_low()  # a failed loop detector reads "occupied"
+        agent.open_gate("car-in", None)  # and the arm does not rise: its switch stays at down
+        assert wait_until(lambda: sorted(faults()) == [("barrier.fault", "car-in"), ("barrier.fault", "car-in"),
+                                                       ("camera.fault", "yard")])
+        cv2.imwrite(str(frames / "0001.png"), np.zeros((48, 64, 3), np.uint8))  # the camera is mended
         assert agent._reload_now()
         assert agent.hardware.barriers["car-in"].state()["stuck_loops"] == ["safety"]
-        time.sleep(0.4)  # past the rebuilt loop's own 0.2 s
-        assert loop_events() == ["barrier.fault"]
-        agent.pin_factory.pin(13).drive_high()  # mended
-        assert wait_until(lambda: loop_events() == ["barrier.fault", "barrier.recovered"])
+        assert wait_until(lambda: faults()[-1] == ("camera.recovered", "yard"))
+        time.sleep(0.4)  # past the rebuilt barrier's own travel and loop times
+        assert len(faults()) == 4
+        pins.pin(19).drive_low()  # the arm rises at last (the loop stays stuck: tests/test_drivers.py mends one)
+        assert wait_until(lambda: faults()[4:] == [("barrier.recovered", "car-in")])
     finally:
         agent.shutdown()

@@ -213,6 +213,39 @@ def test_position_sensor_disagreeing_is_a_fault(barrier) -> None:
     assert details["commanded"] == "up" and details["sensed"] == "down"
 
 
+def test_an_arm_fault_a_reload_interrupted_is_taken_over(barrier) -> None:
+    """The rebuilt barrier keeps the command the switch disagreed with: no second fault while the
+    arm is still stuck, one recovery when it comes down."""
+    device, recorder, pins = barrier
+    device.raise_arm()
+    pins.pin(19).drive_low()  # up
+    device.lower()
+    assert recorder.wait_for("barrier.fault") == {"commanded": "down", "sensed": "up",
+                                                  "reason": "position sensor disagrees with the command"}
+    command = device.faulted_command
+    device.close()  # a reload
+    rebuilt = Barrier(device.config, pins, recorder)
+    rebuilt.carry_fault(command)
+    time.sleep(0.4)  # past its travel time: the arm is still stuck up
+    assert recorder.kinds.count("barrier.fault") == 1 and rebuilt.arm == "down"
+    pins.pin(19).drive_high()  # mended: the arm drops
+    assert wait_until(lambda: recorder.events[-1] == ("barrier.recovered", {"position": "down"}))
+    assert rebuilt.faulted_command is None
+    rebuilt.close()
+
+
+def test_an_arm_mended_during_a_reload_recovers_at_once(barrier) -> None:
+    device, recorder, pins = barrier
+    device.raise_arm()  # the switch stays at down: stuck
+    recorder.wait_for("barrier.fault")
+    device.close()
+    rebuilt = Barrier(device.config, pins, recorder)
+    pins.pin(19).drive_low()  # mended and raised by hand meanwhile
+    rebuilt.carry_fault("up")
+    assert recorder.events[-1] == ("barrier.recovered", {"position": "up"}) and rebuilt.arm == "up"
+    rebuilt.close()
+
+
 def test_position_sensor_agreeing_is_quiet(barrier) -> None:
     device, recorder, pins = barrier
     device.raise_arm()
