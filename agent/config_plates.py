@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from agent.config import Section
-from models.plate_formats import NAMED_FORMATS, PlateFormat, formats_from_spec
+from models.plate_formats import NAMED_FORMATS, PROVINCES, PlateFormat, formats_from_spec, has_chinese
 from models.plate_settings import PlateSettings
 
 
@@ -70,6 +70,11 @@ class PlateConfig(Section):
     recogniser: Literal["auto", "ppocr-v4", "ppocr-v6-small"] = Field(
         "auto", description="text recogniser: auto (PP-OCRv4 for Chinese formats, PP-OCRv6 small otherwise)"
     )
+    local_province: str | None = Field(
+        None, description="the province character most plates here carry, e.g. 皖: a small or blurred province "
+        "character that could be it is read as it (a commercial plate camera's priority province); other "
+        "provinces' plates, clearly seen, still read as theirs. Chinese formats only. Default: none",
+    )
     threads: int = Field(1, ge=1, le=4, description="onnxruntime threads; 1 leaves the Pi's other cores to the agent")
     # An empty lane is the common case and a read costs ~250 ms here (about a second on a Pi 4 core,
     # more when it is hot and throttled); a motion check costs ~1 ms (bench/bench_plate_motion.py).
@@ -83,6 +88,19 @@ class PlateConfig(Section):
     motion_fraction: float = Field(
         0.01, ge=0.0, le=1.0, description="fraction of thumbnail pixels that must change to count as motion"
     )
+
+    @field_validator("local_province")
+    @classmethod
+    def _a_province(cls, value: str | None) -> str | None:
+        if value is not None and (len(value.strip()) != 1 or value.strip() not in PROVINCES):
+            raise ValueError(f"{value!r} is not a mainland province character (one of {PROVINCES})")
+        return value.strip() if value is not None else None
+
+    @model_validator(mode="after")
+    def _province_needs_chinese_plates(self) -> PlateConfig:
+        if self.local_province is not None and not has_chinese(plate_formats(self)):
+            raise ValueError("local_province needs a Chinese plate format (formats: [cn])")
+        return self
 
     @field_validator("formats")
     @classmethod
@@ -110,6 +128,7 @@ def plate_settings(config: PlateConfig) -> PlateSettings:
         refine_candidates=config.refine_candidates,
         threads=config.threads,
         recogniser=config.recogniser,
+        local_province=config.local_province,
     )
 
 

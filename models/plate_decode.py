@@ -33,9 +33,12 @@ class DecodedPath:
 class FormatDecoder:
     """CTC decoding restricted to what the plate formats allow at each position."""
 
-    def __init__(self, charset: list[str], formats: list[PlateFormat]):
+    def __init__(self, charset: list[str], formats: list[PlateFormat], favoured: dict[str, float] | None = None):
         self.charset = charset
         index = {c: i for i, c in enumerate(charset)}
+        # A prior: each favoured character's probability is multiplied by its weight in every frame,
+        # and the frame renormalised (a site's own province, see models.plate.LOCAL_PROVINCE_WEIGHT).
+        self.favoured = [(index[c], weight) for c, weight in (favoured or {}).items() if c in index]
         # Plates are written in letters, digits and (Chinese) characters.  Whatever else the
         # recogniser reads is a separator or decoration: a dash, a middle dot, the star, heart or
         # state outline between a plate's groups, a bolt.  It counts as a gap, not as evidence the
@@ -62,6 +65,10 @@ class FormatDecoder:
         lower, upper = zip(*self.fold, strict=True)
         probs[:, list(upper)] += probs[:, list(lower)]
         probs[:, list(lower)] = 0.0
+        if self.favoured:
+            for column, weight in self.favoured:
+                probs[:, column] *= weight
+            probs /= probs.sum(axis=1, keepdims=True)
         blank = probs[:, self.blank_like].sum(axis=1)
         log_blank = np.log(blank + 1e-9)
         best = self._viterbi_all(probs, log_blank)

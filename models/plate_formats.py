@@ -95,6 +95,11 @@ NAMED_FORMATS: dict[str, list[PlateFormat]] = {
 }
 
 
+def has_chinese(formats: list[PlateFormat]) -> bool:
+    """Whether a format reads Chinese characters (mainland plates)."""
+    return any(not ch.isascii() for fmt in formats for ch in fmt.regex)
+
+
 def _expand(pattern: str) -> tuple[tuple[str, ...], ...]:
     """Templates of a simple regex (classes, literals, bounded repeats, groups, alternation)."""
     if sre_parse is None:

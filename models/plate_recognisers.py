@@ -14,7 +14,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from models.plate_formats import PlateFormat
+from models.plate_formats import PlateFormat, has_chinese
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,6 @@ def choose_recogniser(name: str, formats: list[PlateFormat]) -> Recogniser:
     if name != "auto":
         return RECOGNISERS[name]
     return RECOGNISERS["ppocr-v4" if has_chinese(formats) else "ppocr-v6-small"]
-
-
-def has_chinese(formats: list[PlateFormat]) -> bool:
-    return any(not ch.isascii() for fmt in formats for ch in fmt.regex)
 
 
 def package_dir(package: str) -> Path:

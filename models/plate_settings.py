@@ -20,6 +20,7 @@ class PlateSettings:
     det_threshold: float = 0.3
     det_box_threshold: float = 0.5
     recogniser: str = "auto"
+    local_province: str | None = None  # the province character most plates here carry (Chinese formats)
 
 
 # A plate this many pixels wide in the frame (its text line, as PlateRead.box measures it) or wider

@@ -8,6 +8,7 @@ and ``cn-rendered`` sets from them.
 from __future__ import annotations
 
 import functools
+import random
 from collections.abc import Callable
 
 import cv2
@@ -15,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from agent.simulation_media import cjk_font
+from models.plate_formats import CN_LETTERS, DIGITS
 
 CONDENSED_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Bold.ttf"
 WHITE = (245, 245, 245)
@@ -89,6 +91,25 @@ def render_mainland_plate(text: str, colour: str = "blue", height: int = 70) -> 
             draw.ellipse(((centre - 5) * mm, 65 * mm, (centre + 5) * mm, 75 * mm), fill=ink)
         x += cell + (dot_gap if index == 1 else gap)
     return np.asarray(plate)[:, :, ::-1].copy()
+
+
+def mainland_serial(rng: random.Random) -> str:
+    """A city letter and five characters, of which none, one or two are letters."""
+    chars = [rng.choice(DIGITS) for _ in range(5)]
+    for place in rng.sample(range(5), rng.choice([0, 1, 1, 2])):
+        chars[place] = rng.choice(CN_LETTERS)
+    return rng.choice(CN_LETTERS) + "".join(chars)
+
+
+def small_and_blurred(plate: np.ndarray, rng: random.Random) -> np.ndarray:
+    """A crop as a barrier camera sees a plate at the edge of reading it: 80-100 px wide, blurred
+    (sigma 0.6-1.2) and saved as JPEG (quality 55-80)."""
+    height, width = plate.shape[:2]
+    new_width = rng.randint(80, 100)
+    small = cv2.resize(plate, (new_width, round(height * new_width / width)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), rng.uniform(0.6, 1.2))
+    _, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, rng.randint(55, 80)])
+    return cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
 
 
 @functools.cache

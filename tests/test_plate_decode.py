@@ -65,3 +65,23 @@ def test_each_character_keeps_what_the_recogniser_saw_at_its_place() -> None:
     assert path.alternatives[0] == pytest.approx({"A": 0.9, "B": 0.09})
     assert path.alternatives[1] == pytest.approx({"B": 0.9995})  # A's 0.0005 is under what is kept
     assert path.alternatives[2] == pytest.approx({"1": 0.7, "2": 0.3})  # only what the format allows there
+
+
+def test_a_favoured_character_wins_where_it_was_in_doubt_and_only_there() -> None:
+    """A site's own province: 8 to 1 turns a doubtful first character, not a clear one."""
+    def probs(first: list[float]) -> np.ndarray:
+        return np.array([
+            first,  # blank, A, B
+            [0.99, 0.0, 0.0, 0.0, 0.0, 0.0, 0.01],
+            [0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0],  # 2
+        ], dtype=np.float32)
+
+    plain = FormatDecoder(CHARSET, [TOY])
+    favouring_a = FormatDecoder(CHARSET, [TOY], {"A": 8.0})
+    doubtful = probs([0.05, 0.25, 0.7, 0.0, 0.0, 0.0, 0.0])
+    clear = probs([0.01, 0.02, 0.97, 0.0, 0.0, 0.0, 0.0])
+    assert plain.decode(doubtful).text == "B2"
+    read = favouring_a.decode(doubtful)
+    assert read.text == "A2" and read.char_confidences[0] == pytest.approx(2.0 / 2.75, abs=1e-3)
+    assert favouring_a.decode(clear).text == "B2"
+    assert FormatDecoder(CHARSET, [TOY], {"京": 8.0}).decode(doubtful).text == "B2"  # not in the alphabet

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,7 +41,13 @@ from models.plate_geometry import (
 from models.plate_match import match_plate
 from models.plate_recognisers import RECOGNISERS, choose_recogniser, package_dir, session_options
 from models.plate_vote import PlateRead, PlateVoter, vote
-from tests.plate_renders import CONDENSED_FONT, render_eu_plate, render_mainland_plate
+from tests.plate_renders import (
+    CONDENSED_FONT,
+    mainland_serial,
+    render_eu_plate,
+    render_mainland_plate,
+    small_and_blurred,
+)
 
 CN = formats_from_spec("cn")
 US = formats_from_spec("us")
@@ -906,3 +913,30 @@ def test_a_star_between_the_groups_is_no_character_and_the_plate_outranks_its_st
 ) -> None:
     reads = reader.read(us_plate_scene(left, right, width))
     assert reads and same_plate(reads[0].text, left + right), [(r.text, r.confidence) for r in reads]
+
+
+def test_a_sites_own_province_reads_where_a_small_plate_left_it_in_doubt() -> None:
+    """plates.local_province: 藏's small plates read as common provinces (冀, 皖) lose that to a prior
+    of 8 to 1; other provinces' plates read as before (bench/bench_local_province.py, all 31)."""
+    rng = random.Random(1)
+    tibet = [render_mainland_plate("藏" + mainland_serial(rng)) for _ in range(12)]
+    others = [render_mainland_plate(rng.choice("京沪豫湘苏陕皖琼浙甘粤桂云") + mainland_serial(rng)) for _ in range(12)]
+    images = [small_and_blurred(plate, rng) for plate in tibet + others]
+
+    def provinces(reader: PlateReader) -> list[str]:
+        return [(reader.read(i, (0, 0, i.shape[1], i.shape[0])) or [PlateRead("", 0.0)])[0].text[:1] for i in images]
+
+    before = provinces(PlateReader(CN, PlateSettings()))
+    after = provinces(PlateReader(CN, PlateSettings(local_province="藏")))
+    assert after[:12].count("藏") >= before[:12].count("藏") + 3
+    assert after[12:] == before[12:]
+
+
+def test_a_local_province_is_one_of_the_31_and_needs_chinese_plates() -> None:
+    config = PlateConfig.model_validate({"formats": ["cn"], "local_province": " 琼 "})
+    assert plate_settings(config).local_province == "琼"
+    for section, problem in [({"local_province": "琼A"}, "not a mainland province character"),
+                             ({"local_province": "港"}, "not a mainland province character"),
+                             ({"formats": ["us"], "local_province": "琼"}, "needs a Chinese plate format")]:
+        with pytest.raises(ValueError, match=problem):
+            PlateConfig.model_validate(section)
