@@ -84,6 +84,17 @@ def load_samples(folder: Path) -> list[Sample]:
     return samples
 
 
+def labelled_formats(samples: list[Sample]) -> str | None:
+    """The narrowest named formats nine in ten of the labels fit (cn, us, then latin), if any: what
+    a folder of another country's plates, read without ``--formats``, is read as rather than as
+    the default mainland plates, which would read none of them."""
+    for name in ("cn", "us", "latin"):
+        formats = formats_from_spec(name)
+        if sum(any(f.matches(clean(s.plate)) for f in formats) for s in samples) >= 0.9 * len(samples):
+            return name
+    return None
+
+
 def _label_text(path: Path) -> str:
     data = path.read_bytes()
     try:
@@ -218,17 +229,25 @@ def run(args: argparse.Namespace) -> int:
     try:
         samples = load_samples(folder)
         config = _load_config(args.config)
-        formats = formats_from_spec(args.formats) if args.formats else plate_formats(config)
+        spec = args.formats or (None if args.config else labelled_formats(samples))
+        formats = formats_from_spec(spec) if spec else plate_formats(config)
     except Exception as error:  # a bad labels file, regex or config is the operator's error, not a traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if spec and not args.formats:
+        print(f"note: no --formats or --config given; the labels are {spec} plates, so they are read as such "
+              "(--formats chooses)", file=sys.stderr)
+    unfit = [s.plate for s in samples if not any(f.matches(clean(s.plate)) for f in formats)]
+    if unfit:
+        print(f"warning: {len(unfit)} of {len(samples)} labels fit none of the formats, so they cannot be read "
+              f"exactly (e.g. {', '.join(unfit[:3])}); --formats chooses", file=sys.stderr)
     from models.plate import PlateReader  # OpenCV and onnxruntime load only when a command runs
 
     reader = PlateReader(formats, plate_settings(config))
     outcomes = evaluate(folder, reader, _show_progress if sys.stderr.isatty() else None, samples)
     if sys.stderr.isatty():
         print(file=sys.stderr)
-    summary = summarise(outcomes, args.formats or ",".join(config.formats))
+    summary = summarise(outcomes, spec or ",".join(config.formats))
     summary.update(gate_figures(outcomes, formats, config.max_edit_distance, config.vote_min_confidence))
     if args.details:
         with open(args.details, "w", newline="", encoding="utf-8") as handle:
@@ -254,7 +273,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("plates", help="read a labelled folder of plate images and score it")
     parser.add_argument("dir", help="folder with labels.csv (image,plate[,x,y,w,h]) and the images")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--formats", help="plate formats: cn, us, cn,us or a regex (default: from --config)")
+    parser.add_argument("--formats", help="plate formats: cn, us, latin, cn,us or a regex (default: from "
+                        "--config; without it, the first of cn, us, latin that nine in ten labels fit)")
     parser.add_argument("--details", metavar="FILE", help="write image,expected,read,ms per image to this CSV")
     parser.add_argument("--config", metavar="FILE", help="agent YAML whose plates: section sets the reader")
     parser.set_defaults(func=run)

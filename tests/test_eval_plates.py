@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main as cli_main
-from agent.eval_plates import Outcome, gate_figures, register
+from agent.eval_plates import Outcome, Sample, gate_figures, labelled_formats, register
 from models.plate_formats import formats_from_spec
 
 
@@ -221,3 +221,29 @@ def test_strangers_one_character_off_residents_stay_out_and_misread_residents_ge
     assert gate["stranger_admitted_rate"] == 0.0
     blind = [dataclasses.replace(o, alternatives=()) for o in outcomes]  # any edit counts
     assert gate_figures(blind, reader.formats, 1, 0.5)["stranger_admitted_rate"] == 0.75
+
+
+def test_without_formats_the_labels_say_which_plates_they_are() -> None:
+    def labels(*plates: str) -> list[Sample]:
+        return [Sample(f"{i}.jpg", plate, None) for i, plate in enumerate(plates)]
+
+    assert labelled_formats(labels("皖A12345", "粤BD12345")) == "cn"
+    assert labelled_formats(labels("7ABC123", "ab-123-cd", "京A12345")) is None  # two in three are not enough
+    assert labelled_formats(labels(*["7ABC123"] * 9, "AB 123 CD 45")) == "us"  # nine in ten are
+    assert labelled_formats(labels("AB123CD45", "7ABC123")) == "latin"  # 9 characters: not a US plate
+    assert labelled_formats(labels("Straße 1", "–")) is None
+
+
+def test_a_us_folder_read_without_formats_is_read_as_us_plates_and_said_so(
+        shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "us"
+    _subset(shared_data / "plates" / "us", data, 4)
+    assert main(["plates", str(data), "--json"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["formats"] == "us" and summary["exact"] >= 2
+    assert "the labels are us plates" in captured.err and "warning" not in captured.err
+    assert main(["plates", str(data), "--json", "--formats", "cn"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["exact"] == 0
+    assert "warning: 4 of 4 labels fit none of the formats" in captured.err
