@@ -88,7 +88,7 @@ def labelled_formats(samples: list[Sample]) -> str | None:
     """The narrowest named formats nine in ten of the labels fit (cn, us, then latin), if any: what
     a folder of another country's plates, read without ``--formats``, is read as rather than as
     the default mainland plates, which would read none of them."""
-    for name in ("cn", "us", "latin"):
+    for name in ("cn", "us", "latin") if samples else ():
         formats = formats_from_spec(name)
         if sum(any(f.matches(clean(s.plate)) for f in formats) for s in samples) >= 0.9 * len(samples):
             return name

@@ -232,6 +232,7 @@ def test_without_formats_the_labels_say_which_plates_they_are() -> None:
     assert labelled_formats(labels(*["7ABC123"] * 9, "AB 123 CD 45")) == "us"  # nine in ten are
     assert labelled_formats(labels("AB123CD45", "7ABC123")) == "latin"  # 9 characters: not a US plate
     assert labelled_formats(labels("Straße 1", "–")) is None
+    assert labelled_formats([]) is None
 
 
 def test_a_us_folder_read_without_formats_is_read_as_us_plates_and_said_so(
