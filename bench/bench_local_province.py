@@ -11,9 +11,10 @@ same run) and with it at each weight (models/plate.py ``LOCAL_PROVINCE_WEIGHT``)
 plates whose province reads right, other provinces' plates whose province reads right, and other
 provinces' plates read right without it and as the local province with it (the cost).
 
-Rendered plates are no stand-in for photographs (the CJK font is not the plate font); the shared
-crops, 483 of 500 皖, show what it does to photographs of one province (``edge-agent eval plates
-../shared/data/plates/cn-crops --config FILE`` with ``local_province: 皖``).  Needs no shared data.
+Rendered plates are no stand-in for photographs (the CJK font is not the plate font).  When
+../shared is beside the project, the shared Chinese crops (photographs, 483 of 500 皖) are then read
+with each province in turn favoured, beside the same crops read without: how many reads change,
+and how many plates read right before now read as the favoured province.
 """
 
 from __future__ import annotations
@@ -82,6 +83,30 @@ def main() -> None:
         label = f"weight {weight:g}" if weight else "without"
         print(f"{label:>10}: local provinces {local_right}/{count * local} read right, other provinces "
               f"{others_right}/{count * 2 * local}, other provinces' plates turned local {turned}")
+    photographs(weights)
+
+
+def photographs(weights: list[float]) -> None:
+    from agent.eval_plates import evaluate
+
+    crops = Path(__file__).resolve().parents[2] / "shared" / "data" / "plates" / "cn-crops"
+    if not crops.is_dir():
+        print(f"(no shared crops at {crops}: photographs skipped)")
+        return
+    plain = evaluate(crops, PlateReader("cn", PlateSettings()))
+    before = {o.image: o.read for o in plain}
+    print(f"shared Chinese crops, {len(plain)} photographs, read without a local province: "
+          f"{sum(o.read == o.expected for o in plain)} exact")
+    for weight in weights:
+        models.plate.LOCAL_PROVINCE_WEIGHT = weight
+        changed = turned = 0
+        for province in PROVINCES:
+            for outcome in evaluate(crops, PlateReader("cn", PlateSettings(local_province=province))):
+                was = before[outcome.image]
+                changed += outcome.read != was
+                turned += (was[:1] == outcome.expected[:1] != province and outcome.read[:1] == province)
+        print(f"  weight {weight:g}, each of the 31 provinces favoured in turn: {changed} reads changed of "
+              f"{len(PROVINCES) * len(plain)}, {turned} plates read right before turned to the favoured province")
 
 
 if __name__ == "__main__":

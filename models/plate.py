@@ -103,8 +103,9 @@ Cutter = Callable[[np.ndarray, Box, Slant | None, float, float], np.ndarray]  # 
 # common one.  On mainland plates rendered 80-100 px wide, blurred and JPEG'd, each of the 31
 # provinces in turn the local one (bench/bench_local_province.py): local plates' provinces read
 # right 573 -> 592 of 620 (藏, 渝, 蒙, 新 and 琼 gain most), and 4 of 1,240 other provinces' plates
-# read right before turned local (2 at a 豫 site); at 4, 586 and the same 4; at 16, 597 and 5.  The
-# shared crops (483 of 500 皖) read the same with 皖 favoured.
+# read right before turned local (2 at a 豫 site); at 4, 586 and the same 4; at 16, 597 and 5.  On
+# the shared crops (photographs, 483 of 500 皖), each province favoured in turn, 2 reads of 15,500
+# changed, neither of them right before.
 LOCAL_PROVINCE_WEIGHT = 8.0
 # Below this a scene's best read (confidence x mixed-letters-and-digits prior) earns a second look at
 # a higher detection scale: 0.6 is what a confident letters-only read (a badge, a brand) scores.
