@@ -204,10 +204,7 @@ class Agent:
         old_hardware, old_config = self.hardware, self.config
         for worker in self.workers:
             worker.stop(timeout=1.0)
-        # An arm that is up for a car must still come down behind it on the rebuilt barrier.
-        passes = {name: barrier.lowers_when_clear for name, barrier in old_hardware.barriers.items()
-                  if barrier.arm == "up" and not barrier.held}
-        faults = old_hardware.faults()
+        handover = old_hardware.handover()  # an arm up for a car, open faults
         old_hardware.close()
         try:
             self.hardware = self._build_hardware(new.hardware)
@@ -215,10 +212,7 @@ class Agent:
         except Exception:
             log.exception("reload failed while opening devices; going back to the previous configuration")
             self.hardware = self._build_hardware(old_config.hardware)
-        for name, lower_when_clear in passes.items():
-            if name in self.hardware.barriers:
-                self.hardware.barriers[name].carry_on(lower_when_clear)
-        self.hardware.carry_faults(faults)
+        self.hardware.take_over(handover)
         self.parking.configure(self.config.parking)
         self.whitelist = WhitelistWatch(self.config, self.config_path)  # before _access(): its key hashes plates
         self.workers = start_workers(self.config, self.hardware, self._access(), self.models)

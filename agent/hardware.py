@@ -40,13 +40,15 @@ _RECORDED = {
 
 
 @dataclass(frozen=True)
-class Faults:
-    """The faults devices reported and have not recovered from, carried over a reload so that the
-    platform hears each fault once and its recovery once (rebuilt devices would start afresh)."""
+class Handover:
+    """What rebuilt devices take over from the ones a reload closes, which would start afresh: an
+    arm up for a car still comes down behind it, and the platform hears each fault once and its
+    recovery once."""
 
-    arms: dict[str, ArmState]  # barrier: the command its limit switch disagrees with
-    loops: dict[str, list[str]]  # barrier: its stuck loops
-    cameras: list[str]  # in an outage
+    passes: dict[str, bool]  # barrier up for a car: whether it comes down once the loop clears
+    arm_faults: dict[str, ArmState]  # barrier: the command its limit switch disagrees with
+    stuck_loops: dict[str, list[str]]  # barrier: its stuck loops
+    camera_outages: list[str]
 
 
 @dataclass
@@ -83,21 +85,24 @@ class Hardware:
                                        else round(health.last_frame_age, 1)}
         return state
 
-    def faults(self) -> Faults:
-        arms = {name: barrier.faulted_command for name, barrier in self.barriers.items()}
-        return Faults(arms={name: command for name, command in arms.items() if command is not None},
-                      loops={name: barrier.loops.stuck for name, barrier in self.barriers.items()},
-                      cameras=[name for name, camera in self.cameras.items() if camera.in_outage])
+    def handover(self) -> Handover:
+        """Before :meth:`close`, for the hardware a reload builds next."""
+        barriers = self.barriers.items()
+        return Handover(
+            passes={name: b.lowers_when_clear for name, b in barriers if b.arm == "up" and not b.held},
+            arm_faults={name: b.faulted_command for name, b in barriers if b.faulted_command is not None},
+            stuck_loops={name: b.loops.stuck for name, b in barriers},
+            camera_outages=[name for name, camera in self.cameras.items() if camera.in_outage])
 
-    def carry_faults(self, faults: Faults) -> None:
-        """Before the cameras start.  A device no longer configured is no longer watched."""
-        for name, command in faults.arms.items():
-            if name in self.barriers:
-                self.barriers[name].carry_fault(command)
-        for name, loops in faults.loops.items():
-            if name in self.barriers:
-                self.barriers[name].loops.carry_stuck(loops)
-        for name in faults.cameras:
+    def take_over(self, handover: Handover) -> None:
+        """Before the cameras start.  A device no longer configured takes nothing over."""
+        for name, barrier in self.barriers.items():
+            if name in handover.passes:
+                barrier.carry_on(handover.passes[name])
+            if name in handover.arm_faults:
+                barrier.carry_fault(handover.arm_faults[name])
+            barrier.loops.carry_stuck(handover.stuck_loops.get(name, []))
+        for name in handover.camera_outages:
             if name in self.cameras:
                 self.cameras[name].carry_outage()
 
