@@ -32,7 +32,7 @@ import models.plate
 from models.plate import PlateReader
 from models.plate_formats import PROVINCES
 from models.plate_settings import PlateSettings
-from tests.plate_renders import mainland_serial, render_mainland_plate, small_and_blurred
+from tests.plate_renders import city_and_serial, render_mainland_plate, small_and_blurred
 
 
 def provinces_read(reader: PlateReader, images: list[np.ndarray]) -> list[str]:
@@ -57,8 +57,8 @@ def main() -> None:
     print(f"{'':4}{'without':>16}" + "".join(f"{f'weight {w:g}':>26}" for w in weights))
     for province in PROVINCES:
         others = [p for p in PROVINCES if p != province]
-        plates = [province + mainland_serial(rng) for _ in range(local)] + \
-                 [rng.choice(others) + mainland_serial(rng) for _ in range(2 * local)]
+        plates = [province + city_and_serial(rng) for _ in range(local)] + \
+                 [rng.choice(others) + city_and_serial(rng) for _ in range(2 * local)]
         images = [small_and_blurred(render_mainland_plate(p, rng.choice(["blue"] * 4 + ["yellow"])), rng)
                   for p in plates]
         truth = [p[0] for p in plates]

@@ -34,11 +34,12 @@ import numpy as np
 
 from agent.eval_plates import load_samples
 from bench.plate_sets import write_labels
-from models.plate_formats import CN_ALNUM, CN_LETTERS, PROVINCES, clean
+from models.plate_formats import CN_LETTERS, PROVINCES, clean
 from tests.plate_renders import (
     MAINLAND_COLOURS,
     UK_YELLOW,
     WHITE,
+    mainland_serial,
     render_eu_plate,
     render_mainland_plate,
     render_russian_plate,
@@ -111,20 +112,6 @@ def foreign_plate(rng: random.Random) -> tuple[np.ndarray, str]:
 MAINLAND_KINDS = (*MAINLAND_COLOURS, "green")  # blue, yellow, and new-energy green
 
 
-def _mainland_serial(rng: random.Random, colour: str) -> str:
-    """The five characters after a blue or yellow plate's letter (digits, up to two letters), or
-    a new-energy plate's six: D or F, then a letter or digit and four digits (small cars), or five
-    digits, then D or F (large vehicles)."""
-    if colour == "green":
-        if rng.random() < 0.5:
-            return rng.choice("DF") + rng.choice(CN_ALNUM) + _pick(rng, DIGITS, 4)
-        return _pick(rng, DIGITS, 5) + rng.choice("DF")
-    serial = [rng.choice(DIGITS) for _ in range(5)]
-    for place in rng.sample(range(5), rng.choice([0, 1, 1, 2])):
-        serial[place] = rng.choice(CN_LETTERS)
-    return "".join(serial)
-
-
 def mainland_plates() -> Maker:
     """Rendered mainland plates, as BGR with their text: each province in turn in each colour."""
     index = itertools.count()
@@ -133,7 +120,7 @@ def mainland_plates() -> Maker:
         number = next(index)
         colour = MAINLAND_KINDS[number % len(MAINLAND_KINDS)]
         province = PROVINCES[number // len(MAINLAND_KINDS) % len(PROVINCES)]
-        text = province + rng.choice(CN_LETTERS) + _mainland_serial(rng, colour)
+        text = province + rng.choice(CN_LETTERS) + mainland_serial(rng, colour)
         return render_mainland_plate(text, colour), text
 
     return make

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from agent.simulation_media import cjk_font
-from models.plate_formats import CN_LETTERS, DIGITS
+from models.plate_formats import CN_ALNUM, CN_LETTERS, DIGITS
 
 CONDENSED_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Bold.ttf"
 WHITE = (245, 245, 245)
@@ -93,12 +93,25 @@ def render_mainland_plate(text: str, colour: str = "blue", height: int = 70) -> 
     return np.asarray(plate)[:, :, ::-1].copy()
 
 
-def mainland_serial(rng: random.Random) -> str:
-    """A city letter and five characters, of which none, one or two are letters."""
-    chars = [rng.choice(DIGITS) for _ in range(5)]
+def mainland_serial(rng: random.Random, colour: str = "blue") -> str:
+    """The five characters after a blue or yellow plate's letter (digits, up to two letters), or
+    a new-energy plate's six: D or F, then a letter or digit and four digits (small cars), or five
+    digits, then D or F (large vehicles)."""
+    if colour == "green":
+        if rng.random() < 0.5:
+            return rng.choice("DF") + rng.choice(CN_ALNUM) + "".join(rng.choice(DIGITS) for _ in range(4))
+        return "".join(rng.choice(DIGITS) for _ in range(5)) + rng.choice("DF")
+    serial = [rng.choice(DIGITS) for _ in range(5)]
     for place in rng.sample(range(5), rng.choice([0, 1, 1, 2])):
-        chars[place] = rng.choice(CN_LETTERS)
-    return rng.choice(CN_LETTERS) + "".join(chars)
+        serial[place] = rng.choice(CN_LETTERS)
+    return "".join(serial)
+
+
+def city_and_serial(rng: random.Random) -> str:
+    """A blue plate's text after its province (the serial is drawn before the letter, as the
+    seeded sets of bench/bench_local_province.py were)."""
+    serial = mainland_serial(rng)
+    return rng.choice(CN_LETTERS) + serial
 
 
 def small_and_blurred(plate: np.ndarray, rng: random.Random) -> np.ndarray:

@@ -43,7 +43,7 @@ from models.plate_recognisers import RECOGNISERS, choose_recogniser, package_dir
 from models.plate_vote import PlateRead, PlateVoter, vote
 from tests.plate_renders import (
     CONDENSED_FONT,
-    mainland_serial,
+    city_and_serial,
     render_eu_plate,
     render_mainland_plate,
     small_and_blurred,
@@ -919,8 +919,8 @@ def test_a_sites_own_province_reads_where_a_small_plate_left_it_in_doubt() -> No
     """plates.local_province: 藏's small plates read as common provinces (冀, 皖) lose that to a prior
     of 8 to 1; other provinces' plates read as before (bench/bench_local_province.py, all 31)."""
     rng = random.Random(1)
-    tibet = [render_mainland_plate("藏" + mainland_serial(rng)) for _ in range(12)]
-    others = [render_mainland_plate(rng.choice("京沪豫湘苏陕皖琼浙甘粤桂云") + mainland_serial(rng)) for _ in range(12)]
+    tibet = [render_mainland_plate("藏" + city_and_serial(rng)) for _ in range(12)]
+    others = [render_mainland_plate(rng.choice("京沪豫湘苏陕皖琼浙甘粤桂云") + city_and_serial(rng)) for _ in range(12)]
     images = [small_and_blurred(plate, rng) for plate in tibet + others]
 
     def provinces(reader: PlateReader) -> list[str]:
