@@ -64,11 +64,14 @@ def test_sigkill_while_publishing_then_restart_loses_nothing(tmp_path: Path) -> 
         child = start_child(db, broker.port, produce=-1)
         try:
             wait_until(lambda: len(platform.on(f"{ROOT}/events/door.opened")) >= 500)
+            store = EventStore(db, readonly=True)
+            # Killed while something is unacknowledged: an uplink that has just caught up with the
+            # producer would leave this test nothing to lose (seen once in CI).
+            wait_until(lambda: store.pending_count() > 0)
             child.send_signal(signal.SIGKILL)  # mid-stream: events in flight, appends going on
             child.wait(5)
             # The broker saw the connection die without DISCONNECT: our Last Will says offline.
             wait_until(lambda: platform.on(f"{ROOT}/status")[-1:] == [b"offline"], timeout=10)
-            store = EventStore(db, readonly=True)
             recorded_before_restart = store.last_seq()
             assert recorded_before_restart >= 500 and store.pending_count() > 0  # killed with work in hand
             child = start_child(db, broker.port, produce=0)  # restarted: nothing new, only the backlog
