@@ -100,7 +100,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 def status_lines(reply: dict) -> list[str]:
     """What ``edge-agent status`` prints from the daemon's status reply."""
     lines = [reply["status"]]
+    for component, reason in sorted((reply.get("faults") or {}).items()):
+        lines.append(f"  FAULT {component}: {reason}")
     for key, value in sorted(reply["state"].items()):
+        if key == "node":
+            continue  # its faults are listed above, each with its reason
         line = f"  {key:<24} " + ", ".join(f"{k}={v}" for k, v in value.items())
         if value.get("stuck_loops"):
             line += f" (LOOP STUCK: {' and '.join(value['stuck_loops'])} occupied too long; check the loop detector)"

@@ -25,6 +25,7 @@ from agent.event_store import EventStore
 from agent.events import Event
 from agent.fire import FireSafety, ResetRefused
 from agent.hardware import Hardware, build_hardware
+from agent.node_faults import NodeFaults
 from agent.notify import SystemdNotifier
 from agent.parking import Parking
 from agent.recorder import Recorder
@@ -67,6 +68,7 @@ class Agent:
         self.reload_requested = threading.Event()
         self.listeners: list[Callable[[Event], None]] = []
         self.recorder = Recorder(self._record)
+        self.faults = NodeFaults(self.emit)
         self._last_state: dict[str, dict[str, Any]] = {}
         self._state_listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
@@ -230,10 +232,14 @@ class Agent:
             return "FIRE ALARM latched: exits released"
         parts = [f"{len(self.hardware.gates)} gate(s)", f"{len(self.hardware.smoke_detectors)} smoke detector(s)",
                  f"{len(self.hardware.cameras)} camera(s)"]
+        faults = self.faults.active()
+        if faults:
+            parts.append(f"FAULT: {', '.join(faults)}")
         return "running: " + ", ".join(parts)
 
     def state(self) -> dict[str, dict[str, Any]]:
-        return {**self.hardware.state(), **self.parking.state(), "fire": self.fire.state()}
+        return {**self.hardware.state(), **self.parking.state(), "fire": self.fire.state(),
+                "node": {"ok": not self.faults.active(), "faults": self.faults.active()}}
 
     def on_state_change(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
         self._state_listeners.append(listener)
@@ -305,7 +311,7 @@ class Agent:
             return {"ok": True, "status": self.status_line(), "state": self.state(), "uplink": uplink,
                     "whitelist": {"people": len(self.whitelist.current()), "problem": self.whitelist.problem},
                     "recognition": {worker.name: worker.figures() for worker in self.workers},
-                    "events_waiting_for_disk": self.recorder.backlog}
+                    "events_waiting_for_disk": self.recorder.backlog, "faults": self.faults.active()}
         if command == "alarm_reset":
             try:
                 detectors = self.alarm_reset(str(request.get("source", "cli")))

@@ -51,6 +51,9 @@ EVENT_TYPES: dict[str, str] = {
     "uplink.backlog_cleared": "the outbox is below its limit again",
     "uplink.events_dropped": "how many low-value events were dropped to bound the outbox",
     "uplink.command_refused": "a platform command was refused (bad signature, too old, replayed, malformed)",
+    "node.fault": "something the agent runs on failed (component storage, whitelist, uplink, config...): gates and "
+                  "fire release keep working; the reason says what to do",
+    "node.recovered": "a node.fault cleared (component, seconds it lasted)",
 }
 
 # Keys that would carry personal data. Details use pseudonymous ids (``person: R-0203-1``) instead.
