@@ -56,7 +56,7 @@ class Agent:
         self.store = EventStore(state_dir / "events.db")
         self.fire = FireSafety(state_dir / "fire_latch.json")
         self.pin_factory = pin_factory or make_pin_factory(config.hardware.pin_factory)
-        self.hardware = Hardware()
+        self.hardware = Hardware()  # no devices until start()
         self.models = Models()
         self.parking = Parking(config.parking, state_dir / "parking.db", self.emit)
         self.unread_exits = UnreadPlateExits(lambda: self.hardware.barriers, self.parking, self.emit)
@@ -203,18 +203,20 @@ class Agent:
             new = new.model_copy(update={"node": self.config.node, "storage": self.config.storage,
                                          "mqtt": self.config.mqtt})
         self.notifier.notify(RELOADING=1, STATUS="reloading")
-        old_hardware, old_config = self.hardware, self.config
+        old_config = self.config
         for worker in self.workers:
             worker.stop(timeout=1.0)
-        handover = old_hardware.handover()  # an arm up for a car, open faults
-        old_hardware.close()
+        # In place: devices whose settings did not change (smoke detectors, released exits) keep
+        # running through the reload; see Hardware.reconfigure.
         try:
-            self.hardware = self._build_hardware(new.hardware)
+            self.hardware.reconfigure(new.hardware)
             self.config = new
         except Exception:
             log.exception("reload failed while opening devices; going back to the previous configuration")
-            self.hardware = self._build_hardware(old_config.hardware)
-        self.hardware.take_over(handover)
+            try:
+                self.hardware.reconfigure(old_config.hardware)
+            except Exception as exc:  # keep what runs: the fire controller is bound to every gate built
+                self.faults.report("hardware", f"reload could not rebuild every device: {exc}")
         self.parking.configure(self.config.parking)
         self.whitelist = WhitelistWatch(self.config, self.config_path)  # before _access(): its key hashes plates
         self.workers = start_workers(self.config, self.hardware, self._access(), self.models)

@@ -62,14 +62,18 @@ class FireSafety:
                 self._release()
 
     def alarm(self, detector: str) -> None:
-        """A detector confirmed an alarm: release first, bookkeeping after."""
+        """A detector confirmed an alarm: latch and release first, persist after.
+
+        The latch is set before any relay is touched, so a device that fails (a relay closed by a
+        reload under way, a driver error) can neither lose the alarm nor keep the others shut:
+        :meth:`attach` re-applies a standing latch to whatever devices are bound next."""
         with self._lock:
             self._active.add(detector)
-            self._release()
             if not self.latched:
                 self.latched_since = datetime.now(UTC).isoformat()
             if detector not in self.triggered_by:
                 self.triggered_by.append(detector)
+            self._release()
         self._persist()
 
     def cleared(self, detector: str) -> None:
@@ -103,15 +107,16 @@ class FireSafety:
                 "active": sorted(self._active)}
 
     def _release(self) -> None:
-        # Exits first, then the alarm sounder, then the car park.
-        for gate in self._gates:
-            if gate.config.fire_mode == "release":
-                gate.hold_unlocked()
-        for indicator in self._indicators:
-            if indicator.shows("alarm"):
-                indicator.show("alarm")
-        for barrier in self._barriers:
-            barrier.hold_up()
+        # Exits first, then the alarm sounder, then the car park; each on its own, so one failing
+        # device does not keep the next one shut.
+        actions = [gate.hold_unlocked for gate in self._gates if gate.config.fire_mode == "release"]
+        actions += [lambda i=indicator: i.show("alarm") for indicator in self._indicators if indicator.shows("alarm")]
+        actions += [barrier.hold_up for barrier in self._barriers]
+        for action in actions:
+            try:
+                action()
+            except Exception:
+                log.exception("fire release: %s failed", getattr(action, "__self__", action))
 
     def _persist(self) -> None:
         data = json.dumps({"since": self.latched_since, "detectors": self.triggered_by})
