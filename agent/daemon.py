@@ -41,6 +41,7 @@ log = logging.getLogger("edge_agent")
 TICK_SECONDS = 0.5
 PURGE_EVERY_SECONDS = 3600.0
 STATE_EVERY_SECONDS = 1.0
+UPLINK_RETRY_SECONDS = 60.0
 
 
 class Agent:
@@ -103,16 +104,43 @@ class Agent:
             "cameras": len(hw.cameras), "fire_latched": self.fire.latched,
         })
         self.hardware = self._build_hardware(hw)
-        self.workers = start_workers(self.config, self.hardware, self._access(), self.models)
+        self._start_workers()
         self.hardware.start_cameras()
-        self.control.start()
-        if self.config.mqtt is not None:
-            from agent.uplink import Uplink
-
-            self.uplink = Uplink(self.config.mqtt, self.config.node, self.store, self, self.emit)
-            self.on_state_change(self.uplink.publish_state)
-            self.uplink.start()
+        # Beyond the pins, nothing may stop the node: what fails is reported and the rest runs.
+        try:
+            self.control.start()
+        except OSError as exc:
+            self.faults.report("control", f"the control socket could not be opened ({exc}); "
+                                          "edge-agent status and alarm reset cannot reach the agent")
+        self._start_uplink()
         self.notifier.notify(READY=1, STATUS=self.status_line())
+
+    def _start_workers(self) -> None:
+        def failed(camera: str, exc: Exception) -> None:
+            self.faults.report(f"recognition/{camera}", f"recognition could not start, nobody is recognised "
+                                                        f"there until a reload: {type(exc).__name__}: {exc}")
+
+        for camera in list(self.faults.active()):
+            if camera.startswith("recognition/"):
+                self.faults.clear(camera)  # tried again below
+        self.workers = start_workers(self.config, self.hardware, self._access(), self.models, on_failure=failed)
+
+    def _start_uplink(self) -> None:
+        """Without an uplink events wait in the outbox; a failed start is tried again every minute."""
+        if self.config.mqtt is None or self.uplink is not None:
+            return
+        from agent.uplink import Uplink
+
+        try:
+            uplink = Uplink(self.config.mqtt, self.config.node, self.store, self, self.emit)
+        except Exception as exc:
+            self.faults.report("uplink", f"the uplink could not start, events wait on the node: "
+                                         f"{type(exc).__name__}: {exc}")
+            return
+        self.faults.clear("uplink")
+        self.uplink = uplink
+        self.on_state_change(uplink.publish_state)
+        uplink.start()
 
     def _build_hardware(self, config: HardwareConfig) -> Hardware:
         return build_hardware(config, self.pin_factory, self.fire, self.emit,
@@ -140,7 +168,7 @@ class Agent:
     def run(self) -> int:
         """Supervise until stopped. Call from the main thread after :meth:`start`."""
         watchdog = self.notifier.watchdog_interval
-        last_ping = last_purge = last_state = 0.0
+        last_ping = last_purge = last_state = last_uplink_try = 0.0
         while not self.stopping.wait(TICK_SECONDS):
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
@@ -153,6 +181,9 @@ class Agent:
             if now - last_state >= STATE_EVERY_SECONDS:
                 last_state = now
                 self._publish_changed_state()
+            if self.uplink is None and now - last_uplink_try >= UPLINK_RETRY_SECONDS:
+                last_uplink_try = now
+                self._start_uplink()
             if now - last_purge >= PURGE_EVERY_SECONDS:
                 last_purge = now
                 self._purge()
@@ -219,7 +250,7 @@ class Agent:
                 self.faults.report("hardware", f"reload could not rebuild every device: {exc}")
         self.parking.configure(self.config.parking)
         self.whitelist = WhitelistWatch(self.config, self.config_path)  # before _access(): its key hashes plates
-        self.workers = start_workers(self.config, self.hardware, self._access(), self.models)
+        self._start_workers()
         self.hardware.start_cameras()
         self.emit("agent.reloaded", None, {"ok": self.config is new})
         self.notifier.notify(READY=1, STATUS=self.status_line())

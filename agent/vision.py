@@ -265,23 +265,33 @@ def read_plates_in_lane(reader: PlateReader, frame: np.ndarray, area: Area | Non
 
 
 def start_workers(config: AgentConfig, hardware: Hardware, access: AccessController, models: Models,
-                  ) -> list[VisionWorker]:
-    """One worker per camera that watches a gate (faces) or a barrier (plates)."""
+                  on_failure: Callable[[str, Exception], None] | None = None) -> list[VisionWorker]:
+    """One worker per camera that watches a gate (faces) or a barrier (plates).
+
+    A camera whose recognition cannot start (a model that does not load) is passed to
+    ``on_failure`` and left without a worker: the other lanes, the buttons and the fire release go on.
+    """
     from models.area import Area
 
     workers = []
     for camera_config in config.hardware.cameras:
         lane = camera_config.gate
-        if lane is None:
+        if lane is None or camera_config.name not in hardware.cameras:
             continue
-        if lane in hardware.gates:
-            handle = face_handler(models, config.faces, lane, access)
-        elif lane in hardware.barriers:
-            barrier = hardware.barriers[lane]
-            area = Area(camera_config.lane) if camera_config.lane else None
-            handle = PlatePass(models.plate_reader(config.plates), config.plates, lane, access,
-                               vehicle_present=lambda barrier=barrier: barrier.vehicle_present, area=area)
-        else:
+        try:
+            if lane in hardware.gates:
+                handle = face_handler(models, config.faces, lane, access)
+            elif lane in hardware.barriers:
+                barrier = hardware.barriers[lane]
+                area = Area(camera_config.lane) if camera_config.lane else None
+                handle = PlatePass(models.plate_reader(config.plates), config.plates, lane, access,
+                                   vehicle_present=lambda barrier=barrier: barrier.vehicle_present, area=area)
+            else:
+                continue
+        except Exception as exc:
+            if on_failure is None:
+                raise
+            on_failure(camera_config.name, exc)
             continue
         camera = hardware.cameras[camera_config.name]
         worker = VisionWorker(camera, handle, camera_config.name)

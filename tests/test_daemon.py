@@ -234,3 +234,40 @@ def test_a_reload_carries_faults_over_so_the_platform_hears_one_fault_and_one_re
         assert wait_until(lambda: faults()[4:] == [("barrier.recovered", "car-in")])
     finally:
         agent.shutdown()
+
+
+def test_a_plate_model_that_does_not_load_is_a_fault_not_a_restart_loop(tmp_path: Path) -> None:
+    """A broken install (a copy of rapidocr's package first on the path, its PP-OCRv4 recogniser
+    garbage bytes and its other model files missing) leaves that lane without recognition, said in status; the daemon
+    runs, and the exit button and the fire release work as ever."""
+    shadow = tmp_path / "site" / "rapidocr_onnxruntime"
+    (shadow / "models").mkdir(parents=True)
+    (shadow / "__init__.py").write_text("")
+    (shadow / "models" / "ch_PP-OCRv4_rec_infer.onnx").write_bytes(os.urandom(4096))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0001.png"), np.zeros((48, 64, 3), np.uint8))
+    camera = f"  cameras:\n    - {{name: lane, source: {frames}/, gate: car-in, stall_seconds: 60}}\n"
+    config = tmp_path / "agent.yaml"
+    config.write_text(node_config(tmp_path / "state").replace("  smoke_detectors:", camera + "  smoke_detectors:"))
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "PYTHONPATH": f"{tmp_path / 'site'}:{ROOT}"}
+    process = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config)], cwd=ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        notify.wait_for("READY", "1", timeout=60)
+        status = subprocess.run([sys.executable, "-m", "agent.cli", "status", "--config", str(config)], cwd=ROOT,
+                                env=env, capture_output=True, text=True, timeout=30)
+        assert status.returncode == 0, status.stderr
+        assert "FAULT recognition/lane: recognition could not start" in status.stdout, status.stdout
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+        assert process.returncode == 0, output
+        store = EventStore(tmp_path / "state" / "events.db", readonly=True)
+        faults = [s.event.details for s in store.query(types=["node.fault"])]
+        assert [f["component"] for f in faults] == ["recognition/lane"]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        notify.close()
