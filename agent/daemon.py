@@ -172,23 +172,36 @@ class Agent:
         while not self.stopping.wait(TICK_SECONDS):
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
-                self._reload_now()
+                self._step("reload", self._reload_now)
             now = time.monotonic()
-            self.whitelist.refresh()
+            self._step("whitelist-refresh", self.whitelist.refresh)
             if watchdog and now - last_ping >= watchdog and self.healthy():
                 self.notifier.notify(WATCHDOG=1)
                 last_ping = now
             if now - last_state >= STATE_EVERY_SECONDS:
                 last_state = now
-                self._publish_changed_state()
+                self._step("state", self._publish_changed_state)
             if self.uplink is None and now - last_uplink_try >= UPLINK_RETRY_SECONDS:
                 last_uplink_try = now
-                self._start_uplink()
+                self._step("uplink-start", self._start_uplink)
             if now - last_purge >= PURGE_EVERY_SECONDS:
                 last_purge = now
-                self._purge()
+                self._step("purge", self._purge)
         self.shutdown()
         return 0
+
+    def _step(self, name: str, step: Callable[[], object]) -> None:
+        """One supervisor step. An exception is a fault (traceback logged once), never the end of the
+        loop: the loop is what reloads, pings the watchdog and shuts the node down cleanly."""
+        component = f"supervisor/{name}"
+        try:
+            step()
+        except Exception as exc:
+            if self.faults.report(component, f"{type(exc).__name__}: {exc}"):
+                log.exception("supervisor step %s failed", name)
+        else:
+            if self.faults.failing(component):
+                self.faults.clear(component)
 
     def stop(self) -> None:
         self.stopping.set()

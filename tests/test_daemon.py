@@ -271,3 +271,27 @@ def test_a_plate_model_that_does_not_load_is_a_fault_not_a_restart_loop(tmp_path
             process.kill()
             process.wait()
         notify.close()
+
+
+def test_a_failing_supervisor_step_is_a_fault_once_and_the_loop_goes_on(tmp_path: Path, caplog) -> None:
+    agent = Agent(parse_config(node_config(tmp_path / "state")), pin_factory=make_pin_factory("mock"))
+    agent.start()
+    try:
+        broken = {"on": True}
+
+        def purge() -> None:
+            if broken["on"]:
+                raise OSError(5, "Input/output error")  # what a failing SD card answers
+
+        for _ in range(3):
+            agent._step("purge", purge)
+        assert agent.faults.active() == {"supervisor/purge": "OSError: [Errno 5] Input/output error"}
+        assert "FAULT: supervisor/purge" in agent.status_line()
+        assert sum("supervisor step purge failed" in r.getMessage() for r in caplog.records) == 1
+        broken["on"] = False
+        agent._step("purge", purge)
+        assert agent.faults.active() == {}
+        assert agent.recorder.flush()
+        assert [s.event.type for s in agent.store.query(types=["node"])] == ["node.fault", "node.recovered"]
+    finally:
+        agent.shutdown()
