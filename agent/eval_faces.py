@@ -30,6 +30,7 @@ import numpy as np
 import yaml
 
 from agent.config_faces import FaceConfig, face_settings
+from models import image_io
 from models.image_io import UnreadableImage, image_files
 
 GALLERY_KEYS = (
@@ -49,10 +50,9 @@ LEFT_OUT = "left out of the figures above"
 
 
 def read_image(path: Path) -> np.ndarray:
-    """The image as stored (grey stays grey), within the limits; UnreadableImage otherwise."""
-    from models.image_io import read_image as read_limited
-
-    return read_limited(path, unchanged=True)
+    """The image as stored (grey stays grey), within the limits; UnreadableImage otherwise. Enrolment
+    reads photos with this too, so that templates and probes are decoded alike."""
+    return image_io.read_image(path, unchanged=True)
 
 
 def unreadable_list(root: Path, problems: list[UnreadableImage]) -> list[dict[str, str]]:

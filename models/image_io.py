@@ -27,9 +27,7 @@ import threading
 import warnings
 from pathlib import Path
 
-import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 # The pixel budget. A decoded 8-bit colour image takes 3 bytes a pixel, and reading it takes more:
 # `edge-agent eval plates` peaked at 3.8 GB on a 20000x20000 (400 MP) PNG, about 9.5 bytes a pixel
@@ -49,6 +47,9 @@ _FORMAT_NAMES = "JPEG, PNG, BMP, PGM/PPM, TIFF or WebP"
 
 # warnings.catch_warnings changes process-wide state: one header read at a time.
 _header_lock = threading.Lock()
+# OpenCV and Pillow are imported when an image is read, not with this module: `edge-agent` builds its
+# whole command line (eval included) on every start, and OpenCV alone takes 34 ms to import on a PC
+# (`python -X importtime -c "import cv2"`), several times that on a Pi.
 
 
 class UnreadableImage(ValueError):
@@ -74,6 +75,8 @@ def read_image(path: Path | str, *, unchanged: bool = False) -> np.ndarray:
     applied), or as stored with ``unchanged`` (grey stays grey, 16-bit stays 16-bit).
 
     Raises :class:`UnreadableImage` for anything that is not a readable image within the limits."""
+    import cv2
+
     data = _read_file(Path(path))
     image_format, width, height = _header(Path(path), data)
     _check_pixels(Path(path), width, height)
@@ -125,6 +128,8 @@ def _read_file(path: Path) -> bytes:
 
 def _header(path: Path, data: bytes) -> tuple[str, int, int]:
     """(format, width, height) from the header alone: Pillow's Image.open decodes no pixels."""
+    from PIL import Image, UnidentifiedImageError
+
     with _header_lock, warnings.catch_warnings():
         # Pillow warns above its own limit (89 MP) and raises above twice that; both are far over ours.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -155,6 +160,8 @@ def _too_large(size: str) -> str:
 
 
 def _known_formats() -> list[str]:
+    from PIL import Image
+
     Image.init()
     return [name for name in _FORMATS if name in Image.OPEN]
 
@@ -171,4 +178,4 @@ def _file_kind(mode: int) -> str:
 
 def _first_line(error: Exception) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
+    return lines[0] if lines else type(error).__name__
