@@ -29,11 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-# The pixel budget. A decoded 8-bit colour image takes 3 bytes a pixel, and reading it takes more:
-# `edge-agent eval plates` peaked at 3.8 GB on a 20000x20000 (400 MP) PNG, about 9.5 bytes a pixel
-# (`/usr/bin/time -v python -m agent.cli eval plates DIR`, see docs/images.md). At 40 MP that is
-# under 0.5 GB, which a 2 GB Raspberry Pi 4 has beside the running daemon; 40 MP is more than any
-# camera the agent uses (a Pi HQ camera is 12.3 MP) and than a phone's photos (12-24 MP by default).
+# The pixel budget. Reading an image costs several times its decoded size (3 bytes a pixel): on a
+# 20000x20000 (400 MP) PNG `edge-agent eval plates` peaked at 3.9 GB and `eval faces` at 2.5 GB; on a
+# 7296x5472 (40 MP) photo at 481 and 497 MB, against 326 MB on a 1920x1080 one (`/usr/bin/time -v
+# python -m agent.cli eval plates DIR`, docs/images.md). That fits beside the running daemon on a
+# 2 GB Raspberry Pi 4. No camera the agent uses comes near 40 MP (a Pi HQ camera is 12.3 MP) and
+# phones save 12-24 MP photos by default.
 MAX_IMAGE_PIXELS = 40_000_000
 # The file itself is read into memory before decoding: 128 MiB holds any 8-bit colour image within
 # the pixel budget even stored uncompressed (40 MP x 3 bytes = 120 MB in a BMP, PPM or TIFF).
