@@ -10,7 +10,11 @@ Two layouts:
 A still probe is a pass with one encoding, judged by the same per-encoding rule the gate's k-of-n vote
 counts (distance within the tolerance and the margin over the next person); the vote itself needs
 several frames and is exercised by ``bench/bench_faces.py`` on video. Images may be JPEG, PNG or PGM,
-grey or colour, of any size.
+grey or colour, of any shape up to :data:`models.image_io.MAX_IMAGE_PIXELS`.
+
+A file that cannot be read (damaged, empty, too large, not an image, not a file, not permitted) is
+reported as unreadable with its reason and left out of every figure: it says nothing about
+recognition. "No usable face" counts only images that were read.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ import numpy as np
 import yaml
 
 from agent.config_faces import FaceConfig, face_settings
+from models import image_io
+from models.image_io import UnreadableImage, image_files
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".tif", ".tiff", ".webp"}
 GALLERY_KEYS = (
     "residents",
     "residents_admitted",
@@ -36,22 +41,27 @@ GALLERY_KEYS = (
     "strangers",
     "strangers_admitted",
     "no_face",
+    "unreadable",
+    "unreadable_files",
 )
-PAIRS_KEYS = ("pairs", "accuracy", "false_accepts", "false_rejects", "no_face")
+PAIRS_KEYS = ("pairs", "accuracy", "false_accepts", "false_rejects", "no_face", "unreadable_pairs", "unreadable",
+              "unreadable_files")
+LEFT_OUT = "left out of the figures above"
 
 
-def read_image(path: Path) -> np.ndarray | None:
-    """Decode with OpenCV (keeps grey as grey); None when the file is not an image."""
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8)
-    if data.size == 0:
-        return None
-    return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+def read_image(path: Path) -> np.ndarray:
+    """The image as stored (grey stays grey), within the limits; UnreadableImage otherwise. Enrolment
+    reads photos with this too, so that templates and probes are decoded alike."""
+    return image_io.read_image(path, unchanged=True)
 
 
-def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def unreadable_list(root: Path, problems: list[UnreadableImage]) -> list[dict[str, str]]:
+    """Each unreadable file once, relative to the evaluated folder, with its reason."""
+    seen: dict[str, str] = {}
+    for problem in problems:
+        name = str(problem.path.relative_to(root)) if problem.path.is_relative_to(root) else str(problem.path)
+        seen.setdefault(name, problem.reason)
+    return [{"file": name, "reason": reason} for name, reason in seen.items()]
 
 
 def load_face_config(path: Path | None) -> FaceConfig:
@@ -78,33 +88,40 @@ class Evaluator:
         self.config = config
         self.settings = face_settings(config)
         self.engine = FaceEngine.from_settings(self.settings, enrol_jitters=config.enrol_jitters)
+        self.unreadable: list[UnreadableImage] = []
 
     def encoding(self, path: Path) -> np.ndarray | None:
-        """The largest usable face's descriptor, as the gate would encode it (no jitter)."""
+        """The largest usable face's descriptor, as the gate would encode it (no jitter); None when
+        the image has no usable face. UnreadableImage when it cannot be read."""
         image = read_image(path)
-        if image is None:
-            return None
         for box in self.engine.detect(image):
             sample = self.engine.encode(image, box)
             if sample is not None:
                 return sample.encoding
         return None
 
-    def gallery_probes(self, root: Path) -> tuple[dict[str, int], list[Probe]]:
+    def gallery_probes(self, root: Path) -> tuple[dict[str, object], list[Probe]]:
         from models.face import Gallery
 
         templates: list[tuple[str, np.ndarray]] = []
         for folder in sorted(p for p in (root / "gallery").iterdir() if p.is_dir()):
             for path in image_files(folder):
-                image = read_image(path)
-                if image is not None:
-                    templates.extend((folder.name, t) for t in self.engine.templates_from_image(image))
+                try:
+                    image = read_image(path)
+                except UnreadableImage as problem:
+                    self.unreadable.append(problem)
+                    continue
+                templates.extend((folder.name, t) for t in self.engine.templates_from_image(image))
         gallery = Gallery.from_templates(templates)
         enrolled = {f.name for f in (root / "gallery").iterdir() if f.is_dir()}
         probes: list[Probe] = []
         for folder in sorted(p for p in (root / "probes").iterdir() if p.is_dir()):
             for path in image_files(folder):
-                encoding = self.encoding(path)
+                try:
+                    encoding = self.encoding(path)
+                except UnreadableImage as problem:  # not a probe: it says nothing about recognition
+                    self.unreadable.append(problem)
+                    continue
                 if encoding is None:
                     probes.append(Probe(folder.name, folder.name in enrolled, path, None, float("nan")))
                     continue
@@ -112,7 +129,7 @@ class Evaluator:
                 admitted = match.accepts(self.settings.tolerance, self.settings.margin)
                 verdict = match.person_id if admitted and match.person_id else ""
                 probes.append(Probe(folder.name, folder.name in enrolled, path, verdict, match.distance))
-        summary = dict.fromkeys(GALLERY_KEYS, 0)
+        summary = dict.fromkeys(GALLERY_KEYS[:-2], 0)
         for probe in probes:
             resident = probe.resident
             summary["residents" if resident else "strangers"] += 1
@@ -128,20 +145,28 @@ class Evaluator:
                 summary["wrong_person"] += 1
             else:
                 summary["residents_refused"] += 1
-        return summary, probes
+        files = unreadable_list(root, self.unreadable)
+        return {**summary, "unreadable": len(files), "unreadable_files": files}, probes
 
-    def pairs(self, root: Path) -> dict[str, float | int]:
-        cache: dict[str, np.ndarray | None] = {}
-        counts = {"pairs": 0, "correct": 0, "false_accepts": 0, "false_rejects": 0, "no_face": 0}
+    def pairs(self, root: Path) -> dict[str, object]:
+        cache: dict[str, np.ndarray | UnreadableImage | None] = {}
+        counts = {"pairs": 0, "correct": 0, "false_accepts": 0, "false_rejects": 0, "no_face": 0, "unreadable_pairs": 0}
         with (root / "pairs.csv").open(newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
                 a, b = row["image_a"].strip(), row["image_b"].strip()
                 same = row["same"].strip() in ("1", "true", "True", "yes")
                 for name in (a, b):
                     if name not in cache:
-                        cache[name] = self.encoding(root / name)
-                counts["pairs"] += 1
+                        try:
+                            cache[name] = self.encoding(root / name)
+                        except UnreadableImage as problem:
+                            self.unreadable.append(problem)
+                            cache[name] = problem
                 ea, eb = cache[a], cache[b]
+                if isinstance(ea, UnreadableImage) or isinstance(eb, UnreadableImage):
+                    counts["unreadable_pairs"] += 1  # cannot be judged at all: not a pair of the figures
+                    continue
+                counts["pairs"] += 1
                 if ea is None or eb is None:
                     counts["no_face"] += 1  # cannot be verified: judged "different", as the gate would
                     said_same = False
@@ -152,7 +177,9 @@ class Evaluator:
                 counts["false_rejects"] += same and not said_same
         total = counts.pop("pairs")
         correct = counts.pop("correct")
-        return {"pairs": total, "accuracy": round(correct / total, 4) if total else 0.0, **counts}
+        files = unreadable_list(root, self.unreadable)
+        return {"pairs": total, "accuracy": round(correct / total, 4) if total else 0.0, **counts,
+                "unreadable": len(files), "unreadable_files": files}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -187,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"strangers: {summary['strangers_admitted']}/{summary['strangers']} admitted")
         print(f"no usable face: {summary['no_face']}")
+        print_unreadable(summary["unreadable_files"])
         return 0
     result = evaluator.pairs(root)
     if args.json:
@@ -196,7 +224,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"pairs: {result['pairs']}, accuracy {result['accuracy']:.2%}")
     print(f"false accepts: {result['false_accepts']}, false rejects: {result['false_rejects']}")
     print(f"no usable face: {result['no_face']}")
+    if result["unreadable_pairs"]:
+        print(f"pairs with an unreadable image: {result['unreadable_pairs']} ({LEFT_OUT})")
+    print_unreadable(result["unreadable_files"])
     return 0
+
+
+def print_unreadable(files: list[dict[str, str]]) -> None:
+    """How many files could not be read, and each with why."""
+    print(f"unreadable: {len(files)} file(s)" + (f", {LEFT_OUT}" if files else ""))
+    for entry in files:
+        print(f"  unreadable {entry['file']}: {entry['reason']}")
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -5,6 +5,10 @@ image goes through the same :class:`models.plate.PlateReader` and settings the g
 when given, is never shown to the reader for whole scenes (the reader must find the plate); it only
 tells whether the found plate is where the label says.  An image whose labelled box covers most of
 it, or that has plate-like proportions itself, is a plate crop and is read as one.
+
+An image that cannot be read (missing, damaged, empty, not an image, over
+:data:`models.image_io.MAX_IMAGE_PIXELS`) is reported as unreadable with its reason and left out of
+every figure: ``images`` counts only the images read.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from agent.config_plates import PlateConfig, plate_formats, plate_settings
+from models.image_io import UnreadableImage, read_image
 from models.plate_formats import PlateFormat, clean, fold, formats_from_spec, same_plate
 from models.plate_match import PlateMatcher, edit_distance
 from models.plate_vote import PlateRead, PlateVoter
@@ -49,6 +54,7 @@ class Outcome:
     box_overlaps: bool | None
     confidence: float = 0.0  # the read's; the gate decides no pass below plates.vote_min_confidence
     alternatives: tuple[Mapping[str, float], ...] = ()  # what the recogniser saw at each place
+    unreadable: str | None = None  # why the image could not be read; such an outcome is in no figure
 
 
 class LabelsError(ValueError):
@@ -134,12 +140,10 @@ def evaluate(folder: Path, reader: PlateReader,
 
 
 def _read_sample(folder: Path, sample: Sample, reader: PlateReader) -> Outcome:
-    import cv2  # OpenCV loads only when a command runs
-
-    image = cv2.imread(str(folder / sample.image), cv2.IMREAD_COLOR)
-    if image is None:
-        print(f"warning: cannot read {sample.image}", file=sys.stderr)
-        return Outcome(sample.image, sample.plate, "", 0.0, None)
+    try:
+        image = read_image(folder / sample.image)
+    except UnreadableImage as problem:
+        return Outcome(sample.image, sample.plate, "", 0.0, None, unreadable=problem.reason)
     height, width = image.shape[:2]
     start = time.perf_counter()
     crop_box = (0, 0, width, height) if _is_crop(sample.box, width, height) else None
@@ -154,7 +158,15 @@ def _read_sample(folder: Path, sample: Sample, reader: PlateReader) -> Outcome:
     return Outcome(sample.image, sample.plate, best.text, ms, overlaps, best.confidence, best.alternatives)
 
 
+def readable(outcomes: list[Outcome]) -> list[Outcome]:
+    """The outcomes of images that were read: the only ones any figure is computed on."""
+    return [o for o in outcomes if o.unreadable is None]
+
+
 def summarise(outcomes: list[Outcome], formats: str) -> dict[str, object]:
+    """The reader's figures over the images read; the unreadable ones are counted and listed apart."""
+    unreadable = [{"image": o.image, "reason": o.unreadable} for o in outcomes if o.unreadable is not None]
+    outcomes = readable(outcomes)
     exact = sum(same_plate(o.expected, o.read) for o in outcomes)
     total_chars = sum(len(o.expected) for o in outcomes)
     right_chars = sum(
@@ -173,6 +185,8 @@ def summarise(outcomes: list[Outcome], formats: str) -> dict[str, object]:
         "median_ms": round(statistics.median(o.ms for o in outcomes), 1) if outcomes else 0.0,
         "box_found_rate": round(sum(boxed) / len(boxed), 4) if boxed else None,
         "formats": formats,
+        "unreadable": len(unreadable),
+        "unreadable_files": unreadable,
     }
 
 
@@ -189,6 +203,7 @@ def gate_figures(outcomes: list[Outcome], formats: list[PlateFormat], max_edit_d
     The exact-read rate is what the reader is judged on; these say what one misread costs at the
     gate, and depend on how alike the folder's plates are (a car park's are more alike).
     """
+    outcomes = readable(outcomes)
     whitelist = PlateMatcher((o.expected for o in outcomes), max_edit_distance)
     admitted = wrong = strangers = 0
     for o in outcomes:
@@ -252,14 +267,19 @@ def run(args: argparse.Namespace) -> int:
     if args.details:
         with open(args.details, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["image", "expected", "read", "ms"])
+            writer.writerow(["image", "expected", "read", "ms", "unreadable"])
             for o in outcomes:
-                writer.writerow([o.image, o.expected, o.read, f"{o.ms:.1f}"])
+                writer.writerow([o.image, o.expected, o.read, f"{o.ms:.1f}", o.unreadable or ""])
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
-    else:
-        for key, value in summary.items():
+        return 0
+    unreadable = [o for o in outcomes if o.unreadable is not None]
+    for key, value in summary.items():
+        if key not in ("unreadable", "unreadable_files"):
             print(f"{key:>15}: {value}")
+    print(f"{'unreadable':>15}: {len(unreadable)}" + (" (left out of every figure above)" if unreadable else ""))
+    for o in unreadable:
+        print(f"  unreadable {o.image}: {o.unreadable}")
     return 0
 
 

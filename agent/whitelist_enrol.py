@@ -4,6 +4,11 @@ as soon as their templates are computed; nothing here writes an image anywhere.
 A gallery folder (for ``whitelist import`` and ``bundle build``) is ``DIR/<person id>/*.jpg`` with an
 optional ``DIR/<person id>/person.yaml`` holding ``gates``, ``schedule``, ``valid_from``, ``valid_until``,
 ``enabled`` and ``plates`` (a ``name`` is allowed for a local import, refused in a bundle).
+
+A photo that cannot be read (damaged, empty, too large, not an image: :mod:`models.image_io`) is
+refused by name and reason, as enrolment terminals do: ``whitelist add`` saves nothing, and a gallery
+folder with such a photo is skipped whole (not enrolled from its other photos) so that nobody is
+enrolled from fewer photos than the technician meant without being told.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import numpy as np
 import yaml
 
 from agent.config_faces import FaceConfig, face_settings
-from agent.eval_faces import image_files, read_image
+from agent.eval_faces import read_image
 from agent.whitelist import MAX_TEMPLATES_PER_PERSON, Person, check_person_id
+from models.image_io import UnreadableImage, image_files
 
 if TYPE_CHECKING:
     from agent.config import CameraConfig
@@ -35,10 +41,9 @@ def make_engine(faces: FaceConfig) -> FaceEngine:
 
 
 def templates_from_photo(engine: FaceEngine, path: Path) -> np.ndarray:
-    """One template from the largest good face in a photo; ValueError naming the file otherwise."""
+    """One template from the largest good face in a photo; ValueError naming the file otherwise
+    (UnreadableImage, a ValueError, when the file cannot be read as an image)."""
     image = read_image(path)
-    if image is None:
-        raise ValueError(f"{path}: not an image this agent can read")
     templates = engine.templates_from_image(image)
     del image  # the photo is not kept
     if not templates:
@@ -82,6 +87,8 @@ def read_gallery(engine: FaceEngine, root: Path, *, allow_name: bool) -> list[Fo
             for photo in photos:
                 try:
                     templates.append(templates_from_photo(engine, photo))
+                except UnreadableImage:
+                    raise  # the whole folder is refused: see the module's docstring
                 except ValueError as exc:
                     problems.append(str(exc))
             if not templates:

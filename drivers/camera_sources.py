@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from agent.config import CameraConfig
+from models.image_io import UnreadableImage, read_image
 
 log = logging.getLogger("edge_agent.camera")
 
@@ -255,6 +256,7 @@ class ImageFolderSource:
         self.files: list[Path] = []
         self._next = 0
         self._pacer: Pacer | None = None
+        self._skipped: set[Path] = set()  # warned about once per open, not on every pass of a loop
 
     def open(self) -> None:
         if not self.folder.is_dir():
@@ -265,6 +267,7 @@ class ImageFolderSource:
             raise CameraError(f"image folder {self.folder} has no .jpg, .jpeg, .png, .pgm or .bmp files")
         self.ended = False
         self._next = 0
+        self._skipped = set()
         self._pacer = Pacer(self.config.fps) if self.config.replay.realtime else None
 
     def read(self) -> np.ndarray | None:
@@ -278,10 +281,12 @@ class ImageFolderSource:
                 self._next = 0
             path = self.files[self._next]
             self._next += 1
-            # IMREAD_COLOR turns grey (PGM, grey PNG) into BGR, 16-bit into 8-bit, honours EXIF rotation.
-            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if frame is None:
-                log.warning("camera %s: skipping %s (not a readable image)", self.config.name, path.name)
+            try:  # in colour: grey (PGM, grey PNG) becomes BGR, 16-bit 8-bit, EXIF rotation is honoured
+                frame = read_image(path)
+            except UnreadableImage as problem:
+                if path not in self._skipped:
+                    self._skipped.add(path)
+                    log.warning("camera %s: skipping %s: %s", self.config.name, path.name, problem.reason)
                 continue
             if self._pacer is not None:
                 self._pacer.wait()

@@ -10,6 +10,7 @@ Tracking, voting and liveness over a camera's frames are in :mod:`models.face_tr
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,6 +23,10 @@ import numpy as np
 from models.face_settings import FaceSettings, QualitySettings
 
 ENCODING_SIZE = 128
+# The image HOG searches is at most this many detect widths squared (4 x 640 x 640 = 1.6 MP at the
+# default): every camera frame and photo up to 1:4 (portrait 3:4 and 9:16 too) is searched at the
+# detect width as before; only stranger strips are searched smaller.
+MAX_DETECT_AREA = 4.0
 
 
 @dataclass(frozen=True)
@@ -167,10 +172,18 @@ class FaceEngine:
         overrides ``detect_width`` for this call (the pipeline searches wider for distant faces)."""
         grey = to_grey(frame)
         h, w = grey.shape
-        scale = min(4.0, (width or self.detect_width) / w)
+        if h == 0 or w == 0:
+            return []
+        target = width or self.detect_width
+        # Scaled to the detect width, but never past MAX_DETECT_AREA detect widths squared: a very
+        # tall image (2 x 65000, enlarged 4x) would otherwise become a strip of over a million pixels.
+        scale = min(4.0, target / w, target * math.sqrt(MAX_DETECT_AREA / (w * h)))
         if abs(scale - 1.0) > 1e-3:
             interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-            grey = cv2.resize(grey, (round(w * scale), round(h * scale)), interpolation=interp)
+            # At least one pixel each way: a very wide image (65000 x 2 at 640 wide) would round to 0
+            # rows, which cv2.resize refuses with an assertion.
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            grey = cv2.resize(grey, size, interpolation=interp)
         with self._lock:
             rects = self._detector(grey, self.upsample)
         boxes = []

@@ -79,6 +79,11 @@ __all__ = [
 _REC_HEIGHT = 48  # the PP-OCRv4 recogniser's input height
 _REC_MIN_WIDTH = 320  # and the width it was trained at
 _REFINE_WIDTH = 256  # plate neighbourhood is rescaled to this width before the second detection
+# A region that, at that width, is under 4 rows (what a line must have to be read at all) or over 4
+# times as tall as wide holds no plate: at that width a 1 x 5000 strip would be 0 rows (a cv2.resize
+# assertion) and a 5000 x 1 one 256 x 1,280,000 pixels, 1 GB (tests/test_image_limits.py).
+_MIN_REGION_ROWS = 4
+_MAX_REGION_TALL = 4
 # A scene's plate line is cut with this much of its width beside it on each side (and 5% of its
 # height above and below).  The detector's box hugs the characters; with a little of the plate
 # around them the recogniser places the first and last characters and the gaps between groups
@@ -285,6 +290,8 @@ class PlateReader:
         if patch.size == 0:
             return None
         scale = _REFINE_WIDTH / patch.shape[1]
+        if not _MIN_REGION_ROWS <= patch.shape[0] * scale <= _MAX_REGION_TALL * _REFINE_WIDTH:
+            return None
         patch = cv2.resize(patch, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
         if tight:
             # A European plate's bands are not part of its text (read whole, a German band's D became

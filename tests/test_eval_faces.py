@@ -33,6 +33,8 @@ def test_shared_gallery_and_probes(shared_data: Path, capsys: pytest.CaptureFixt
         "strangers": 1,
         "strangers_admitted": 0,
         "no_face": 0,
+        "unreadable": 0,
+        "unreadable_files": [],
     }
 
 
@@ -100,6 +102,8 @@ def test_generated_grey_pgm_set(shared_data: Path, tmp_path: Path, capsys: pytes
         "strangers": 2,
         "strangers_admitted": 0,
         "no_face": 1,
+        "unreadable": 0,
+        "unreadable_files": [],
     }
     pairs = "image_a,image_b,same\n" + "\n".join(
         [
@@ -114,7 +118,8 @@ def test_generated_grey_pgm_set(shared_data: Path, tmp_path: Path, capsys: pytes
     pairs_dir.mkdir()
     (pairs_dir / "pairs.csv").write_text(pairs.replace("gallery/", "../gallery/").replace("probes/", "../probes/"))
     result = run_json(capsys, str(pairs_dir))
-    assert result == {"pairs": 5, "accuracy": 0.8, "false_accepts": 0, "false_rejects": 1, "no_face": 1}
+    assert result == {"pairs": 5, "accuracy": 0.8, "false_accepts": 0, "false_rejects": 1, "no_face": 1,
+                      "unreadable_pairs": 0, "unreadable": 0, "unreadable_files": []}
     assert main(["faces", str(pairs_dir)]) == 0
     assert "accuracy 80.00%" in capsys.readouterr().out
 
