@@ -61,7 +61,6 @@ class Agent:
         self.parking = Parking(config.parking, state_dir / "parking.db", self.emit)
         self.unread_exits = UnreadPlateExits(lambda: self.hardware.barriers, self.parking, self.emit)
         self.workers: list[VisionWorker] = []
-        self.whitelist = WhitelistWatch(config, config_path)
         self.uplink: Uplink | None = None
         self.control = ControlServer(state_dir, self.handle_control)
         self.stopping = threading.Event()
@@ -69,6 +68,7 @@ class Agent:
         self.listeners: list[Callable[[Event], None]] = []
         self.recorder = Recorder(self._record)
         self.faults = NodeFaults(self.emit)
+        self.whitelist = WhitelistWatch(config, config_path, self.faults)  # reports through faults
         self._last_state: dict[str, dict[str, Any]] = {}
         self._state_listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
@@ -216,7 +216,7 @@ class Agent:
             self.hardware = self._build_hardware(old_config.hardware)
         self.hardware.take_over(handover)
         self.parking.configure(self.config.parking)
-        self.whitelist = WhitelistWatch(self.config, self.config_path)  # before _access(): its key hashes plates
+        self.whitelist = WhitelistWatch(self.config, self.config_path, self.faults)  # before _access(): hashes plates
         self.workers = start_workers(self.config, self.hardware, self._access(), self.models)
         self.hardware.start_cameras()
         self.emit("agent.reloaded", None, {"ok": self.config is new})

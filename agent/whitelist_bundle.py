@@ -24,7 +24,8 @@ unlimited up to that); deltas are usually a few kB.
 
 A delta applies only on top of ``base_version`` (the version the node has): a node that missed a
 delta refuses the next one and needs a full bundle. Applying happens inside the store's lock and
-is one atomic write of the encrypted file.
+is one atomic write of the encrypted file, as the whitelist's next generation (a copy of the file from
+before the bundle, put back, is refused: :mod:`agent.whitelist_generation`).
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def apply_bundle_payload(
     read raises :class:`agent.whitelist_store.WhitelistError`, also a ValueError.
     """
     verify_bundle(payload, public_key, node)
-    with whitelist_store.edit() as whitelist:
+    with whitelist_store.edit(cause=f"bundle {payload.get('version')}", actor=actor) as whitelist:
         summary, changes = apply_to(whitelist, payload)
     audit = whitelist_store.audit
     for change, action in (("added", "bundle.add"), ("updated", "bundle.update"), ("removed", "bundle.remove")):
