@@ -21,11 +21,13 @@ back while the agent is stopped; the platform's bundle version is the witness of
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import json
 import logging
 import os
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,8 +107,11 @@ class _AuditScan:
         if self.path is None:
             return NONE
         try:
-            with self.path.open("rb") as handle:
-                info = os.fstat(handle.fileno())
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO here must not hang us
+            with open(fd, "rb") as handle:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
+                    raise OSError(errno.EINVAL, "not a regular file")
                 if info.st_ino != self._inode or info.st_size < self._offset:
                     self._inode, self._offset, self._best, self.lines = info.st_ino, 0, NONE, 0
                 handle.seek(self._offset)
@@ -175,16 +180,17 @@ class Witnesses:
         self.accepted(stamp)
 
     def _read_counter(self) -> Stamp:
+        from agent.whitelist_store import WhitelistError, read_regular_file
+
         try:
-            with self.counter.open("rb") as handle:
-                data = handle.read(MAX_COUNTER_BYTES + 1)
+            data = read_regular_file(self.counter, "whitelist generation counter", MAX_COUNTER_BYTES)
         except FileNotFoundError:
             return NONE
-        except OSError as exc:
-            log.warning("cannot read the whitelist generation counter %s: %s", self.counter, exc)
+        except WhitelistError as exc:
+            log.warning("%s; relying on the audit log", exc)
             return NONE
         try:
-            record = json.loads(data) if len(data) <= MAX_COUNTER_BYTES else None
+            record = json.loads(data)
         except ValueError:
             record = None
         stamp = _verified(record, self._mac_key, f"counter file {self.counter}")

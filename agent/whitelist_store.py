@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import fcntl
 import getpass
 import hashlib
@@ -327,8 +328,14 @@ class AuditLog:
                  "action": action, "person": person_id, **details}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISREG(self.path.stat().st_mode):
+                raise OSError(errno.EINVAL, "the whitelist audit log is not a regular file", str(self.path))
+        # O_NONBLOCK: a FIFO put here after the check must give an error, not hang the writer until a reader
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "the whitelist audit log is not a regular file", str(self.path))
             os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
             os.fsync(fd)
         finally:
@@ -492,8 +499,8 @@ class WhitelistStore:
             self.witnesses.record(stamp, hashlib.sha256(blob).hexdigest(), people=len(whitelist), actor=actor,
                                   cause=cause)
         except OSError as exc:  # the file is saved and ahead of its witnesses: the next load records it
-            log.warning("whitelist saved as generation %d but not recorded outside the file (%s)",
-                        stamp.generation, exc)
+            log.warning("whitelist saved as generation %d, but recording it beside the file or in the audit "
+                        "log failed (%s)", stamp.generation, exc)
         return stamp
 
     @contextlib.contextmanager

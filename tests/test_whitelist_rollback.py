@@ -386,6 +386,22 @@ def test_a_fifo_key_path_fails_quickly_instead_of_hanging(node: Node) -> None:
     assert result.returncode == 1 and "named pipe (FIFO), not a regular file" in result.stderr
 
 
+@pytest.mark.parametrize("name", ["whitelist.bin", "whitelist.bin.generation", "whitelist-audit.log"])
+def test_a_fifo_in_place_of_any_whitelist_file_never_hangs_the_cli(node: Node, name: str) -> None:
+    enrol(node, "R-1")
+    path = node.state / name
+    path.unlink()
+    os.mkfifo(path, 0o600)
+    result = node.run("whitelist", "list", ok=None)  # 120 s timeout: a hang fails the test
+    if name == "whitelist.bin":
+        assert result.returncode == 1 and "named pipe (FIFO), not a regular file" in result.stderr
+    else:  # the other witness still knows generation 1; the whitelist is used
+        assert result.returncode == 0 and result.stdout.startswith("1 people"), result.stderr
+        removed = node.run("whitelist", "remove", "R-1", ok=None)  # saved; recording around the FIFO fails loudly
+        assert "Traceback" not in removed.stderr and "not a regular file" in removed.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("kind", ["directory", "symlink loop", "device"])
 def test_key_paths_that_are_not_files_are_refused_clearly(node: Node, kind: str) -> None:
     path = node.root / "key-path"
