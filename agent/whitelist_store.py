@@ -88,7 +88,8 @@ def _require_regular(info: os.stat_result, path: Path, what: str) -> None:
     if stat.S_ISREG(info.st_mode):
         return
     kind = next((name for test, name in _NOT_REGULAR if test(info.st_mode)), "not a regular file")
-    raise WhitelistError(f"{what} {path} is {kind}, not a regular file; point the config at the file itself")
+    raise WhitelistError(f"{what} {path} is {kind}, not a regular file; move it away, or point the config at "
+                         "the right file")
 
 
 def read_regular_file(path: Path, what: str, max_bytes: int,

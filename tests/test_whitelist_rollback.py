@@ -185,6 +185,47 @@ def test_witnesses_without_the_key_cannot_lock_the_node_out_and_memory_outlives_
         WhitelistStore(store.path, key, store.audit.path).load()
 
 
+def test_the_audit_log_witness_is_found_behind_many_lines_and_a_half_written_one(tmp_path: Path) -> None:
+    key = os.urandom(32)
+    store = WhitelistStore(tmp_path / "whitelist.bin", key, tmp_path / "audit.log")
+    store.save(Whitelist([person("R-1")]))
+    old = {path: path.read_bytes() for path in (store.path, store.witnesses.counter)}
+    store.save(Whitelist([person("R-1"), person("R-2", 0.02)]))
+    with store.audit.path.open("a") as log:  # type: ignore[union-attr]
+        for number in range(5000):  # a full bundle's per-person lines: ~0.5 MB, many read-back chunks
+            log.write(json.dumps({"action": "bundle.update", "person": f"R-{number}", "version": 9}) + "\n")
+        log.write('{"action": "save", "generation": 1')  # a writer cut mid-line
+    for path, data in old.items():
+        path.write_bytes(data)
+    with pytest.raises(WhitelistRollback, match=r"generation 2.*audit log"):
+        _fresh_process_load(store.path, key, store.audit.path)
+
+
+def test_a_save_line_cut_by_a_read_back_chunk_is_still_read(tmp_path: Path) -> None:
+    from agent.whitelist_generation import _AuditScan
+
+    key = os.urandom(32)
+    store = WhitelistStore(tmp_path / "whitelist.bin", key, tmp_path / "audit.log")
+    store.save(Whitelist([person("R-1")]))
+    save_line = store.audit.path.read_bytes()  # type: ignore[union-attr]
+    for pad in range(_AuditScan.CHUNK - len(save_line) - 20, _AuditScan.CHUNK + 20, 7):  # the cut moves across it
+        filler = b"x" * (pad - 1) + b"\n"
+        store.audit.path.write_bytes(save_line + filler)  # type: ignore[union-attr]
+        assert _AuditScan(store.audit.path, store.derived_key("whitelist generation")).newest().generation == 1, pad
+
+
+def _fresh_process_load(path: Path, key: bytes, audit: Path | None) -> None:
+    """Load as a new process would: without this process's memory of what it accepted."""
+    from agent import whitelist_generation
+
+    remembered = dict(whitelist_generation._accepted)
+    whitelist_generation._accepted.clear()
+    try:
+        WhitelistStore(path, key, audit).load()
+    finally:
+        whitelist_generation._accepted.update(remembered)
+
+
 def test_a_save_cut_before_its_counter_is_still_accepted_and_recorded(tmp_path: Path) -> None:
     key = os.urandom(32)
     store = WhitelistStore(tmp_path / "whitelist.bin", key, tmp_path / "audit.log")
