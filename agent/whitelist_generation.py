@@ -30,7 +30,7 @@ import logging
 import os
 import stat
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -183,10 +183,9 @@ class Witnesses:
 
     def newest(self) -> Stamp:
         """The newest generation any witness vouches for (``NONE`` on a node that never saved one)."""
+        best = _newer(self._read_counter(), self._audit_scan.newest())  # on a tie, name the file a technician sees
         with _accepted_lock:
-            best = _accepted.get(str(self.file), NONE)
-        best = _newer(best, self._read_counter())
-        return _newer(best, self._audit_scan.newest())
+            return _newer(best, _accepted.get(str(self.file), NONE))
 
     def existed(self) -> bool:
         """Did this node ever have a whitelist? A generation, a counter file or any audit line says so."""
@@ -194,6 +193,7 @@ class Witnesses:
 
     def accepted(self, stamp: Stamp) -> None:
         """Remember in memory that this process accepted ``stamp`` (the daemon after a load)."""
+        stamp = replace(stamp, where="this running agent's memory (it loaded that generation)")
         with _accepted_lock:
             key = str(self.file)
             _accepted[key] = _newer(_accepted.get(key, NONE), stamp)

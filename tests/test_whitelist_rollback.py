@@ -404,6 +404,7 @@ def test_watch_refuses_nobody_new_after_a_copy_back(tmp_path: Path) -> None:
     old = store.path.read_bytes()
     with store.edit() as whitelist:
         whitelist.remove("R-2")
+    newest = store.path.read_bytes()
     events: list[tuple[str, dict]] = []
     faults = NodeFaults(lambda kind, _device, details: events.append((kind, details)))
     watch = WhitelistWatch(config, None, faults)
@@ -412,6 +413,15 @@ def test_watch_refuses_nobody_new_after_a_copy_back(tmp_path: Path) -> None:
     watch.refresh()
     assert watch.current().check("R-2", "main", datetime.now()).reason == "stranger"
     assert events == [("node.fault", {"component": "whitelist", "reason": faults.active()["whitelist"]})]
+
+    reloaded = WhitelistWatch(config, None, faults)  # what a SIGHUP does: a new watch, the old copy still there
+    reloaded.refresh()
+    assert [p.id for p in reloaded.current()] == ["R-1"]  # what the node admitted before, not the old copy
+    assert "older copy" in (reloaded.problem or "") and len(events) == 1  # the same fault, not a new one
+
+    atomic_write(store.path, newest)  # the technician puts the newest file back
+    reloaded.refresh()
+    assert events[-1][0] == "node.recovered" and reloaded.problem is None
 
 
 # --- key paths that are not regular files -----------------------------------------------------------
