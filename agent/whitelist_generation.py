@@ -160,7 +160,7 @@ class _AuditScan:
             return False
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a line nested thousands deep
             return False
         if not isinstance(record, dict) or record.get("action") != SAVE_ACTION:
             return False
@@ -223,7 +223,7 @@ class Witnesses:
             return NONE
         try:
             record = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a line nested thousands deep
             record = None
         stamp = _verified(record, self._mac_key, f"counter file {self.counter}")
         if stamp is None:

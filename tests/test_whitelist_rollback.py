@@ -185,6 +185,19 @@ def test_witnesses_without_the_key_cannot_lock_the_node_out_and_memory_outlives_
         WhitelistStore(store.path, key, store.audit.path).load()
 
 
+@pytest.mark.parametrize("garbage", [b"", b"\x00\xff" * 300, b"[" * 4000, b'{"generation": true}', b"[1, 2]",
+                                     b'{"generation": 7, "sha256": 1, "mac": null}', b'{"generation": ' + b"[" * 50000])
+def test_garbage_in_the_counter_and_the_audit_log_neither_crashes_nor_counts(tmp_path: Path, garbage: bytes) -> None:
+    key = os.urandom(32)
+    store = WhitelistStore(tmp_path / "whitelist.bin", key, tmp_path / "audit.log")
+    store.save(Whitelist([person("R-1")]))
+    store.witnesses.counter.write_bytes(garbage)
+    with store.audit.path.open("ab") as log:  # type: ignore[union-attr]
+        log.write(garbage + b"\n")
+    _fresh_process_load(store.path, key, store.audit.path)  # the audit line of generation 1 still counts
+    assert WhitelistStore(store.path, key, store.audit.path).witnesses.newest().generation == 1
+
+
 def test_the_audit_log_witness_is_found_behind_many_lines_and_a_half_written_one(tmp_path: Path) -> None:
     key = os.urandom(32)
     store = WhitelistStore(tmp_path / "whitelist.bin", key, tmp_path / "audit.log")
