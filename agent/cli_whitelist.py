@@ -282,14 +282,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from agent.signing import load_public_key
-    from agent.whitelist_bundle import apply_bundle_payload
+    from agent.whitelist_bundle import apply_bundle_payload, load_bundle_public_key
 
     ctx = load_context(args.config)
     if ctx.paths.bundle_public_key is None:
         raise WhitelistError("whitelist.bundle_public_key is not set in the config: bundles cannot be verified")
     payload = json.loads(Path(args.file).read_bytes())
-    summary = apply_bundle_payload(ctx.store(), payload, load_public_key(ctx.paths.bundle_public_key),
+    summary = apply_bundle_payload(ctx.store(), payload, load_bundle_public_key(ctx.paths.bundle_public_key),
                                    node=ctx.node, actor=f"bundle:{args.file}")
     print(summary)
     return 0

@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -40,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from agent.signing import SIGNATURE_FIELD, canonical_json, verify_signature
 from agent.whitelist import ENCODING_SIZE, Person, Whitelist, check_person_id
-from agent.whitelist_store import WhitelistStore
+from agent.whitelist_store import WhitelistError, WhitelistStore
 
 FORMAT = "edge-agent.whitelist-bundle"
 FORMAT_VERSION = 1
@@ -164,6 +165,22 @@ def apply_to(whitelist: Whitelist, payload: dict[str, Any]) -> tuple[str, dict[s
     summary = (f"applied {payload['kind']} bundle version {version}: {len(changes['added'])} added, "
                f"{len(changes['updated'])} updated, {len(changes['removed'])} removed, {len(whitelist)} people")
     return summary, changes
+
+
+def load_bundle_public_key(path: Path) -> Ed25519PublicKey:
+    """The platform's key from ``path``, refused clearly when the path is not a regular file (a FIFO
+    would block the uplink's thread, a directory would be a traceback)."""
+    from agent.signing import load_public_key
+    from agent.whitelist_store import read_regular_file
+
+    try:
+        read_regular_file(path, "bundle public key", 1 << 16)
+    except FileNotFoundError:
+        raise WhitelistError(f"bundle public key {path} does not exist (whitelist.bundle_public_key)") from None
+    try:
+        return load_public_key(path)
+    except (ValueError, TypeError) as exc:
+        raise WhitelistError(f"bundle public key {path} is not an Ed25519 public key (PEM or base64): {exc}") from None
 
 
 def apply_bundle_payload(

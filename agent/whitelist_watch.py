@@ -110,13 +110,13 @@ class WhitelistWatch:
             log.error(problem)
 
     def apply_bundle(self, payload: dict[str, Any], node: str) -> str:
-        from agent.signing import load_public_key
-        from agent.whitelist_bundle import apply_bundle_payload
+        from agent.whitelist_bundle import apply_bundle_payload, load_bundle_public_key
 
         if self.store is None:
             raise ValueError(self.problem or "no whitelist store")
         if self.paths.bundle_public_key is None:
             raise ValueError("no whitelist.bundle_public_key configured: bundles cannot be verified")
-        summary = apply_bundle_payload(self.store, payload, load_public_key(self.paths.bundle_public_key), node=node)
+        public_key = load_bundle_public_key(self.paths.bundle_public_key)
+        summary = apply_bundle_payload(self.store, payload, public_key, node=node)
         self.refresh()
         return summary

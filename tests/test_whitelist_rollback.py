@@ -450,6 +450,16 @@ def test_a_fifo_key_path_fails_quickly_instead_of_hanging(node: Node) -> None:
     assert result.returncode == 1 and "named pipe (FIFO), not a regular file" in result.stderr
 
 
+def test_a_fifo_as_the_bundle_public_key_is_refused_quickly(node: Node) -> None:
+    fifo = node.root / "platform.pub"
+    os.mkfifo(fifo, 0o600)
+    node.write_config(extra=f"  bundle_public_key: {fifo}\n")
+    bundle = node.root / "bundle.json"
+    bundle.write_text("{}")
+    result = node.run("whitelist", "apply", str(bundle), ok=False)  # 120 s timeout: a hang fails the test
+    assert "bundle public key" in result.stderr and "named pipe (FIFO)" in result.stderr
+
+
 @pytest.mark.parametrize("name", ["whitelist.bin", "whitelist.bin.generation", "whitelist-audit.log"])
 def test_a_fifo_in_place_of_any_whitelist_file_never_hangs_the_cli(node: Node, name: str) -> None:
     enrol(node, "R-1")
