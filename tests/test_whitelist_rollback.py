@@ -145,6 +145,28 @@ def test_restore_brings_a_backup_back_on_purpose_and_is_audited(node: Node, tmp_
     assert "another key" in node.run("whitelist", "restore", str(foreign), "--yes", ok=False).stderr
 
 
+@pytest.mark.parametrize(("answer", "restored"), [(b"y\n", True), (b"\n", False)])
+def test_restore_asks_on_a_terminal(node: Node, tmp_path: Path, answer: bytes, restored: bool) -> None:
+    enrol(node, "R-1", "R-2")
+    backup = tmp_path / "backup.bin"
+    node.run("whitelist", "backup", str(backup))
+    node.run("whitelist", "remove", "R-2")
+    controller, terminal = os.openpty()  # the technician's terminal: stdin is a tty
+    try:
+        os.write(controller, answer)
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "SUDO_USER": "tech-li"}
+        result = subprocess.run([sys.executable, "-m", "agent.cli", "whitelist", "restore", str(backup), "--config",
+                                 str(node.config)], stdin=terminal, capture_output=True, text=True, env=env,
+                                timeout=120, cwd=node.root)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert "write it as the whitelist's next generation? [y/N]" in result.stdout
+    assert (result.returncode == 0) is restored, result.stderr
+    assert ("R-2" in node.people()) is restored
+    assert any(e["action"] == "restore" for e in node.audit()) is restored
+
+
 def test_missing_whitelist_in_the_cli_and_starting_again_empty_on_purpose(node: Node) -> None:
     store = enrol(node, "R-1")
     assert node.run("whitelist", "list").stdout.startswith("1 people")
