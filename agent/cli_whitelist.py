@@ -9,12 +9,17 @@ Key rotation, in this order (the old key stops opening the file at step 2)::
     edge-agent whitelist rekey --new-key /etc/edge-agent/whitelist.key.new
     mv /etc/edge-agent/whitelist.key.new /etc/edge-agent/whitelist.key
     systemctl restart edge-agent      # LoadCredential= copies the key only when the service starts
+
+Every save is a new generation of the whitelist; an older file copied back is refused (see
+docs/whitelist.md). ``whitelist backup FILE`` copies the current file; ``whitelist restore FILE`` puts a
+backup back on purpose, as a new generation, and records it in the audit log.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import sys
 from collections.abc import Callable
@@ -25,7 +30,8 @@ from typing import Any
 from agent.config import DEFAULT_CONFIG_PATH
 from agent.config_loader import load_config
 from agent.config_whitelist import WhitelistConfig, WhitelistPaths, open_whitelist_store, whitelist_paths
-from agent.whitelist import Person, Window, check_person_id, parse_instant
+from agent.whitelist import Person, Whitelist, Window, check_person_id, parse_instant
+from agent.whitelist_generation import NONE, Stamp
 from agent.whitelist_store import WhitelistError, WhitelistStore, read_key_file, write_new_key
 
 EX_FAILED = 1
@@ -137,11 +143,12 @@ def _describe(person: Person) -> dict[str, Any]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    whitelist = load_context(args.config).store().load()
+    store = load_context(args.config).store()
+    whitelist = store.load()
     if args.json:
         print(json.dumps([_describe(p) for p in whitelist], ensure_ascii=False))
         return 0
-    print(f"{len(whitelist)} people (bundle version {whitelist.bundle_version})")
+    print(f"{len(whitelist)} people (bundle version {whitelist.bundle_version}, {store.stamp.describe()})")
     for person in whitelist:
         state = "enabled" if person.enabled else "DISABLED"
         gates = ",".join(person.gates) or "all gates"
@@ -214,15 +221,74 @@ def cmd_rekey(args: argparse.Namespace) -> int:
     return 0
 
 
+def _current_state(store: WhitelistStore) -> str:
+    """What the node has now, for the restore question: said even when the file is unusable."""
+    newest = store.witnesses.newest()
+    try:
+        stored = store.read_file()
+    except WhitelistError as exc:
+        return f"{newest.describe()}; the file is not usable ({exc})"
+    if stored is None:
+        return f"{newest.describe()}; the file {store.path} is missing"
+    return (f"{newest.describe()}; the file {store.path} holds {len(stored.whitelist)} people, "
+            f"{stored.stamp.describe()}")
+
+
+def _confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise WhitelistError("not restored: add --yes to restore without being asked (no terminal to ask on)")
+    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+        raise WhitelistError("not restored (answered no); nothing changed")
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Put a backup back on purpose: shown first, written as a NEW generation (so it is accepted), audited."""
+    if args.empty == (args.file is not None):
+        raise WhitelistError("name one BACKUP file to restore, or --empty to start again with nobody")
+    store = load_context(args.config).store()
+    whitelist: Whitelist
+    stamp: Stamp
+    if args.empty:
+        whitelist, stamp, sha256, source = Whitelist(), NONE, None, "empty"
+        print("restore: an EMPTY whitelist (nobody is recognised until people are added again)")
+    else:
+        path = Path(args.file).resolve()
+        stored = store.read_file(path)  # decrypts with this node's key: a foreign or damaged file stops here
+        if stored is None:
+            raise WhitelistError(f"backup {path} does not exist")
+        whitelist, stamp, sha256, source = stored.whitelist, stored.stamp, stored.sha256, str(path)
+        print(f"restore: {path} (sha256 {sha256[:16]}…)\n"
+              f"  {len(whitelist)} people, {stamp.describe()}, bundle version {whitelist.bundle_version}")
+    print(f"this node now: {_current_state(store)}")
+    _confirm("write it as the whitelist's next generation?", args.yes)
+    before, restored = store.restore(whitelist, source=source, source_sha256=sha256, source_stamp=stamp)
+    print(f"restored {len(whitelist)} people as generation {restored.generation} (was {before.generation}); "
+          f"recorded in {store.audit.path or 'no audit log'}. A running agent loads it within a second.\n"
+          f"Bundle version kept at {whitelist.bundle_version}: if the platform sends bundles, ask it for a "
+          "full bundle so this node and the platform agree again.")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    store = load_context(args.config).store()
+    target = Path(args.file).resolve()
+    stored = store.backup(target)
+    print(f"wrote {target}: {len(stored.whitelist)} people, {stored.stamp.describe()}, sha256 "
+          f"{hashlib.sha256(stored.blob).hexdigest()[:16]}…\nIt is encrypted with key {store.key_id}: keep that "
+          f"key to restore it, with `edge-agent whitelist restore {target}`")
+    return 0
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
-    from agent.signing import load_public_key
-    from agent.whitelist_bundle import apply_bundle_payload
+    from agent.whitelist_bundle import apply_bundle_payload, load_bundle_public_key
 
     ctx = load_context(args.config)
     if ctx.paths.bundle_public_key is None:
         raise WhitelistError("whitelist.bundle_public_key is not set in the config: bundles cannot be verified")
     payload = json.loads(Path(args.file).read_bytes())
-    summary = apply_bundle_payload(ctx.store(), payload, load_public_key(ctx.paths.bundle_public_key),
+    summary = apply_bundle_payload(ctx.store(), payload, load_bundle_public_key(ctx.paths.bundle_public_key),
                                    node=ctx.node, actor=f"bundle:{args.file}")
     print(summary)
     return 0
@@ -262,7 +328,7 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     def run(args: argparse.Namespace) -> int:
         try:
             return int(command(args))
-        except (WhitelistError, ValueError, KeyError, FileNotFoundError, FileExistsError) as exc:
+        except (WhitelistError, ValueError, KeyError, OSError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             print(f"error: {message}", file=sys.stderr)
             return EX_FAILED
@@ -322,6 +388,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     rekey.add_argument("--new-key", required=True, help="the new key file (from whitelist keygen)")
     _config(rekey)
     rekey.set_defaults(func=_guarded(cmd_rekey))
+
+    backup = sub.add_parser("backup", help="copy the current whitelist (still encrypted) to a new FILE")
+    backup.add_argument("file", metavar="FILE", help="backup file to create (never overwritten)")
+    _config(backup)
+    backup.set_defaults(func=_guarded(cmd_backup))
+
+    restore = sub.add_parser("restore", help="put a backup back on purpose, as a new generation (audited)")
+    restore.add_argument("file", metavar="BACKUP", nargs="?", help="a whitelist file saved with this key")
+    restore.add_argument("--empty", action="store_true", help="start again with nobody instead of a backup")
+    restore.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
+    _config(restore)
+    restore.set_defaults(func=_guarded(cmd_restore))
 
     apply = sub.add_parser("apply", help="verify and apply a platform-signed bundle")
     apply.add_argument("file", metavar="FILE")

@@ -62,7 +62,6 @@ class Agent:
         self.parking = Parking(config.parking, state_dir / "parking.db", self.emit)
         self.unread_exits = UnreadPlateExits(lambda: self.hardware.barriers, self.parking, self.emit)
         self.workers: list[VisionWorker] = []
-        self.whitelist = WhitelistWatch(config, config_path)
         self.uplink: Uplink | None = None
         self.control = ControlServer(state_dir, self.handle_control)
         self.stopping = threading.Event()
@@ -70,6 +69,7 @@ class Agent:
         self.listeners: list[Callable[[Event], None]] = []
         self.recorder = Recorder(self._record)
         self.faults = NodeFaults(self.emit)
+        self.whitelist = WhitelistWatch(config, config_path, self.faults)  # reports through faults
         self._last_state: dict[str, dict[str, Any]] = {}
         self._state_listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
@@ -262,7 +262,7 @@ class Agent:
             except Exception as exc:  # keep what runs: the fire controller is bound to every gate built
                 self.faults.report("hardware", f"reload could not rebuild every device: {exc}")
         self.parking.configure(self.config.parking)
-        self.whitelist = WhitelistWatch(self.config, self.config_path)  # before _access(): its key hashes plates
+        self.whitelist = WhitelistWatch(self.config, self.config_path, self.faults)  # before _access(): hashes plates
         self._start_workers()
         self.hardware.start_cameras()
         self.emit("agent.reloaded", None, {"ok": self.config is new})

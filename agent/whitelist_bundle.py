@@ -24,7 +24,8 @@ unlimited up to that); deltas are usually a few kB.
 
 A delta applies only on top of ``base_version`` (the version the node has): a node that missed a
 delta refuses the next one and needs a full bundle. Applying happens inside the store's lock and
-is one atomic write of the encrypted file.
+is one atomic write of the encrypted file, as the whitelist's next generation (a copy of the file from
+before the bundle, put back, is refused: :mod:`agent.whitelist_generation`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -39,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from agent.signing import SIGNATURE_FIELD, canonical_json, verify_signature
 from agent.whitelist import ENCODING_SIZE, Person, Whitelist, check_person_id
-from agent.whitelist_store import WhitelistStore
+from agent.whitelist_store import WhitelistError, WhitelistStore
 
 FORMAT = "edge-agent.whitelist-bundle"
 FORMAT_VERSION = 1
@@ -165,6 +167,22 @@ def apply_to(whitelist: Whitelist, payload: dict[str, Any]) -> tuple[str, dict[s
     return summary, changes
 
 
+def load_bundle_public_key(path: Path) -> Ed25519PublicKey:
+    """The platform's key from ``path``, refused clearly when the path is not a regular file (a FIFO
+    would block the uplink's thread, a directory would be a traceback)."""
+    from agent.signing import load_public_key
+    from agent.whitelist_store import read_regular_file
+
+    try:
+        read_regular_file(path, "bundle public key", 1 << 16)
+    except FileNotFoundError:
+        raise WhitelistError(f"bundle public key {path} does not exist (whitelist.bundle_public_key)") from None
+    try:
+        return load_public_key(path)
+    except (ValueError, TypeError) as exc:
+        raise WhitelistError(f"bundle public key {path} is not an Ed25519 public key (PEM or base64): {exc}") from None
+
+
 def apply_bundle_payload(
     whitelist_store: WhitelistStore, payload: dict[str, Any], public_key: Ed25519PublicKey, *,
     node: str | None = None, actor: str = "platform",
@@ -176,7 +194,7 @@ def apply_bundle_payload(
     read raises :class:`agent.whitelist_store.WhitelistError`, also a ValueError.
     """
     verify_bundle(payload, public_key, node)
-    with whitelist_store.edit() as whitelist:
+    with whitelist_store.edit(cause=f"bundle {payload.get('version')}", actor=actor) as whitelist:
         summary, changes = apply_to(whitelist, payload)
     audit = whitelist_store.audit
     for change, action in (("added", "bundle.add"), ("updated", "bundle.update"), ("removed", "bundle.remove")):

@@ -11,7 +11,9 @@ File format (version 1)::
 
 The first 16 bytes (magic, version, key id) are the associated data: changing any of them, or any
 ciphertext byte, fails authentication. The plaintext is ``u32 length || JSON || float32 matrix``: the JSON
-holds ``bundle_version`` and one record per person with its template count; the matrix (little-endian
+holds ``bundle_version``, ``generation`` and ``saved_at`` (see :mod:`agent.whitelist_generation`: a file
+older than the newest the node accepted is refused; a file without them is from before generations,
+accepted once and migrated) and one record per person with its template count; the matrix (little-endian
 float32, 128 columns) holds every template in the same order. 10,000 people with 3 templates each is
 ~16 MB on disk and loads in a fraction of a second.
 
@@ -26,13 +28,17 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import fcntl
 import getpass
 import hashlib
 import json
+import logging
 import os
+import stat
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +50,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from agent.whitelist import ENCODING_SIZE, Person, Whitelist
+from agent.whitelist_generation import NONE, Stamp, Witnesses
+
+log = logging.getLogger("edge_agent.whitelist")
 
 MAGIC = b"EAWL\r\n"
 FORMAT_VERSION = 1
@@ -52,10 +61,77 @@ AAD_SIZE = 16
 KEY_SIZE = 32
 CREDENTIALS_VAR = "$CREDENTIALS_DIRECTORY"
 SYSTEM_KEY_DIR = Path("/etc/edge-agent")
+MAX_KEY_BYTES = 4096  # a key is 32 raw bytes or 44-64 characters of text; anything this big is not one
+MAX_WHITELIST_BYTES = 256 << 20  # 10,000 people with 3 templates each is ~16 MB
 
 
 class WhitelistError(ValueError):
     """The whitelist or its key cannot be read or written; the message says why and what to do."""
+
+
+class WhitelistRollback(WhitelistError):
+    """The file is older than the newest generation this node has accepted: a copy put back."""
+
+
+class WhitelistMissing(WhitelistError):
+    """The node had a whitelist and its file is gone."""
+
+
+# --- reading files that may not be what they claim -----------------------------------------------
+
+_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                (stat.S_ISSOCK, "a socket"))
+
+
+def _require_regular(info: os.stat_result, path: Path, what: str) -> None:
+    if stat.S_ISREG(info.st_mode):
+        return
+    kind = next((name for test, name in _NOT_REGULAR if test(info.st_mode)), "not a regular file")
+    raise WhitelistError(f"{what} {path} is {kind}, not a regular file; move it away, or point the config at "
+                         "the right file")
+
+
+def read_regular_file(path: Path, what: str, max_bytes: int,
+                      check: Callable[[os.stat_result], None] | None = None) -> bytes:
+    """The bytes of ``path`` if it is a regular file (a symlink to one is fine) of at most ``max_bytes``.
+
+    Stat before opening: opening a FIFO for reading blocks until a writer comes, and a directory or a
+    device gives errors nobody expects. The open is O_NONBLOCK anyway, and the open file is checked
+    again, so a FIFO swapped in between the two cannot hang us. ``check`` sees the open file's stat
+    before anything is read (the key's mode). FileNotFoundError is the caller's to explain.
+    """
+    def refuse(exc: OSError) -> WhitelistError:
+        if isinstance(exc, PermissionError):
+            return WhitelistError(f"{what} {path}: permission denied (run as root or as the service user)")
+        return WhitelistError(f"{what} {path} cannot be read: {exc.strerror or exc}")
+
+    try:
+        _require_regular(path.stat(), path, what)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # ELOOP (a symlink loop), EACCES, EIO, ...
+        raise refuse(exc) from None
+    try:
+        info = os.fstat(fd)
+        _require_regular(info, path, what)
+        if info.st_size > max_bytes:
+            raise WhitelistError(f"{what} {path} is {info.st_size} bytes, more than any {what} can be "
+                                 f"({max_bytes}); check the path")
+        if check is not None:
+            check(info)
+        chunks, size = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > max_bytes:
+                raise WhitelistError(f"{what} {path} grew beyond {max_bytes} bytes while being read")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise refuse(exc) from None
+    finally:
+        os.close(fd)
 
 
 # --- keys -----------------------------------------------------------------------------------------
@@ -93,28 +169,27 @@ def resolve_key_path(path: Path) -> Path:
 
 
 def read_key_file(path: Path) -> bytes:
-    """Read a key file, refusing one that group or other may read (except systemd's credentials
+    """Read a key file, refusing one that is not a regular file (a FIFO would hang the reader, a
+    directory or device is a wrong path) or that group or other may read (except systemd's credentials
     directory, which only the service's user can open whatever the mode bits show)."""
     path = resolve_key_path(path)
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    in_credentials = credentials is not None and path.parent == Path(credentials)
+
+    def private(info: os.stat_result) -> None:
+        if info.st_mode & 0o077 and not in_credentials:
+            raise WhitelistError(
+                f"key file {path} is readable by group or other (mode {info.st_mode & 0o777:04o}); "
+                f"run `chmod 600 {path}` — anyone who can read it can read the whitelist"
+            )
+
     try:
-        info = path.stat()
+        data = read_regular_file(path, "key file", MAX_KEY_BYTES, check=private)
     except FileNotFoundError:
         raise WhitelistError(
             f"key file {path} does not exist; make one with `edge-agent whitelist keygen --out {path}`"
         ) from None
-    except PermissionError:
-        raise WhitelistError(f"key file {path}: permission denied (run as root or as the service user)") from None
-    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-    in_credentials = credentials is not None and path.parent == Path(credentials)
-    if info.st_mode & 0o077 and not in_credentials:
-        raise WhitelistError(
-            f"key file {path} is readable by group or other (mode {info.st_mode & 0o777:04o}); "
-            f"run `chmod 600 {path}` — anyone who can read it can read the whitelist"
-        )
-    try:
-        return parse_key(path.read_bytes(), str(path))
-    except PermissionError:
-        raise WhitelistError(f"key file {path}: permission denied (run as root or as the service user)") from None
+    return parse_key(data, str(path))
 
 
 def new_key_text() -> bytes:
@@ -135,18 +210,24 @@ def write_new_key(path: Path) -> None:
 
 # --- the encrypted file ---------------------------------------------------------------------------
 
-def encode_plaintext(whitelist: Whitelist) -> bytes:
+def encode_plaintext(whitelist: Whitelist, stamp: Stamp = NONE) -> bytes:
     people = list(whitelist)
     records = [{**p.to_record(), "templates": len(p.templates)} for p in people]
-    document = json.dumps({"bundle_version": whitelist.bundle_version, "people": records},
-                          ensure_ascii=False, separators=(",", ":")).encode()
+    head: dict[str, Any] = {"bundle_version": whitelist.bundle_version}
+    if stamp.generation:
+        head.update(generation=stamp.generation, saved_at=stamp.saved_at)
+    document = json.dumps({**head, "people": records}, ensure_ascii=False, separators=(",", ":")).encode()
     blocks = [p.templates.astype("<f4", copy=False).tobytes() for p in people]
     return struct.pack(">I", len(document)) + document + b"".join(blocks)
 
 
-def decode_plaintext(data: bytes) -> Whitelist:
+def decode_plaintext(data: bytes) -> tuple[Whitelist, Stamp]:
     (length,) = struct.unpack_from(">I", data)
     document = json.loads(data[4 : 4 + length])
+    generation, saved_at = document.get("generation", 0), document.get("saved_at")
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0 or \
+            not (saved_at is None or isinstance(saved_at, str)):
+        raise ValueError("generation or saved_at has the wrong type")
     matrix = np.frombuffer(data, dtype="<f4", offset=4 + length).reshape(-1, ENCODING_SIZE)
     people, row = [], 0
     for record in document["people"]:
@@ -155,16 +236,22 @@ def decode_plaintext(data: bytes) -> Whitelist:
         row += count
     if row != len(matrix):
         raise ValueError("template count does not match the template block")
-    return Whitelist(people, bundle_version=int(document["bundle_version"]))
+    bundle_version = int(document["bundle_version"])
+    return Whitelist(people, bundle_version=bundle_version), Stamp(generation, saved_at, bundle_version, "the file")
 
 
-def encrypt(whitelist: Whitelist, key: bytes) -> bytes:
+def encrypt(whitelist: Whitelist, key: bytes, stamp: Stamp = NONE) -> bytes:
     nonce = os.urandom(12)
     header = HEADER.pack(MAGIC, FORMAT_VERSION, key_id(key), nonce)
-    return header + AESGCM(key).encrypt(nonce, encode_plaintext(whitelist), header[:AAD_SIZE])
+    return header + AESGCM(key).encrypt(nonce, encode_plaintext(whitelist, stamp), header[:AAD_SIZE])
 
 
 def decrypt(blob: bytes, key: bytes, source: str = "whitelist") -> Whitelist:
+    return decrypt_stamped(blob, key, source)[0]
+
+
+def decrypt_stamped(blob: bytes, key: bytes, source: str = "whitelist") -> tuple[Whitelist, Stamp]:
+    """The whitelist and the generation written inside it (0 for a file from before generations)."""
     if len(blob) < HEADER.size + 16 or blob[: len(MAGIC)] != MAGIC:
         raise WhitelistError(f"{source} is not an edge-agent whitelist file (bad magic or truncated)")
     _magic, version, file_key_id, nonce = HEADER.unpack_from(blob)
@@ -242,8 +329,14 @@ class AuditLog:
                  "action": action, "person": person_id, **details}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISREG(self.path.stat().st_mode):
+                raise OSError(errno.EINVAL, "the whitelist audit log is not a regular file", str(self.path))
+        # O_NONBLOCK: a FIFO put here after the check must give an error, not hang the writer until a reader
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "the whitelist audit log is not a regular file", str(self.path))
             os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
             os.fsync(fd)
         finally:
@@ -255,8 +348,27 @@ class AuditLog:
 
 # --- the store ------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class StoredFile:
+    """The whitelist file as read: what it holds, the generation inside it and its bytes."""
+
+    whitelist: Whitelist
+    stamp: Stamp
+    blob: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.blob).hexdigest()
+
+
+def now_text() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 class WhitelistStore:
-    """The encrypted file at ``path`` opened with ``key``. A missing file is an empty whitelist."""
+    """The encrypted file at ``path`` opened with ``key``. Loading refuses a file older than the newest
+    generation the node accepted, and a missing file once there was one; on a new node (no file, no
+    witness) a missing file is an empty whitelist."""
 
     def __init__(self, path: Path, key: bytes, audit_log: Path | None = None) -> None:
         if len(key) != KEY_SIZE:
@@ -264,6 +376,8 @@ class WhitelistStore:
         self.path = Path(path)
         self._key = key
         self.audit = AuditLog(audit_log)
+        self.witnesses = Witnesses(self.path, self.audit, self.derived_key("whitelist generation"))
+        self.stamp = NONE  # the generation of the file last loaded or saved through this store
 
     def derived_key(self, purpose: str) -> bytes:
         """A 32-byte key for ``purpose``, derived from the whitelist key (HKDF-SHA256): the node keeps
@@ -287,58 +401,193 @@ class WhitelistStore:
 
     def change_token(self) -> tuple[int, int, int] | None:
         """(inode, mtime_ns, size): every atomic write renames a new inode into place, so two writes
-        within one mtime tick (coarse file-system clocks) still give different tokens. None: no file."""
+        within one mtime tick (coarse file-system clocks) still give different tokens. None: no file;
+        (-1, errno, 0) when the path cannot be looked at (a symlink loop, a permission)."""
         try:
             info = self.path.stat()
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            return -1, exc.errno or 0, 0
         return info.st_ino, info.st_mtime_ns, info.st_size
 
-    def load(self) -> Whitelist:
+    # -- reading ---------------------------------------------------------------------------------
+    def read_file(self, path: Path | None = None) -> StoredFile | None:
+        """``path`` (default: the whitelist) decrypted, without any generation check; None if absent."""
+        path = path or self.path
         try:
-            blob = self.path.read_bytes()
+            blob = read_regular_file(path, "whitelist file", MAX_WHITELIST_BYTES)
         except FileNotFoundError:
-            return Whitelist()
-        except PermissionError:
-            raise WhitelistError(f"{self.path}: permission denied (run as root or as the service user)") from None
-        return decrypt(blob, self._key, str(self.path))
+            return None
+        whitelist, stamp = decrypt_stamped(blob, self._key, str(path))
+        return StoredFile(whitelist, stamp, blob)
 
-    def save(self, whitelist: Whitelist) -> None:
-        atomic_write(self.path, encrypt(whitelist, self._key))
+    def _checked(self) -> tuple[StoredFile | None, Stamp]:
+        """The file if the node may use it, and the newest accepted generation; raises otherwise."""
+        newest = self.witnesses.newest()  # before the file: a save racing us makes the file newer, not older
+        stored = self.read_file()
+        if stored is None:
+            if self.witnesses.existed():
+                raise WhitelistMissing(self._missing_message(newest))
+            return None, newest
+        if stored.stamp.generation < newest.generation:
+            raise WhitelistRollback(
+                f"{self.path} is an older copy ({stored.stamp.describe()}) than the whitelist this node already "
+                f"accepted ({newest.describe()}; recorded in {newest.where}); it was NOT loaded (anyone removed "
+                f"since would be let in again). To go back to it on purpose: `edge-agent whitelist restore "
+                f"{self.path}` (audited). Otherwise put the newest whitelist file back."
+            )
+        return stored, newest
+
+    def _missing_message(self, newest: Stamp) -> str:
+        evidence = f"{newest.describe()}, recorded in {newest.where}" if newest.generation else \
+            f"the audit log {self.audit.path} or {self.witnesses.counter} says so"
+        return (f"whitelist file {self.path} is missing, but this node had one ({evidence}); nobody is "
+                "recognised by face or plate until it is back. Restore the newest backup with `edge-agent "
+                "whitelist restore BACKUP`, or start again empty on purpose with `edge-agent whitelist "
+                "restore --empty` and re-enrol (or have the platform send a full bundle)")
+
+    def load(self) -> Whitelist:
+        """The whitelist, if it is not older than the newest the node accepted (WhitelistRollback), not
+        missing where there was one (WhitelistMissing), and authentic (WhitelistError)."""
+        stored, newest = self._checked()
+        if stored is None:
+            self.stamp = NONE
+            return Whitelist()
+        stamp = stored.stamp
+        if stamp.generation == 0 or stamp.generation > newest.generation:
+            stamp = self._settle(stored)
+        self.witnesses.accepted(stamp)
+        self.stamp = stamp
+        return stored.whitelist
+
+    def _settle(self, stored: StoredFile) -> Stamp:
+        """Give a file from before generations its first one (migration), or record a generation its
+        witnesses missed (a save cut between writing the file and its counter). Skipped while another
+        writer holds the lock (it records its own save) or when the directory is not writable (the file
+        is still used; the next load tries again)."""
+        try:
+            with self.locked(blocking=False):
+                again = self.read_file()
+                if again is None or again.blob != stored.blob:
+                    return stored.stamp  # replaced meanwhile: the next load looks at the new file
+                if stored.stamp.generation == 0:
+                    migrated = self.save(stored.whitelist, cause="migrate")
+                    log.warning("whitelist %s had no generation (made before generations): accepted once and "
+                                "saved as generation %d; older copies of it are refused from now on",
+                                self.path, migrated.generation)
+                    return migrated
+                self.witnesses.record(stored.stamp, stored.sha256, people=len(stored.whitelist),
+                                      actor=None, cause="recorded on load")
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            log.warning("could not record the generation of %s (%s); it is used as it is", self.path, exc)
+        return stored.stamp
+
+    # -- writing ---------------------------------------------------------------------------------
+    def save(self, whitelist: Whitelist, *, cause: str = "edit", actor: str | None = None,
+             after: int | None = None) -> Stamp:
+        """Write ``whitelist`` as the next generation: above ``after`` when given (the caller read the
+        witnesses), else above every witness and the file last loaded here."""
+        if after is None:
+            after = max(self.witnesses.newest().generation, self.stamp.generation)
+        stamp = Stamp(after + 1, now_text(), whitelist.bundle_version, "this save")
+        blob = encrypt(whitelist, self._key, stamp)
+        atomic_write(self.path, blob)
+        self.stamp = stamp
+        try:
+            self.witnesses.record(stamp, hashlib.sha256(blob).hexdigest(), people=len(whitelist), actor=actor,
+                                  cause=cause)
+        except OSError as exc:  # the file is saved and ahead of its witnesses: the next load records it
+            log.warning("whitelist saved as generation %d, but recording it beside the file or in the audit "
+                        "log failed (%s)", stamp.generation, exc)
+        return stamp
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Exclusive flock on ``FILE.lock``: one read-modify-write at a time (CLI and daemon)."""
+    def locked(self, *, blocking: bool = True) -> Iterator[None]:
+        """Exclusive flock on ``FILE.lock``: one read-modify-write at a time (CLI and daemon).
+        ``blocking=False`` raises BlockingIOError when someone else holds it."""
         lock_path = self.path.with_name(self.path.name + ".lock")
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
             yield
         finally:
             os.close(fd)  # releases the lock
 
     @contextlib.contextmanager
-    def edit(self) -> Iterator[Whitelist]:
-        """Load under the lock, let the caller change it, save atomically when the block ends without an
-        exception (an exception leaves the file as it was)."""
+    def edit(self, *, cause: str = "edit", actor: str | None = None) -> Iterator[Whitelist]:
+        """Load under the lock, let the caller change it, save atomically as the next generation when the
+        block ends without an exception (an exception leaves the file as it was). A file that may not be
+        loaded (older copy, missing) may not be edited either: restore it first."""
         with self.locked():
             self._remove_stale_temps()
-            whitelist = self.load()
+            stored, newest = self._checked()
+            whitelist = stored.whitelist if stored is not None else Whitelist()
+            after = max(newest.generation, stored.stamp.generation if stored else 0)
             yield whitelist
-            self.save(whitelist)
+            self.save(whitelist, cause=cause, actor=actor, after=after)
+
+    def restore(self, whitelist: Whitelist, *, source: str, source_sha256: str | None, source_stamp: Stamp,
+                actor: str | None = None) -> tuple[Stamp, Stamp]:
+        """Make ``whitelist`` (a backup, or empty) the current whitelist on purpose, as a NEW generation
+        so it is accepted; (the newest before, the restored one). The bundle version kept is the
+        highest known, so a platform bundle older than what the node had cannot be replayed after it."""
+        with self.locked():
+            self._remove_stale_temps()
+            before = self.witnesses.newest()
+            current: StoredFile | None = None
+            with contextlib.suppress(WhitelistError):  # the file being replaced may be damaged or foreign
+                current = self.read_file()
+            if current is not None and current.stamp.generation > before.generation:
+                before = current.stamp
+            whitelist.bundle_version = max(whitelist.bundle_version, before.bundle_version,
+                                           current.whitelist.bundle_version if current else 0)
+            restored = self.save(whitelist, cause="restore", actor=actor,
+                                 after=max(before.generation, source_stamp.generation))
+        self.audit.write("restore", None, actor, old_generation=before.generation,
+                         new_generation=restored.generation, source=source, source_sha256=source_sha256,
+                         source_generation=source_stamp.generation, source_saved_at=source_stamp.saved_at,
+                         people=len(whitelist), bundle_version=whitelist.bundle_version)
+        return before, restored
+
+    def backup(self, target: Path, actor: str | None = None) -> StoredFile:
+        """Copy the current whitelist (still encrypted) to a new file ``target``, mode 0600."""
+        with self.locked():
+            stored, _newest = self._checked()
+            if stored is None:
+                raise WhitelistError(f"there is no whitelist file at {self.path} yet: nothing to back up")
+            try:
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                raise WhitelistError(f"{target} exists; choose a new name (a backup never overwrites)") from None
+            except OSError as exc:
+                raise WhitelistError(f"cannot create {target}: {exc.strerror or exc}") from None
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(stored.blob)
+                handle.flush()
+                os.fsync(handle.fileno())
+        self.audit.write("backup", None, actor, generation=stored.stamp.generation, sha256=stored.sha256,
+                         target=str(target), people=len(stored.whitelist))
+        return stored
 
     def _remove_stale_temps(self) -> None:
         """A writer killed between its temp write and the rename leaves ``.FILE.PID.tmp`` behind; under
         the lock no other writer is running, so any such file is garbage."""
-        for temp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+        for temp in self.path.parent.glob(f".{self.path.name}*.tmp"):
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
 
     def rekey(self, new_key: bytes) -> WhitelistStore:
-        """Re-encrypt under ``new_key`` (atomically) and return the store for the new key. The old key no
-        longer opens the file afterwards: install the new key file before the daemon next starts."""
+        """Re-encrypt under ``new_key`` (atomically, as the next generation) and return the store for the
+        new key. The old key no longer opens the file afterwards: install the new key file before the
+        daemon next starts."""
         new_store = WhitelistStore(self.path, new_key, self.audit.path)
         with self.locked():
-            new_store.save(self.load())
+            stored, newest = self._checked()
+            whitelist = stored.whitelist if stored is not None else Whitelist()
+            after = max(newest.generation, stored.stamp.generation if stored else 0)
+            new_store.save(whitelist, cause="rekey", after=after)
         return new_store

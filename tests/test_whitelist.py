@@ -402,6 +402,7 @@ def test_audit_log_has_ids_never_names(store: WhitelistStore) -> None:
     text = store.audit.path.read_text(encoding="utf-8")
     assert "王五" not in text
     entries = [json.loads(line) for line in text.splitlines()]
-    assert [e["action"] for e in entries] == ["add", "remove"]
-    assert all(set(e) >= {"time", "actor", "action", "person"} and e["person"] == "R-1" for e in entries)
+    assert [e["action"] for e in entries] == ["save", "add", "remove"]  # the store records each generation
+    assert entries[0]["generation"] == 1 and entries[0]["people"] == 1 and entries[0]["person"] is None
+    assert all(set(e) >= {"time", "actor", "action", "person"} and e["person"] == "R-1" for e in entries[1:])
     assert store.audit.path.stat().st_mode & 0o777 == 0o600
