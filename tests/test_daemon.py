@@ -18,6 +18,7 @@ import pytest
 from agent.config_loader import EX_CONFIG, parse_config
 from agent.daemon import Agent
 from agent.event_store import EventStore
+from agent.whitelist_store import write_new_key
 from drivers.pins import make_pin_factory
 from tests.agent_configs import node_config
 from tests.test_drivers import wait_until
@@ -250,6 +251,7 @@ def test_a_plate_model_that_does_not_load_is_a_fault_not_a_restart_loop(tmp_path
     camera = f"  cameras:\n    - {{name: lane, source: {frames}/, gate: car-in, stall_seconds: 60}}\n"
     config = tmp_path / "agent.yaml"
     config.write_text(node_config(tmp_path / "state").replace("  smoke_detectors:", camera + "  smoke_detectors:"))
+    write_new_key(tmp_path / "whitelist.key")  # the whitelist works: recognition is the only fault
     notify = NotifySocket(tmp_path / "notify.sock")
     env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "PYTHONPATH": f"{tmp_path / 'site'}:{ROOT}"}
     process = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config)], cwd=ROOT,
