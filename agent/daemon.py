@@ -19,6 +19,7 @@ from gpiozero import Factory
 from agent.access import AccessController, UnreadPlateExits
 from agent.agent_config import AgentConfig
 from agent.config import HardwareConfig
+from agent.config_files import named_file_problems
 from agent.config_loader import ConfigError, load_config
 from agent.control import ControlServer
 from agent.event_store import EventStore
@@ -106,10 +107,17 @@ class Agent:
         self.workers = start_workers(self.config, self.hardware, self._access(), self.models)
         self.hardware.start_cameras()
         self.control.start()
-        if self.config.mqtt is not None:
+        file_problems = named_file_problems(self.config)  # check-config's rule: a fault here, never an exit
+        for problem in file_problems:
+            self.faults.report(problem.component, problem.message)
+        uplink_blocked = [p.key for p in file_problems if p.key.startswith(("mqtt.tls.", "mqtt.password."))]
+        if self.config.mqtt is not None and uplink_blocked:
+            self.faults.report("uplink", f"not started: fix {', '.join(uplink_blocked)} and restart the agent; "
+                                         "events wait in the outbox")
+        elif self.config.mqtt is not None:
             from agent.uplink import Uplink
 
-            self.uplink = Uplink(self.config.mqtt, self.config.node, self.store, self, self.emit)
+            self.uplink = Uplink(self.config.mqtt, self.config.node, self.store, self, self.emit, faults=self.faults)
             self.on_state_change(self.uplink.publish_state)
             self.uplink.start()
         self.notifier.notify(READY=1, STATUS=self.status_line())
