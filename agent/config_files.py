@@ -265,6 +265,8 @@ def named_file_problems(config: AgentConfig) -> list[FileProblem]:
             if fix and "does not exist" in message:
                 message += f": {fix}"
             problems.append(FileProblem(named.key, message))
+        except Exception as exc:  # a check must never be what stops the agent from starting
+            problems.append(FileProblem(named.key, f"{named.path}: cannot be checked ({type(exc).__name__}: {exc})"))
     problems += _tls_pair_problems(config, {p.key for p in problems})
     state_dir = config.storage.state_dir
     if os.path.lexists(state_dir) and not state_dir.is_dir():

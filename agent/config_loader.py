@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from agent.agent_config import AgentConfig
 from agent.config import CameraConfig
-from agent.config_files import FileCheckError, read_regular_file
+from agent.config_files import FileCheckError, check_regular_file, read_regular_file
 
 EX_CONFIG = 78  # sysexits.h: configuration error; systemd's RestartPreventExitStatus uses it
 
@@ -307,10 +307,10 @@ def camera_source_problem(camera: CameraConfig) -> str | None:
     """Why a file or folder source cannot be replayed, or None. Devices and streams are checked at run time."""
     source = Path(str(camera.source))
     if camera.kind == "file":
-        if not source.is_file():
-            return f"video file {source} does not exist"
-        if not os.access(source, os.R_OK):
-            return f"video file {source} is not readable by this user"
+        try:
+            check_regular_file(source, "video file")  # OpenCV would wait for ever on a FIFO
+        except FileCheckError as exc:
+            return str(exc)
         import cv2  # lazily: check-config of a camera-less node should not pay for OpenCV
 
         capture = cv2.VideoCapture(str(source))

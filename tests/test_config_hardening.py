@@ -466,3 +466,10 @@ def test_the_example_config_with_its_uplink_uncommented_is_valid() -> None:
     config = parse_config(uncommented)
     assert config.mqtt is not None and config.mqtt.command_public_key == Path("/etc/edge-agent/platform.pub")
     assert json.loads(config.model_dump_json())["mqtt"]["tls"]["ca_file"] == "/etc/edge-agent/ca.pem"
+
+
+def test_a_camera_video_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
+    video = tmp_path / "clip.mp4"
+    os.mkfifo(video)
+    found = problems(VALID + f"  cameras:\n    - {{name: c, source: {video}}}\n")
+    assert any(f"video file {video} is a FIFO (named pipe)" in message for message in found), found
