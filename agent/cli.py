@@ -44,17 +44,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from agent.config_files import named_file_problems
+    from agent.config_loader import check_config_file
 
     source = args.file or args.config
-    config = load_config(source)
-    problems = named_file_problems(config)
-    if problems:
-        print(f"{source}: {len(problems)} problem{'s' if len(problems) != 1 else ''} with the files it names "
-              f"(`edge-agent run` would start, and report each as a fault until it is fixed)", file=sys.stderr)
-        for problem in problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return EX_CONFIG
+    config = check_config_file(source)  # the YAML, and every file it names (docs/configuration.md)
     hw = config.hardware
     print(f"{source}: OK — node {config.node.site}/{config.node.building}/{config.node.node_id}, "
           f"{len(hw.gates)} gate(s), {len(hw.barriers)} barrier(s), {len(hw.smoke_detectors)} smoke detector(s), "

@@ -393,6 +393,33 @@ def load_config(path: str | Path) -> AgentConfig:
     return parse_config(text, str(path), path.resolve().parent)
 
 
+def check_config_file(path: str | Path) -> AgentConfig:
+    """``edge-agent check-config``: :func:`load_config`, then every file the config names
+    (:func:`agent.config_files.named_file_problems`), each problem at its key's line and column."""
+    from agent.config_files import named_file_problems
+
+    config = load_config(path)
+    found = named_file_problems(config)
+    if found:
+        marks = _Marks()
+        try:
+            root, _ = _load_yaml(read_regular_file(Path(path), "config file", max_bytes=MAX_CONFIG_BYTES).decode(),
+                                 str(path))
+        except (ConfigError, FileCheckError, UnicodeDecodeError):
+            root = None  # changed under us: report without places
+        if root is not None:
+            marks.walk(root)
+        problems = []
+        for problem in found:
+            key_path: Path_ = tuple(problem.key.split("."))
+            while key_path and key_path not in marks.marks:  # a default value: point at its section
+                key_path = key_path[:-1]
+            line, column = marks.marks.get(key_path, (None, None)) if key_path else (None, None)
+            problems.append(ConfigProblem(problem.key, problem.message, line, column))
+        raise ConfigError(str(path), problems)
+    return config
+
+
 def json_schema() -> dict[str, Any]:
     schema = AgentConfig.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

@@ -343,9 +343,10 @@ def test_check_config_names_a_fifo_and_a_missing_file_and_exits_78_without_hangi
     site["whitelist.key.file"].unlink()
     result = limited_cli("check-config", str(site["config"]), timeout=60)
     assert result.returncode == EX_CONFIG, result.stdout + result.stderr
-    assert "2 problems with the files it names" in result.stderr
-    assert f"mqtt.tls.ca_file: CA file {site['mqtt.tls.ca_file']} is a FIFO" in result.stderr
-    assert f"whitelist.key.file: whitelist key file {site['whitelist.key.file']} does not exist" in result.stderr
+    assert f"{site['config']}: 2 problems" in result.stderr
+    assert f"mqtt.tls.ca_file (line 21, column 18): CA file {site['mqtt.tls.ca_file']} is a FIFO" in result.stderr
+    assert (f"whitelist.key.file (line 13, column 15): whitelist key file {site['whitelist.key.file']} "
+            "does not exist") in result.stderr
     assert "edge-agent whitelist keygen" in result.stderr and "Traceback" not in result.stderr
 
 
