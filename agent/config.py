@@ -67,7 +67,7 @@ def _check_pin(value: object) -> object:
     raise ValueError(f"{shown} is not a GPIO pin (use a BCM number such as 17, or GPIO17 / BOARD11)")
 
 
-def _pins(*fields: str) -> classmethod:  # type: ignore[type-arg]
+def pin_fields(*fields: str) -> classmethod:  # type: ignore[type-arg]
     return field_validator(*fields, mode="before")(_check_pin)
 
 
@@ -101,7 +101,7 @@ class GateConfig(Section):
         "locked", description="state the lock is left in when the agent stops"
     )
 
-    _pins = _pins("lock_relay", "door_contact", "exit_button", "assist_button")
+    _pins = pin_fields("lock_relay", "door_contact", "exit_button", "assist_button")
 
 
 class BarrierConfig(Section):
@@ -130,7 +130,7 @@ class BarrierConfig(Section):
     max_edit_distance: Integer | None = Field(
         None, ge=0, le=3, description="plate edits allowed here (default plates.max_edit_distance; 0: high security)")
 
-    _pins = _pins("raise_relay", "lower_relay", "pulse_relay", "safety_loop", "approach_loop", "position_sensor")
+    _pins = pin_fields("raise_relay", "lower_relay", "pulse_relay", "safety_loop", "approach_loop", "position_sensor")
 
     @model_validator(mode="after")
     def _one_drive(self) -> BarrierConfig:
@@ -149,7 +149,7 @@ class SmokeDetectorConfig(Section):
     confirm_ms: Integer = Field(500, ge=0, le=10_000, description="alarm must last this long to count")
     fault_pin: Pin | None = Field(None, description="active (low) while the detector reports a fault")
 
-    _pins = _pins("alarm_pin", "fault_pin")
+    _pins = pin_fields("alarm_pin", "fault_pin")
 
 
 class IndicatorConfig(Section):
@@ -164,7 +164,7 @@ class IndicatorConfig(Section):
         default_factory=lambda: ["granted", "denied", "alarm"], description="which patterns it plays"
     )
 
-    _pins = _pins("pin")
+    _pins = pin_fields("pin")
 
 
 class ReplayConfig(Section):
