@@ -450,7 +450,7 @@ def test_the_example_config_as_installed_passes_check_config_and_runs(tmp_path: 
 @pytest.mark.parametrize("damage, expected", [
     ("hardware:\n  gates: [{name: a, lock_relay: 17.0}]\n", "17.0 is not a GPIO pin"),
     ("mqtt: {host: broker, command_public_key: /etc/edge-agent/platform.pub}\n",
-     "mqtt.command_public_key: public key file /etc/edge-agent/platform.pub does not exist"),
+     "public key file /etc/edge-agent/platform.pub does not exist"),
 ])
 def test_a_config_that_fails_check_config_is_not_enabled_and_install_says_what_to_fix(
         tmp_path: Path, damage: str, expected: str) -> None:
