@@ -1,7 +1,7 @@
 """The files a configuration names: read them safely, and check each is what its key says it is.
 
-One rule for every file the agent reads (its config, keys, certificates, password files):
-:func:`read_regular_file`.  It opens without blocking and looks at what it opened before reading,
+One rule for every file the agent reads (its config, keys, certificates, password files, videos):
+:func:`check_regular_file`, and :func:`read_regular_file` which reads what it let through.  It opens without blocking and looks at what it opened before reading,
 because ``open()`` of a FIFO with no writer waits for ever (``mkfifo k; cat k`` hangs) and a
 directory, a device or a 2 GB "key" is never what a technician meant.  Secret files (the whitelist
 key, the TLS client key, a password file) must not be readable by group or other, except in systemd's
