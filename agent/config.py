@@ -13,29 +13,62 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AllowInfNan, BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/agent.yaml")
 
 Name = Annotated[
     str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="lowercase id: letters, digits, _ and -")
 ]
-Seconds = Annotated[float, Field(gt=0, le=3600)]
+# Numbers are strict: YAML's `true` is not 1 and `17.0` is not pin 17 (pydantic would quietly convert
+# both); an int is still a valid float (`unlock_seconds: 5`); .inf and .nan are refused.
+Number = Annotated[float, Strict(), AllowInfNan(False)]
+Integer = Annotated[int, Strict()]
+Seconds = Annotated[Number, Field(gt=0, le=3600)]
+
+PATH_MAX = 4095  # Linux: PATH_MAX 4096 with its NUL; longer paths fail with ENAMETOOLONG at use
+NAME_MAX = 255  # bytes of one path component
+
+
+def check_path_text(text: str) -> str:
+    """A path the kernel can open: no NUL, at most PATH_MAX bytes, no component over NAME_MAX bytes."""
+    if "\0" in text:
+        raise ValueError("a path cannot contain a NUL character")
+    if len(text.encode()) > PATH_MAX:
+        raise ValueError(f"path is {len(text.encode())} bytes long; at most {PATH_MAX}")
+    for part in text.split("/"):
+        if len(part.encode()) > NAME_MAX:
+            raise ValueError(f"path component {part[:20]}… is over {NAME_MAX} bytes")
+    return text
+
+
+def _check_path(value: Path) -> Path:
+    check_path_text(str(value))
+    return value
+
+
+FilePath = Annotated[Path, AfterValidator(_check_path)]
 
 # gpiozero accepts BCM numbers (17), "GPIO17", "BCM17", "BOARD11" and "J8:11".
 _PIN_RE = re.compile(r"^(GPIO|BCM|BOARD|J8:)?(\d{1,2})$", re.IGNORECASE)
 Pin = Annotated[
-    int | str,
+    Integer | str,
     Field(description="GPIO pin: BCM number (17) or gpiozero name (GPIO17, BOARD11, J8:11)"),
 ]
 
 
-def _check_pin(value: int | str | None) -> int | str | None:
-    if value is None or (isinstance(value, int) and 0 <= value <= 53):
+def _check_pin(value: object) -> object:
+    """Before pydantic's own checks: a pin is an int 0-53 or a gpiozero name; `17.0` or `true` is a mistake."""
+    if value is None or (type(value) is int and 0 <= value <= 53):
         return value
     if isinstance(value, str) and _PIN_RE.match(value.strip()):
         return value.strip().upper()
-    raise ValueError(f"{value!r} is not a GPIO pin (use a BCM number such as 17, or GPIO17 / BOARD11)")
+    shown = str(value).lower() if isinstance(value, bool) else repr(value)
+    raise ValueError(f"{shown} is not a GPIO pin (use a BCM number such as 17, or GPIO17 / BOARD11)")
+
+
+def pin_fields(*fields: str) -> classmethod:  # type: ignore[type-arg]
+    return field_validator(*fields, mode="before")(_check_pin)
 
 
 class Section(BaseModel):
@@ -68,7 +101,7 @@ class GateConfig(Section):
         "locked", description="state the lock is left in when the agent stops"
     )
 
-    _pins = field_validator("lock_relay", "door_contact", "exit_button", "assist_button")(_check_pin)
+    _pins = pin_fields("lock_relay", "door_contact", "exit_button", "assist_button")
 
 
 class BarrierConfig(Section):
@@ -94,11 +127,10 @@ class BarrierConfig(Section):
     close_after_seconds: Seconds | None = Field(
         30.0, description="lower a raised arm if no vehicle drives onto the loop this long (null: stay up)")
     gate: Name | None = Field(None, description="car park lane / gate this barrier belongs to")
-    max_edit_distance: int | None = Field(
+    max_edit_distance: Integer | None = Field(
         None, ge=0, le=3, description="plate edits allowed here (default plates.max_edit_distance; 0: high security)")
 
-    _pins = field_validator("raise_relay", "lower_relay", "pulse_relay", "safety_loop", "approach_loop",
-                            "position_sensor")(_check_pin)
+    _pins = pin_fields("raise_relay", "lower_relay", "pulse_relay", "safety_loop", "approach_loop", "position_sensor")
 
     @model_validator(mode="after")
     def _one_drive(self) -> BarrierConfig:
@@ -114,10 +146,10 @@ class SmokeDetectorConfig(Section):
     name: Name
     alarm_pin: Pin
     active_low: bool = Field(True, description="the detector pulls the pin low when in alarm")
-    confirm_ms: int = Field(500, ge=0, le=10_000, description="alarm must last this long to count")
+    confirm_ms: Integer = Field(500, ge=0, le=10_000, description="alarm must last this long to count")
     fault_pin: Pin | None = Field(None, description="active (low) while the detector reports a fault")
 
-    _pins = field_validator("alarm_pin", "fault_pin")(_check_pin)
+    _pins = pin_fields("alarm_pin", "fault_pin")
 
 
 class IndicatorConfig(Section):
@@ -132,7 +164,7 @@ class IndicatorConfig(Section):
         default_factory=lambda: ["granted", "denied", "alarm"], description="which patterns it plays"
     )
 
-    _pins = field_validator("pin")(_check_pin)
+    _pins = pin_fields("pin")
 
 
 class ReplayConfig(Section):
@@ -144,17 +176,26 @@ class CameraConfig(Section):
     """A camera: picamera2, an OpenCV device index, an RTSP/HTTP URL, a video file or an image folder."""
 
     name: Name
-    source: int | str = Field(description="picamera2 | 0 | rtsp://… | http://… | /path/video.mp4 | /path/images/")
-    resolution: tuple[int, int] = Field((640, 480), description="width, height")
-    fps: float = Field(15.0, gt=0, le=60)
+    source: Integer | str = Field(description="picamera2 | 0 | rtsp://… | http://… | /path/video.mp4 | /path/images/")
+    resolution: tuple[Integer, Integer] = Field((640, 480), description="width, height")
+    fps: Number = Field(15.0, gt=0, le=60)
     gate: Name | None = Field(None, description="gate (or barrier) this camera watches")
     replay: ReplayConfig = Field(default_factory=ReplayConfig, description="for video files and image folders")
     stall_seconds: Seconds = Field(5.0, description="no frame for this long raises camera.fault")
-    lane: list[tuple[float, float]] | None = Field(
+    lane: list[tuple[Number, Number]] | None = Field(
         None, description="barrier cameras: corners [x, y] of the lane in front of the barrier, as fractions "
         "of the picture's width and height (0-1); plates and motion outside it are ignored, so a car parked "
         "in view beyond the lane never raises the barrier; check it with `edge-agent hw test --snapshots DIR`. "
         "Default: the whole picture")
+
+    @field_validator("source")
+    @classmethod
+    def _source_is_openable(cls, value: int | str) -> int | str:
+        if isinstance(value, str) and "://" not in value:
+            check_path_text(value)
+        elif isinstance(value, str) and len(value) > PATH_MAX:
+            raise ValueError(f"URL is over {PATH_MAX} characters")
+        return value
 
     @field_validator("resolution")
     @classmethod
@@ -195,8 +236,8 @@ class HardwareConfig(Section):
 
 
 class StorageConfig(Section):
-    state_dir: Path = Field(Path("/var/lib/edge-agent"), description="events database, latches, control socket")
-    retention_days: int = Field(30, ge=1, le=3650, description="delivered events older than this are purged")
+    state_dir: FilePath = Field(Path("/var/lib/edge-agent"), description="events database, latches, control socket")
+    retention_days: Integer = Field(30, ge=1, le=3650, description="delivered events older than this are purged")
 
 
 class LoggingConfig(Section):
@@ -212,7 +253,7 @@ class SecretRef(Section):
     ``file`` may use ``$CREDENTIALS_DIRECTORY/…`` so systemd's LoadCredential= works.
     """
 
-    file: Path | None = None
+    file: FilePath | None = None
     env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
 
     @model_validator(mode="after")

@@ -41,7 +41,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from agent.config import Name, Section
+from agent.config import Integer, Name, Number, Section
 from models.face_settings import FaceSettings, QualitySettings
 
 LivenessMode = Literal["off", "blink", "motion"]
@@ -50,61 +50,62 @@ LivenessMode = Literal["off", "blink", "motion"]
 class FaceConfig(Section):
     """Face recognition for pedestrian gates."""
 
-    tolerance: float = Field(
+    tolerance: Number = Field(
         0.5, gt=0.0, le=1.0, description="largest descriptor distance that counts as the same person (dlib: 0.6)"
     )
     # 0.06: on the shared photos the nearest other person was always > 0.15 further than the right one;
     # a stranger's best and second-best residents are typically within a few hundredths of each other.
-    margin: float = Field(
+    margin: Number = Field(
         0.06, ge=0.0, le=1.0, description="the best person must be this much closer than the next-best person"
     )
-    k: int = Field(2, ge=1, le=20, description="encodings of one person (of the last n) needed to grant")
-    strong_tolerance: float = Field(
+    k: Integer = Field(2, ge=1, le=20, description="encodings of one person (of the last n) needed to grant")
+    strong_tolerance: Number = Field(
         0.5, gt=0.0, le=1.0, description="one encoding this close (and strong_margin clear) grants at once (k=1)"
     )
-    strong_margin: float = Field(
+    strong_margin: Number = Field(
         0.15, ge=0.0, le=1.0, description="margin over the next-best person that makes a single match decisive"
     )
-    n: int = Field(4, ge=1, le=50, description="window of encodings; n non-matching in a row refuse as stranger")
-    max_encodings: int = Field(10, ge=1, le=100, description="encodings per pass before giving up (refused)")
+    n: Integer = Field(4, ge=1, le=50, description="window of encodings; n non-matching in a row refuse as stranger")
+    max_encodings: Integer = Field(10, ge=1, le=100, description="encodings per pass before giving up (refused)")
     # 40 px: below it dlib's 150 px aligned chip is mostly interpolation; grey 92x112 acceptance
     # photos have ~55-65 px faces, so anything larger would refuse them outright.
-    min_face_px: int = Field(40, ge=20, le=1000, description="smaller faces (px, shorter side) are not encoded")
+    min_face_px: Integer = Field(40, ge=20, le=1000, description="smaller faces (px, shorter side) are not encoded")
     # 8: the dimmest usable face in the bench clip (a stranger in the audience) scores 11-13; the
     # shared photos score 300-1800; a face smeared by fast motion scores below 8.
-    min_sharpness: float = Field(
+    min_sharpness: Number = Field(
         8.0, ge=0.0, description="variance of the Laplacian of the face at 64x64; blurrier faces are not encoded"
     )
     # 0.35: nose more than a third of the eye distance off-centre is a turned head (profile); the
     # frontal faces in the clip stayed within ±0.34.
-    max_yaw: float = Field(0.35, gt=0.0, le=1.0, description="largest nose offset from the eyes' midpoint, eye widths")
-    detect_width: int = Field(
+    max_yaw: Number = Field(0.35, gt=0.0, le=1.0, description="largest nose offset from the eyes' midpoint, eye widths")
+    detect_width: Integer = Field(
         640, ge=160, le=2560, description="frames are scaled to this width for detection (~65 px smallest face)"
     )
-    upsample: int = Field(0, ge=0, le=2, description="HOG pyramid doublings; each finds 2x smaller faces for ~4x CPU")
-    search_width: int = Field(
+    upsample: Integer = Field(
+        0, ge=0, le=2, description="HOG pyramid doublings; each finds 2x smaller faces for ~4x CPU")
+    search_width: Integer = Field(
         960,
         ge=160,
         le=2560,
         description="detection width while nothing is tracked or a tracked face is too small for detect_width",
     )
-    encode_interval: float = Field(
+    encode_interval: Number = Field(
         0.1, gt=0.0, le=5.0, description="seconds between encodings (and detections) of an undecided face"
     )
-    burst_encodings: int = Field(
+    burst_encodings: Integer = Field(
         2, ge=0, le=20, description="first encodings of a new face made back to back, without encode_interval"
     )
-    search_interval: float = Field(
+    search_interval: Number = Field(
         0.2, gt=0.0, le=5.0, description="seconds between detections while something moves and no face is tracked"
     )
-    decided_interval: float = Field(
+    decided_interval: Number = Field(
         0.5, gt=0.0, le=5.0, description="seconds between detections while only decided faces are in view"
     )
-    track_timeout: float = Field(1.0, gt=0.0, le=30.0, description="a face unseen this long ends its pass")
-    motion_pixel_delta: int = Field(
+    track_timeout: Number = Field(1.0, gt=0.0, le=30.0, description="a face unseen this long ends its pass")
+    motion_pixel_delta: Integer = Field(
         12, ge=1, le=255, description="grey-level change of a 32x24 thumbnail pixel that counts as motion"
     )
-    motion_fraction: float = Field(
+    motion_fraction: Number = Field(
         0.01, ge=0.0, le=1.0, description="fraction of thumbnail pixels that must change to wake detection"
     )
     liveness: dict[Name, LivenessMode] = Field(
@@ -112,7 +113,7 @@ class FaceConfig(Section):
         description="per gate: off, blink (needs the 68-point model, ~100 MB) or motion (head must move); "
         "gates not listed are off",
     )
-    enrol_jitters: int = Field(5, ge=0, le=100, description="dlib jitters when making an enrolment template")
+    enrol_jitters: Integer = Field(5, ge=0, le=100, description="dlib jitters when making an enrolment template")
 
 
 def face_settings(config: FaceConfig, gate: str | None = None) -> FaceSettings:

@@ -2,6 +2,10 @@
 
 A technician sees one line per problem, each naming the key path and the YAML line and
 column (``hardware.gates[0].lock_relay (line 12, column 19): …``), never a traceback.
+
+The YAML is read with limits (:class:`_BoundedLoader`), so that no file can hang the agent or eat the
+Pi's memory: a 529-byte "billion laughs" alias bomb used to take `check-config` past 1.5 GB.  Limits and
+what each error means: docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from agent.agent_config import AgentConfig
 from agent.config import CameraConfig
+from agent.config_files import FileCheckError, check_regular_file, read_regular_file
 
 EX_CONFIG = 78  # sysexits.h: configuration error; systemd's RestartPreventExitStatus uses it
 
@@ -51,6 +56,85 @@ class ConfigError(Exception):
     def report(self) -> str:
         head = f"{self.source}: {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}"
         return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+
+
+# Limits of the YAML itself. The example config with every key is ~14 KB, 4 levels deep and ~400 nodes;
+# these leave room for a big site while keeping the worst case small (tests/test_config_hardening.py).
+MAX_CONFIG_BYTES = 256 * 1024
+MAX_DEPTH = 16  # deepest key of the schema: hardware.cameras[0].lane[0][0] is 6 levels (with the root)
+MAX_NODES = 20_000
+MAX_KEY_CHARS = 128
+UNIX_SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its NUL
+MAX_SCALAR_CHARS = 4096  # a path (PATH_MAX) or URL; Python refuses ints of more than 4300 digits anyway
+
+
+class _LimitExceeded(yaml.MarkedYAMLError):
+    pass
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader that refuses aliases and counts depth, nodes and lengths while it composes.
+
+    Aliases (``*name``) are refused outright: the schema never needs them, and an alias is how a few
+    hundred bytes expand into billions of nodes (each walk of the graph, ours and pydantic's, visits
+    every shared node again) or into a cycle (``&a [*a]``) that no walk ends.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+
+    def _refuse(self, problem: str, mark: yaml.Mark | None) -> None:
+        raise _LimitExceeded(problem=problem, problem_mark=mark)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            self._refuse(f"alias *{event.anchor} is not allowed in the config (write the values out)",
+                         event.start_mark)
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            self._refuse(f"more than {MAX_NODES} values: this is not an edge-agent config", event.start_mark)
+        if isinstance(event, yaml.ScalarEvent):
+            is_key = isinstance(parent, yaml.MappingNode) and index is None
+            limit = MAX_KEY_CHARS if is_key else MAX_SCALAR_CHARS
+            if len(event.value) > limit:
+                what = "key" if is_key else "value"
+                self._refuse(f"{what} of {len(event.value)} characters; at most {limit}", event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                self._refuse(f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
+
+
+def _load_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any]:
+    """The node tree (for line/column) and the data it constructs, or ConfigError; bounded work and memory."""
+    if len(text) > MAX_CONFIG_BYTES:
+        message = f"the file is {len(text)} characters long; a config is at most {MAX_CONFIG_BYTES}"
+        raise ConfigError(source, [ConfigProblem("", message)])
+    loader: _BoundedLoader | None = None
+    try:
+        loader = _BoundedLoader(text)  # its reader refuses control characters at once
+        root = loader.get_single_node()
+        return root, (loader.construct_document(root) if root is not None else None)
+    except _LimitExceeded as exc:
+        mark = exc.problem_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        raise ConfigError(source, [ConfigProblem("", f"YAML refused: {exc.problem}", line, column)]) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        reason = " ".join(filter(None, [exc.context, exc.problem]))
+        raise ConfigError(source, [ConfigProblem("", f"YAML syntax error: {reason}", line, column)]) from None
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as exc:  # e.g. a date like 2024-13-45
+        raise ConfigError(source, [ConfigProblem("", f"YAML error: {exc}")]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def format_path(path: Path_) -> str:
@@ -116,6 +200,8 @@ def _validation_problems(error: ValidationError, marks: _Marks) -> list[ConfigPr
             message = "required key is missing"
         elif message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
+        elif isinstance(item.get("input"), bool) and item["type"] in {"int_type", "float_type"}:
+            message = f"{str(item['input']).lower()} is not a number (write a number, e.g. 5)"
         _, messages = by_path.setdefault(path, (mark, []))
         if messages and message.startswith("Input should be ") and messages[-1].startswith("Input should be "):
             message = message.removeprefix("Input should be ")
@@ -180,6 +266,13 @@ def _semantic_problems(config: AgentConfig, marks: _Marks) -> list[ConfigProblem
         line, column = marks.marks.get(path, (None, None))
         problems.append(ConfigProblem(format_path(path), message, line, column))
 
+    from agent.control import SOCKET_NAME
+
+    socket_path = config.storage.state_dir / SOCKET_NAME
+    if len(str(socket_path).encode()) > UNIX_SOCKET_PATH_MAX:  # bind() would fail once the devices run
+        problem(("storage", "state_dir"), f"too long: the control socket {socket_path} would be over "
+                                          f"{UNIX_SOCKET_PATH_MAX} bytes (the limit of a Unix socket's path)")
+
     hardware = config.hardware
     for section in ("gates", "barriers", "smoke_detectors", "indicators", "cameras"):
         seen: set[str] = set()
@@ -214,10 +307,10 @@ def camera_source_problem(camera: CameraConfig) -> str | None:
     """Why a file or folder source cannot be replayed, or None. Devices and streams are checked at run time."""
     source = Path(str(camera.source))
     if camera.kind == "file":
-        if not source.is_file():
-            return f"video file {source} does not exist"
-        if not os.access(source, os.R_OK):
-            return f"video file {source} is not readable by this user"
+        try:
+            check_regular_file(source, "video file")  # OpenCV would wait for ever on a FIFO
+        except FileCheckError as exc:
+            return str(exc)
         import cv2  # lazily: check-config of a camera-less node should not pay for OpenCV
 
         capture = cv2.VideoCapture(str(source))
@@ -270,16 +363,7 @@ def _resolve_relative(config: AgentConfig, base: Path) -> AgentConfig:
 
 def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> AgentConfig:
     """Parse YAML text; raise :class:`ConfigError` listing every problem found."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        reason = " ".join(filter(None, [exc.context, exc.problem]))
-        raise ConfigError(source, [ConfigProblem("", f"YAML syntax error: {reason}", line, column)]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, [ConfigProblem("", f"YAML error: {exc}")]) from None
+    root, data = _load_yaml(text, source)
     if root is None or not isinstance(data, dict):
         message = "the file must be a YAML mapping with at least a `node:` section"
         raise ConfigError(source, [ConfigProblem("", message)])
@@ -301,14 +385,39 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
 def load_config(path: str | Path) -> AgentConfig:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(str(path), [ConfigProblem("", "file not found")]) from None
-    except (PermissionError, IsADirectoryError) as exc:
-        raise ConfigError(str(path), [ConfigProblem("", f"cannot read the file: {exc.strerror}")]) from None
+        text = read_regular_file(path, "config file", max_bytes=MAX_CONFIG_BYTES).decode("utf-8")
+    except FileCheckError as exc:
+        raise ConfigError(str(path), [ConfigProblem("", str(exc))]) from None
     except UnicodeDecodeError:
         raise ConfigError(str(path), [ConfigProblem("", "the file is not UTF-8 text")]) from None
     return parse_config(text, str(path), path.resolve().parent)
+
+
+def check_config_file(path: str | Path) -> AgentConfig:
+    """``edge-agent check-config``: :func:`load_config`, then every file the config names
+    (:func:`agent.config_files.named_file_problems`), each problem at its key's line and column."""
+    from agent.config_files import named_file_problems
+
+    config = load_config(path)
+    found = named_file_problems(config)
+    if found:
+        marks = _Marks()
+        try:
+            root, _ = _load_yaml(read_regular_file(Path(path), "config file", max_bytes=MAX_CONFIG_BYTES).decode(),
+                                 str(path))
+        except (ConfigError, FileCheckError, UnicodeDecodeError):
+            root = None  # changed under us: report without places
+        if root is not None:
+            marks.walk(root)
+        problems = []
+        for problem in found:
+            key_path: Path_ = tuple(problem.key.split("."))
+            while key_path and key_path not in marks.marks:  # a default value: point at its section
+                key_path = key_path[:-1]
+            line, column = marks.marks.get(key_path, (None, None)) if key_path else (None, None)
+            problems.append(ConfigProblem(problem.key, problem.message, line, column))
+        raise ConfigError(str(path), problems)
+    return config
 
 
 def json_schema() -> dict[str, Any]:

@@ -6,12 +6,11 @@ fully offline.  Secrets are never inline: the password is a :class:`SecretRef` (
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from agent.config import NodeConfig, SecretRef, Section
+from agent.config import FilePath, Integer, NodeConfig, Number, SecretRef, Section
 
 DEFAULT_TOPIC_ROOT = "community/{site}/{building}/{node}"
 
@@ -23,9 +22,9 @@ DEFAULT_DROPPABLE_TYPES = ("door.opened", "door.closed")
 class MqttTlsConfig(Section):
     """TLS to the broker: verify the broker against our CA, and authenticate with a client certificate."""
 
-    ca_file: Path | None = Field(None, description="CA bundle the broker's certificate must chain to")
-    cert_file: Path | None = Field(None, description="client certificate (PEM) for mutual TLS")
-    key_file: Path | None = Field(None, description="private key (PEM) of the client certificate, mode 0600")
+    ca_file: FilePath | None = Field(None, description="CA bundle the broker's certificate must chain to")
+    cert_file: FilePath | None = Field(None, description="client certificate (PEM) for mutual TLS")
+    key_file: FilePath | None = Field(None, description="private key (PEM) of the client certificate, mode 0600")
     verify: bool = Field(True, description="verify the broker's certificate and host name; off only in a lab")
 
     @model_validator(mode="after")
@@ -38,8 +37,8 @@ class MqttTlsConfig(Section):
 class BackoffConfig(Section):
     """Reconnect delays: delay = random(0, min(max, initial * 2**attempt)) ("full jitter")."""
 
-    initial: float = Field(1.0, gt=0, le=600, description="window of the first retry, seconds")
-    max: float = Field(60.0, gt=0, le=3600, description="largest retry window, seconds")
+    initial: Number = Field(1.0, gt=0, le=600, description="window of the first retry, seconds")
+    max: Number = Field(60.0, gt=0, le=3600, description="largest retry window, seconds")
 
     @model_validator(mode="after")
     def _ordered(self) -> BackoffConfig:
@@ -51,7 +50,7 @@ class BackoffConfig(Section):
 class OutboxConfig(Section):
     """Bounds of the store-and-forward outbox (the undelivered rows of the events table)."""
 
-    max_pending: int = Field(
+    max_pending: Integer = Field(
         500_000, ge=100, le=50_000_000,
         description="undelivered events above this raise uplink.backlog_full and drop droppable types",
     )
@@ -59,8 +58,8 @@ class OutboxConfig(Section):
         default_factory=lambda: list(DEFAULT_DROPPABLE_TYPES),
         description="low-value event types dropped (oldest first) above max_pending; never access/alarm/fault",
     )
-    max_in_flight: int = Field(100, ge=1, le=65_000, description="QoS 1 publishes awaiting PUBACK at once")
-    resend_window: float = Field(
+    max_in_flight: Integer = Field(100, ge=1, le=65_000, description="QoS 1 publishes awaiting PUBACK at once")
+    resend_window: Number = Field(
         10.0, ge=0, le=3600,
         description="after an unexpected disconnect, events acknowledged this many seconds before it are sent "
         "again (a broker that dies right after PUBACK loses what it had not passed on); 0 = off",
@@ -81,13 +80,13 @@ class MqttConfig(Section):
     """Connection to the community platform's MQTT broker, and the commands the node accepts."""
 
     host: str = Field(description="broker host name or address")
-    port: int = Field(8883, ge=1, le=65535, description="broker port (8883 for TLS, 1883 plain)")
+    port: Integer = Field(8883, ge=1, le=65535, description="broker port (8883 for TLS, 1883 plain)")
     protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
     client_id: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="MQTT client id; default site-building-node"
     )
-    keepalive: int = Field(30, ge=5, le=3600, description="seconds between pings when idle")
-    session_expiry: int = Field(
+    keepalive: Integer = Field(30, ge=5, le=3600, description="seconds between pings when idle")
+    session_expiry: Integer = Field(
         86_400, ge=0, le=2_592_000, description="MQTT 5: broker keeps our session (subscriptions) this long"
     )
     tls: MqttTlsConfig | None = Field(None, description="TLS settings; omit for a plain TCP lab broker")
@@ -99,12 +98,12 @@ class MqttConfig(Section):
     )
     backoff: BackoffConfig = Field(default_factory=BackoffConfig, description="reconnect delays")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="outbox limits")
-    telemetry_seconds: float = Field(60.0, ge=1, le=86_400, description="interval of {root}/telemetry")
-    command_public_key: Path | None = Field(
+    telemetry_seconds: Number = Field(60.0, ge=1, le=86_400, description="interval of {root}/telemetry")
+    command_public_key: FilePath | None = Field(
         None, description="the platform's Ed25519 public key (PEM); without it signed commands are refused"
     )
-    command_max_age: float = Field(60.0, gt=0, le=86_400, description="refuse commands issued longer ago, s")
-    command_clock_skew: float = Field(
+    command_max_age: Number = Field(60.0, gt=0, le=86_400, description="refuse commands issued longer ago, s")
+    command_clock_skew: Number = Field(
         30.0, ge=0, le=3600, description="accept commands issued up to this far in the future, s"
     )
     allow_unsigned: list[Literal["ping", "reload"]] = Field(

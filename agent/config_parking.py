@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from agent.config import Name, Seconds, Section
+from agent.config import Integer, Name, Seconds, Section
 
 
 class CarParkConfig(Section):
     """One car park. Old estates have ~500 spaces for ~1,700 cars: the platform shows spaces left."""
 
     name: Name
-    capacity: int = Field(ge=1, le=100_000, description="number of spaces")
+    capacity: Integer = Field(ge=1, le=100_000, description="number of spaces")
     entries: list[Name] = Field(description="barriers that let cars in (one car passing counts +1)")
     exits: list[Name] = Field(default_factory=list, description="barriers that let cars out (counts -1)")
     admit_residents_when_full: bool = Field(

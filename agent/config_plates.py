@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.config import Section
+from agent.config import Integer, Number, Section
 from models.plate_formats import NAMED_FORMATS, PROVINCES, PlateFormat, formats_from_spec, has_chinese
 from models.plate_settings import PlateSettings
 
@@ -27,13 +27,13 @@ class PlateConfig(Section):
     )
     # 960 px: at 640 the detector missed a third of the US plates (about 60 px wide in 1280 px
     # frames); 1280 found no more than 960 and costs twice the time.
-    detect_width: int = Field(
+    detect_width: Integer = Field(
         960, ge=320, le=2560, description="long side (px) the frame is scaled to for finding text"
     )
     # 1280: when nothing plate-like is found at detect_width, detect again at this scale. On the shared
     # US scenes it found 3 more plates at 960 -> 1280 (1600 found fewer) and kept the median at ~285 ms,
     # because only frames with no plate pay for it.
-    second_look_width: int = Field(
+    second_look_width: Integer = Field(
         1280, ge=320, le=2560, description="long side for a second look when the first finds no plate-like text"
     )
     # On: US 190 -> 192 of the shared scenes, at the same median read; but an empty frame (or one whose
@@ -43,22 +43,22 @@ class PlateConfig(Section):
         "detector (small, dim plates); false saves over a third of what a frame without a plate costs",
     )
     # 0.5: below it the reads were mostly shop signs and bumper stickers, above it real plates were lost.
-    min_confidence: float = Field(0.5, ge=0.0, le=1.0, description="reads less sure than this are dropped")
-    max_candidates: int = Field(
+    min_confidence: Number = Field(0.5, ge=0.0, le=1.0, description="reads less sure than this are dropped")
+    max_candidates: Integer = Field(
         6, ge=1, le=50, description="largest text boxes per frame given a quick read (twice as many when none of "
         "them reads like a plate)"
     )
-    refine_candidates: int = Field(
+    refine_candidates: Integer = Field(
         3, ge=1, le=10, description="best quick reads per frame re-read carefully (each costs ~40 ms on a Pi 4 core)"
     )
-    frames_to_vote: int = Field(3, ge=1, le=30, description="reads of one vehicle pass voted into one decision")
-    vote_min_confidence: float = Field(
+    frames_to_vote: Integer = Field(3, ge=1, le=30, description="reads of one vehicle pass voted into one decision")
+    vote_min_confidence: Number = Field(
         0.5, ge=0.0, le=1.0, description="a pass's voted plate below this is not decided"
     )
     # 1: one misread character still matches a resident's plate, where the recogniser saw the
     # resident's character (models.plate_match.SEEN); 2 would let neighbours' plates (京A12345 /
     # 京A12354) collide.  Ties between two whitelisted plates never match.
-    max_edit_distance: int = Field(
+    max_edit_distance: Integer = Field(
         1, ge=0, le=3, description="character edits allowed when matching the whitelist"
     )
     upstream_plate: Literal["clear", "masked", "hashed"] = Field(
@@ -75,17 +75,18 @@ class PlateConfig(Section):
         "character that could be it is read as it (a commercial plate camera's priority province); other "
         "provinces' plates, clearly seen, still read as theirs. Chinese formats only. Default: none",
     )
-    threads: int = Field(1, ge=1, le=4, description="onnxruntime threads; 1 leaves the Pi's other cores to the agent")
+    threads: Integer = Field(
+        1, ge=1, le=4, description="onnxruntime threads; 1 leaves the Pi's other cores to the agent")
     # An empty lane is the common case and a read costs ~250 ms here (about a second on a Pi 4 core,
     # more when it is hot and throttled); a motion check costs ~1 ms (bench/bench_plate_motion.py).
     read_on_motion_only: bool = Field(
         True, description="read a frame only when something moved, a pass is under way or the safety loop "
         "sees a vehicle; false reads every frame the reader keeps up with",
     )
-    motion_pixel_delta: int = Field(
+    motion_pixel_delta: Integer = Field(
         12, ge=1, le=255, description="grey-level change of a 32x24 thumbnail pixel that counts as motion"
     )
-    motion_fraction: float = Field(
+    motion_fraction: Number = Field(
         0.01, ge=0.0, le=1.0, description="fraction of thumbnail pixels that must change to count as motion"
     )
 

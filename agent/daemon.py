@@ -19,6 +19,7 @@ from gpiozero import Factory
 from agent.access import AccessController, UnreadPlateExits
 from agent.agent_config import AgentConfig
 from agent.config import HardwareConfig
+from agent.config_files import named_file_problems
 from agent.config_loader import ConfigError, load_config
 from agent.control import ControlServer
 from agent.event_store import EventStore
@@ -112,6 +113,8 @@ class Agent:
         except OSError as exc:
             self.faults.report("control", f"the control socket could not be opened ({exc}); "
                                           "edge-agent status and alarm reset cannot reach the agent")
+        for problem in named_file_problems(self.config):  # check-config's rule: a fault here, never an exit
+            self.faults.report(problem.component, problem.message)
         self._start_uplink()
         self.notifier.notify(READY=1, STATUS=self.status_line())
 
@@ -131,13 +134,21 @@ class Agent:
             return
         from agent.uplink import Uplink
 
+        connection_files = ("mqtt.tls.", "mqtt.password.")
+        blocked = [p.key for p in named_file_problems(self.config) if p.key.startswith(connection_files)]
+        if blocked:
+            self.faults.report("uplink", f"not started: fix {', '.join(blocked)} (tried again every minute); "
+                                         "events wait in the outbox")
+            return
         try:
-            uplink = Uplink(self.config.mqtt, self.config.node, self.store, self, self.emit)
+            uplink = Uplink(self.config.mqtt, self.config.node, self.store, self, self.emit, faults=self.faults)
         except Exception as exc:
             self.faults.report("uplink", f"the uplink could not start, events wait on the node: "
                                          f"{type(exc).__name__}: {exc}")
             return
-        self.faults.clear("uplink")
+        for component in self.faults.active():
+            if component == "uplink" or component.startswith(tuple(f"config/{key}" for key in connection_files)):
+                self.faults.clear(component)  # its files were mended since
         self.uplink = uplink
         self.on_state_change(uplink.publish_state)
         uplink.start()

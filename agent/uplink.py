@@ -28,10 +28,12 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.config import NodeConfig
+from agent.config_files import FileCheckError, read_public_key_file
 from agent.config_mqtt import MqttConfig
 from agent.event_store import EventStore
 from agent.events import check_details
-from agent.signing import ReplayCache, load_public_key
+from agent.node_faults import NodeFaults
+from agent.signing import ReplayCache
 from agent.uplink_commands import CommandHandler, CommandTarget
 from agent.uplink_discovery import discovery_messages
 from agent.uplink_publisher import BacklogGuard, Emit, OutboxPublisher
@@ -60,7 +62,7 @@ def check_no_personal_data(value: dict[str, Any]) -> None:
 
 class Uplink:
     def __init__(self, config: MqttConfig, node: NodeConfig, store: EventStore, target: CommandTarget,
-                 emit: Emit) -> None:
+                 emit: Emit, faults: NodeFaults | None = None) -> None:
         self.config = config
         self.root = config.root(node)
         self.client_id = config.effective_client_id(node)
@@ -73,7 +75,16 @@ class Uplink:
         self._backlog = BacklogGuard(store, config.outbox, emit, lambda value: self.publish_state("uplink", value))
         self._replay = ReplayCache(store.path.parent / "seen_commands.sqlite",
                                    config.command_max_age + config.command_clock_skew)
-        public_key = load_public_key(config.command_public_key) if config.command_public_key else None
+        public_key = None
+        if config.command_public_key is not None:
+            try:  # the rule check-config applies; without the key the uplink runs and refuses signed commands
+                public_key = read_public_key_file(config.command_public_key, "command public key")
+            except FileCheckError as exc:
+                reason = f"{exc}; signed commands are refused until it is fixed"
+                if faults is not None:
+                    faults.report("config/mqtt.command_public_key", reason)
+                else:
+                    log.error("%s", reason)
         self._commands = CommandHandler(
             target, node=f"{node.site}/{node.building}/{node.node_id}", public_key=public_key,
             replay=self._replay, max_age=config.command_max_age, clock_skew=config.command_clock_skew,

@@ -10,6 +10,9 @@
 #   doing: ...            the action being taken now
 #   already present: ...  nothing to do
 #   skip: ...             deliberately not done, with the reason
+#   check passed: ...     agent.yaml passes `edge-agent check-config`
+#   check failed: ...     it does not (the problems follow on stderr): the unit is not enabled or
+#                         started, and install.sh exits 1 once everything else is in place
 set -euo pipefail
 
 usage() {
@@ -26,14 +29,17 @@ Installs the edge agent from this checkout:
   - /etc/edge-agent (root:edge-agent 0750) with agent.yaml copied from
     config/agent.example.yaml only if there is none, and a random whitelist.key
     (root 0600, handed to the service by LoadCredential=) only if there is none
-  - /etc/systemd/system/edge-agent.service, daemon-reload, enable
+  - /etc/systemd/system/edge-agent.service, daemon-reload
+  - edge-agent check-config /etc/edge-agent/agent.yaml, then enable (and with --start, start)
+    the unit only if it passes: a config that fails is never started
 
 Options:
   --dry-run      print every action (prefixed "would: ") and change nothing
   --start        also start the service now (enable --now; restart if anything changed)
   --prefix DIR   stage the files under DIR (DIR/opt, DIR/etc, DIR/var) instead of /;
                  steps that act on the live system (apt, accounts, ownership,
-                 systemctl) are skipped.  Also: EDGE_AGENT_PREFIX=DIR
+                 systemctl) are skipped; the config is checked with DIR/etc/edge-agent
+                 standing in for the credentials directory.  Also: EDGE_AGENT_PREFIX=DIR
   --no-venv      leave the Python environment alone (refresh config and unit only)
   -h, --help     this text
 EOF
@@ -90,6 +96,8 @@ if ((LIVE && !DRY_RUN)) && [[ $EUID -ne 0 ]]; then
 fi
 
 CHANGED=0  # anything changed this run: decides whether --start restarts a running service
+CONFIG_OK=1  # agent.yaml passes check-config (or could not be checked yet in a dry run)
+CONFIG_FAILED=0  # the check ran and failed: exit 1 at the end
 
 # act "description" command...: show the step, run it unless --dry-run.
 act() {
@@ -275,6 +283,35 @@ step_unit() {
     fi
 }
 
+# The unit is enabled and started only with a config that passes check-config: the agent started
+# with a broken one exits 78 (or runs with faults), and a technician learns it here, not on the street.
+step_check_config() {
+    local config="$ETC_DIR/agent.yaml" checker="$VENV_DIR/bin/edge-agent" output
+    if [[ ! -e "$config" || ! -x "$checker" ]]; then
+        if ((DRY_RUN)); then
+            echo "would: $checker check-config $config (the unit is enabled and started only if it passes)"
+        else
+            CONFIG_OK=0
+            skip "$checker check-config $config: the agent is not installed in $VENV_DIR (run without --no-venv)"
+        fi
+        return
+    fi
+    # Live, the whitelist key's $CREDENTIALS_DIRECTORY means /etc/edge-agent, as for a technician's sudo
+    # shell; staged, the staged /etc/edge-agent stands in for it.
+    local credentials=(-u CREDENTIALS_DIRECTORY)
+    ((LIVE)) || credentials=("CREDENTIALS_DIRECTORY=$ETC_DIR")
+    if output="$(env "${credentials[@]}" "$checker" check-config "$config" 2>&1)"; then
+        echo "check passed: $config (edge-agent check-config)"
+    else
+        CONFIG_OK=0
+        CONFIG_FAILED=1
+        echo "check failed: $config does not pass edge-agent check-config; $UNIT_NAME will not be enabled or started"
+        printf '%s\n' "$output" | sed 's/^/    /' >&2
+        echo "install.sh: fix $config (the lines above say which key and file), check it with" \
+            "\`sudo $checker check-config\`, then run install.sh again" >&2
+    fi
+}
+
 step_systemctl() {
     if ((!LIVE)); then
         skip "systemctl daemon-reload / enable $UNIT_NAME (--prefix: live system untouched)"
@@ -291,6 +328,10 @@ step_systemctl() {
         present "systemd has loaded the current $UNIT_NAME"
     fi
 
+    if ((!CONFIG_OK)); then
+        skip "systemctl enable/start $UNIT_NAME ($ETC_DIR/agent.yaml has not passed check-config)"
+        return
+    fi
     local changed_before_enable=$CHANGED
     if [[ "$(systemctl is-enabled "$UNIT_NAME" 2>/dev/null || true)" == enabled ]]; then
         present "$UNIT_NAME enabled"
@@ -320,6 +361,7 @@ step_venv
 step_state_dir
 step_config
 step_unit
+step_check_config
 step_systemctl
 if ((DRY_RUN)); then
     echo "dry run finished"
@@ -328,3 +370,4 @@ elif ((CHANGED)); then
 else
     echo "nothing to do: everything already present"
 fi
+((!CONFIG_FAILED)) || exit 1

@@ -50,7 +50,10 @@ def test_wrong_type_points_at_the_value() -> None:
     text = VALID.replace("lock_relay: 17", "lock_relay: [1, 2]")
     (message,) = problems(text)
     assert "hardware.gates[0].lock_relay (line 6, column 7)" in message
-    assert "valid integer or a valid string" in message
+    assert "[1, 2] is not a GPIO pin" in message
+    (message,) = problems(VALID.replace("lock_relay: 17", "lock_relay: 17\n      unlock_seconds: [1, 2]"))
+    assert "hardware.gates[0].unlock_seconds (line 7, column 7)" in message
+    assert "valid number" in message
 
 
 def test_every_problem_is_reported_once() -> None:
@@ -177,7 +180,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_check_config_exit_codes(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
-    good.write_text(VALID)
+    (tmp_path / "whitelist.key").write_text("ab" * 32)
+    (tmp_path / "whitelist.key").chmod(0o600)
+    good.write_text(VALID + "whitelist: {key: {file: whitelist.key}}\n")
     result = run_cli("check-config", str(good))
     assert result.returncode == 0 and "OK" in result.stdout
 
@@ -190,7 +195,7 @@ def test_check_config_exit_codes(tmp_path: Path) -> None:
     assert "pin 17 is already used" in result.stderr
 
     result = run_cli("check-config", str(tmp_path / "missing.yaml"))
-    assert result.returncode == EX_CONFIG and "file not found" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == EX_CONFIG and "does not exist" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_config_schema_command_prints_json() -> None:

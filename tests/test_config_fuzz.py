@@ -69,3 +69,26 @@ def test_mutated_config_gives_config_error_or_valid(path: tuple, action: str, va
         parse_config(text, "fuzz.yaml")
     except ConfigError as exc:
         assert exc.problems and all(str(p) for p in exc.problems)
+
+
+# YAML pieces that break parsers: anchors, aliases, merge keys, tags, deep flow nesting, long runs,
+# control characters, and the pieces of a valid config.  Spliced at random into the valid text.
+HOSTILE = st.sampled_from([
+    "&a ", "*a", "<<: *a\n", "[", "]", "{", "}", ": ", "- ", "\n  ", "? ", "!!python/object:os.system ", "!!binary ",
+    "!!float ", "!!int ", ".inf", ".nan", "true", "17.0", "0x11", "0o21", "1e999", "2024-13-45", "~", "'", '"',
+    "\t", "\x00", "\x07", "\ufeff", "%YAML 1.1\n", "---\n", "...\n", "#", "|\n", ">-\n", "[" * 60, "{a: " * 30,
+    "a" * 200, "/" + "b" * 300, "é" * 50,
+])
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 10_000), HOSTILE), min_size=1, max_size=6))
+def test_hostile_yaml_spliced_into_a_config_gives_config_error_or_valid(splices: list[tuple[int, str]]) -> None:
+    text = yaml.safe_dump(BASE, allow_unicode=True)
+    for position, piece in splices:
+        cut = position % (len(text) + 1)
+        text = text[:cut] + piece + text[cut:]
+    try:
+        parse_config(text, "fuzz.yaml")
+    except ConfigError as exc:
+        assert exc.problems and all(str(p) for p in exc.problems)

@@ -11,19 +11,23 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 from agent.config import DEFAULT_CONFIG_PATH
+from tests.test_daemon import NotifySocket
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 UNIT_PATH = REPO_ROOT / "systemd" / "edge-agent.service"
 INSTALL_SH = REPO_ROOT / "systemd" / "install.sh"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
-OUTPUT_PREFIXES = ("would: ", "doing: ", "already present: ", "skip: ", "dry run", "installed", "nothing to do")
+OUTPUT_PREFIXES = ("would: ", "doing: ", "already present: ", "skip: ", "check passed: ", "check failed: ", "dry run",
+                   "installed", "nothing to do")
 
 needs_systemd_analyze = pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed")
 
@@ -391,3 +395,87 @@ def test_rerun_never_overwrites_a_technicians_config_but_fixes_its_mode(checkout
     assert config.stat().st_mode & 0o7777 == 0o640
     assert key.read_bytes() == key_before
     assert f"doing: chmod 0640 {config}" in result.stdout
+
+
+# --- the config gate: the example as installed runs, a config that fails is never started ----------------
+
+def stage_checker(prefix: Path) -> Path:
+    """The staged venv's `edge-agent` entry point, running this checkout with the test's Python (the
+    console script pip would write does the same: `python -m agent.cli`)."""
+    checker = prefix / "opt" / "edge-agent" / "venv" / "bin" / "edge-agent"
+    checker.parent.mkdir(parents=True)
+    checker.write_text(f'#!/bin/sh\nPYTHONPATH={REPO_ROOT} exec {sys.executable} -m agent.cli "$@"\n')
+    checker.chmod(0o755)
+    return checker
+
+
+def test_the_example_config_as_installed_passes_check_config_and_runs(tmp_path: Path) -> None:
+    prefix = tmp_path / "image"
+    stage_checker(prefix)
+    result = run_install("--prefix", str(prefix), "--no-venv")
+    assert result.returncode == 0, result.stdout + result.stderr
+    etc = prefix / "etc" / "edge-agent"
+    assert f"check passed: {etc / 'agent.yaml'} (edge-agent check-config)" in result.stdout
+
+    # The installed file, as it is, on mock pins and a state directory of its own: what systemd would run
+    # on a Pi, with the staged /etc/edge-agent as the credentials directory LoadCredential= makes.
+    text = (etc / "agent.yaml").read_text()
+    assert text == (REPO_ROOT / "config" / "agent.example.yaml").read_text()
+    for old, new in (("pin_factory: lgpio", "pin_factory: mock"),
+                     ("state_dir: /var/lib/edge-agent", f"state_dir: {tmp_path / 'state'}")):
+        assert text.count(old) == 1
+        text = text.replace(old, new)
+    config = tmp_path / "agent.yaml"
+    config.write_text(text)
+    notify = NotifySocket(tmp_path / "notify.sock")
+    process = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config)], cwd=REPO_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "NOTIFY_SOCKET": str(notify.path), "CREDENTIALS_DIRECTORY": str(etc)})
+    try:
+        notify.wait_for("READY", "1", timeout=120)
+        from agent.control import call
+
+        status = call(tmp_path / "state", {"cmd": "status"})
+        assert status["faults"] == {}, status["faults"]  # every file it names is there
+        assert status["uplink"] is None  # until the technician fills it in
+        assert {"gate/main", "smoke/lobby", "fire"} <= set(status["state"])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=60)[0]
+        notify.close()
+    assert process.returncode == 0, output[-3000:]
+    assert "agent.stopped" in output and "Traceback" not in output
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("hardware:\n  gates: [{name: a, lock_relay: 17.0}]\n", "17.0 is not a GPIO pin"),
+    ("mqtt: {host: broker, command_public_key: /etc/edge-agent/platform.pub}\n",
+     "public key file /etc/edge-agent/platform.pub does not exist"),
+])
+def test_a_config_that_fails_check_config_is_not_enabled_and_install_says_what_to_fix(
+        tmp_path: Path, damage: str, expected: str) -> None:
+    prefix = tmp_path / "image"
+    checker = stage_checker(prefix)
+    assert run_install("--prefix", str(prefix), "--no-venv").returncode == 0
+    config = prefix / "etc" / "edge-agent" / "agent.yaml"
+    config.write_text(config.read_text().replace("\nhardware:", "\nunused:", 1) + damage
+                      if damage.startswith("hardware") else config.read_text() + damage)
+
+    for args in (("--prefix", str(prefix), "--no-venv"), ("--prefix", str(prefix), "--no-venv", "--start")):
+        result = run_install(*args)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert (f"check failed: {config} does not pass edge-agent check-config; edge-agent.service will not be "
+                "enabled or started") in result.stdout
+        assert expected in result.stderr
+        assert f"check it with `sudo {checker} check-config`" in result.stderr
+        assert all(line.startswith(OUTPUT_PREFIXES) for line in result.stdout.splitlines()), result.stdout
+
+
+def test_live_dry_run_plans_the_config_check_before_enabling() -> None:
+    result = run_install("--dry-run", "--start")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    check = next(i for i, line in enumerate(lines) if "check-config /etc/edge-agent/agent.yaml" in line)
+    enable = next(i for i, line in enumerate(lines)
+                  if line.startswith(("would: systemctl enable", "already present: edge-agent.service enabled")))
+    assert check < enable
