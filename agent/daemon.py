@@ -114,7 +114,8 @@ class Agent:
             self.faults.report("control", f"the control socket could not be opened ({exc}); "
                                           "edge-agent status and alarm reset cannot reach the agent")
         for problem in named_file_problems(self.config):  # check-config's rule: a fault here, never an exit
-            self.faults.report(problem.component, problem.message)
+            if problem.key not in ("whitelist.key.file", "whitelist.file"):  # the whitelist watch says those
+                self.faults.report(problem.component, problem.message)
         self._start_uplink()
         self.notifier.notify(READY=1, STATUS=self.status_line())
 
