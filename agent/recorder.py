@@ -13,7 +13,7 @@ result) takes :meth:`mark` after emitting and waits with :meth:`wait_written`; i
 once if the disk is refusing writes, so it can say so instead of lying.
 
 When the store refuses writes (a full disk, an I/O error, a locked file) nothing is lost: the
-events stay in memory, in order, and are retried (0.1 s, doubling to 1 s) until the store takes
+events stay in memory, in order, and are retried (0.1 s, doubling to 0.5 s) until the store takes
 them again, by itself.  The fault is reported through :class:`~agent.node_faults.NodeFaults` as
 component ``storage`` (one log line a minute, no tracebacks) and cleared on the first success.
 Memory is bounded: past :data:`SOFT_LIMIT` queued events the oldest low-value ones (door contacts)
@@ -38,8 +38,10 @@ log = logging.getLogger("edge_agent.recorder")
 
 STUCK_SECONDS = 30.0  # one write (or a listener) taking this long means the disk or a listener is stuck
 MAX_BATCH = 500  # events per transaction
-RETRY_FIRST, RETRY_MAX = 0.1, 1.0  # seconds between attempts while the store refuses writes
-# About 1.2 KB of memory per queued event (measured in docs/durability.md): 20,000 ≈ 25 MB, 100,000 ≈ 120 MB.
+# Seconds between attempts while the store refuses writes: a refused insert costs well under a
+# millisecond, and the cap is the worst time to recover once space is freed (bench/bench_durability.py).
+RETRY_FIRST, RETRY_MAX = 0.1, 0.5
+# About 1 KB of memory per queued event (bench/bench_durability.py): 20,000 ≈ 20 MB, 100,000 ≈ 100 MB.
 SOFT_LIMIT = 20_000
 HARD_LIMIT = 100_000
 LOW_VALUE_TYPES = frozenset({"door.opened", "door.closed"})  # dropped first; access, alarm, fault events last
@@ -57,7 +59,7 @@ class Recorder:
     def __init__(self, write: Write, *, faults: NodeFaults | None = None, emit: Emit | None = None,
                  where: str = "the event store", soft_limit: int = SOFT_LIMIT, hard_limit: int = HARD_LIMIT) -> None:
         self._write = write
-        self._faults = faults
+        self._faults = faults or NodeFaults(emit or _nowhere)
         self._emit = emit
         self._where = where
         self._soft, self._hard = soft_limit, max(hard_limit, soft_limit)
@@ -227,17 +229,13 @@ class Recorder:
     def _report(self, error: Exception) -> None:
         reason = f"{type(error).__name__}: {error}" if not isinstance(error, sqlite3.Error) else str(error)
         self._failing = reason
-        if self._faults is None:
-            log.error("cannot write events to %s: %s", self._where, reason)
-            return
         self._faults.report(COMPONENT, f"cannot write events to {self._where}: {reason}; {self.backlog} event(s) "
                                        "kept in memory and written when it works again (full disk? df -h)")
 
     def _recovered(self) -> None:
         if self._failing is not None:
             self._failing = None
-            if self._faults is not None:
-                self._faults.clear(COMPONENT)
+            self._faults.clear(COMPONENT)
         with self._cond:
             dropped, self._dropped = self._dropped, Counter()
         if dropped and self._emit is not None:
@@ -267,3 +265,7 @@ class Recorder:
             self._dropped.update(dropped)
             log.error("%d events waiting for %s: dropped %s from memory; access, alarm and fault events are kept",
                       len(kept), self._where, ", ".join(f"{count} {kind}" for kind, count in sorted(dropped.items())))
+
+
+def _nowhere(_kind: str, _device: str | None, _details: dict[str, Any]) -> None:
+    """Where a recorder without an emit sends its fault events (benches): only the log line remains."""
