@@ -160,11 +160,93 @@ def recovery_figures(directory: Path, trials: int = 5) -> None:
         subprocess.run(["umount", "-l", str(disk)])
 
 
+def daemon_recovery_figure(directory: Path, full_seconds: float = 20.0) -> None:
+    """The whole node: ``edge-agent run`` and mosquitto, a signed open on a full tmpfs, then space freed."""
+    if os.geteuid() != 0:
+        print("daemon on a full disk: skipped (needs root to mount a tmpfs)")
+        return
+    import json
+    import sqlite3
+    from collections import Counter
+
+    from agent.control import call
+    from tests.agent_configs import node_config
+    from tests.mqtt_broker import Collector, Mosquitto
+    from tests.test_uplink_daemon import ROOT as TOPIC_ROOT
+    from tests.test_uplink_daemon import Daemon, cli, mqtt_section, results, statuses
+
+    disk = directory / "node-disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], check=True)
+    state = disk / "state"
+    try:
+        cli("keygen", "--ed25519", "--out", str(directory / "platform"))
+        with Mosquitto(directory / "broker") as broker:
+            config = directory / "agent.yaml"
+            config.write_text(node_config(state) + mqtt_section(
+                broker.port, command_public_key=str(directory / "platform.pub")))
+            platform = Collector(broker.port, [f"{TOPIC_ROOT}/#"])
+            daemon = Daemon(config, directory / "daemon.log")
+            try:
+                until(lambda: statuses(platform)[-1:] == [b"online"])
+                filler = disk / "filler"
+                fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+                try:
+                    while True:
+                        os.write(fd, bytes(4096))
+                except OSError:
+                    os.close(fd)
+                signed = cli("cmd", "sign", "--key", str(directory / "platform.key"), "--config", str(config),
+                             "--id", "bench-open", "open", "--arg", "gate=main").stdout.strip()
+                sent = time.perf_counter()
+                platform.publish(f"{TOPIC_ROOT}/cmd/open", signed)
+                until(lambda: results(platform, "bench-open"))
+                answered = time.perf_counter() - sent
+                time.sleep(full_seconds)
+                freed = time.perf_counter()
+                filler.unlink()
+                db = f"file:{state / 'events.db'}?mode=ro"
+
+                def granted_rows() -> int:
+                    with sqlite3.connect(db, uri=True) as conn:
+                        return int(conn.execute("SELECT count(*) FROM events WHERE type='gate.granted'").fetchone()[0])
+
+                until(lambda: granted_rows() == 1)
+                in_sqlite = time.perf_counter() - freed
+                until(lambda: platform.on(f"{TOPIC_ROOT}/events/gate.granted"))
+                at_broker = time.perf_counter() - freed
+                until(lambda: call(state, {"cmd": "status"})["faults"] == {})
+                cleared = time.perf_counter() - freed
+                daemon.stop()
+                output = daemon.output()
+                publishes = Counter(json.loads(payload)["id"] for topic, payload, _ in platform.snapshot()
+                                    if "/events/" in topic)
+                print(f"daemon, disk full {full_seconds:.0f} s: signed open answered in {answered * 1000:.0f} ms "
+                      f"({'opened' if results(platform, 'bench-open')[0]['ok'] else 'REFUSED'}); after space was "
+                      f"freed: gate.granted in SQLite {in_sqlite * 1000:.0f} ms, at the broker "
+                      f"{at_broker * 1000:.0f} ms, faults cleared {cleared * 1000:.0f} ms; tracebacks "
+                      f"{output.count('Traceback')}, most publishes of one event {max(publishes.values())}")
+            finally:
+                daemon.kill()
+                platform.close()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])
+
+
+def until(condition: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(0.005)
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-durability-") as tmp:
         window_figures(Path(tmp))
         memory_figure()
         recovery_figures(Path(tmp))
+        daemon_recovery_figure(Path(tmp))
 
 
 if __name__ == "__main__":
