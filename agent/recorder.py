@@ -65,7 +65,7 @@ class Recorder:
         self._soft, self._hard = soft_limit, max(hard_limit, soft_limit)
         self._cond = threading.Condition()
         self._queue: deque[tuple[int, Event]] = deque()  # (ticket, event), oldest first
-        self._writing = 0  # events taken by the thread for the transaction under way
+        self._batch: list[tuple[int, Event]] = []  # taken by the thread for the transaction under way
         self._last_ticket = 0  # ticket of the newest event put
         self._written = 0  # every ticket up to this one is committed (or was dropped, counted)
         self._failed_through = 0  # the last failed attempt left every ticket up to this one unwritten
@@ -128,7 +128,7 @@ class Recorder:
     def backlog(self) -> int:
         """Events not yet committed (queued, or in the transaction under way)."""
         with self._cond:
-            return len(self._queue) + self._writing
+            return len(self._queue) + len(self._batch)
 
     @property
     def failing(self) -> str | None:
@@ -157,7 +157,7 @@ class Recorder:
             self._thread.join(timeout)
         with self._cond:
             self._abandoned = True
-            left = list(self._queue)
+            left = self._batch + list(self._queue)  # a batch still in hand means its write hung
         if left:
             by_type = Counter(event.type for _, event in left)
             log.error("%d event(s) could not be written to %s before exit (%s): %s", len(left), self._where,
@@ -176,13 +176,14 @@ class Recorder:
                 if not self._queue or self._abandoned:
                     return
                 batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
-                self._writing = len(batch)
+                self._batch = batch
                 self._busy_since = time.monotonic()
             error = self._write_batch([event for _, event in batch])
             with self._cond:
-                self._busy_since, self._writing = None, 0
+                self._busy_since, self._batch = None, []
                 if error is None:
-                    self._written = batch[-1][0]
+                    # All written; an empty queue also settles tickets dropped from memory after the batch.
+                    self._written = batch[-1][0] if self._queue else self._last_ticket
                 else:
                     self._queue.extendleft(reversed(batch))
                     self._failed_through = self._last_ticket  # everything queued waits behind this batch

@@ -112,6 +112,8 @@ class Uplink:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._replay.persist_unsaved() is not None:  # a restart forgets them: docs/durability.md
+            log.error("%d accepted command id(s) could not be saved before exit", self._replay.unsaved)
         self._replay.close()
 
     def publish_state(self, key: str, value: dict[str, Any]) -> None:
