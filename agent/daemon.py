@@ -43,8 +43,8 @@ TICK_SECONDS = 0.5
 PURGE_EVERY_SECONDS = 3600.0
 STATE_EVERY_SECONDS = 1.0
 ACK_TIMEOUT_SECONDS = 2.0  # longest a reply waits for its events' commit (docs/durability.md)
-NOT_RECORDED = ("its event is NOT on disk yet: the disk refuses writes ({reason}); it is kept in memory "
-                "and written when the disk has room (see `edge-agent status`)")
+NOT_RECORDED = ("its event is NOT on disk yet ({reason}); it is kept in memory and written as soon as the disk "
+                "takes it (see `edge-agent status`)")
 
 
 class Agent:
@@ -315,7 +315,8 @@ class Agent:
         if recorded is not None:
             reply["recorded"] = recorded
             if not recorded:
-                note = NOT_RECORDED.format(reason=self.recorder.failing or "too slow")
+                reason = self.recorder.failing or f"the write took over {ACK_TIMEOUT_SECONDS:.0f} s"
+                note = NOT_RECORDED.format(reason=reason)
                 reply["message"] = f"{reply.get('message', '')} ({note})".strip()
         return reply
 

@@ -5,6 +5,8 @@
   refused (from memory), the in-flight event is published once (not in a resend loop), the log has
   fault lines and no tracebacks; after space is freed the queued events land in SQLite and reach the
   broker, the command id is saved, and the faults clear by themselves;
+* the technician's fire-alarm reset through the control socket on a full disk: the exits are locked
+  again and the reply says ``recorded: false``; ``alarm.reset`` lands when space is freed;
 * the replay cache on a full disk: replays refused from memory, the ids saved when it is back;
 * the recorder: events kept in memory in order and written when the disk is back, by itself; past
   its bound door contacts go first, and every drop is counted in ``storage.events_dropped``.
@@ -23,12 +25,15 @@ from pathlib import Path
 
 import pytest
 
+from agent.config_loader import parse_config
 from agent.control import call
+from agent.daemon import Agent
 from agent.event_store import EventStore
 from agent.events import Event
 from agent.node_faults import NodeFaults
 from agent.recorder import Recorder
 from agent.signing import ReplayCache
+from drivers.pins import make_pin_factory
 from tests.agent_configs import node_config
 from tests.mqtt_broker import Collector, Mosquitto
 from tests.test_uplink_daemon import ROOT, Daemon, cli, gate_states, mqtt_section, results, statuses
@@ -156,6 +161,37 @@ def test_full_disk_keeps_opening_refuses_replays_and_recovers_by_itself(tmp_path
         finally:
             daemon.kill()
             platform.close()
+
+
+# --- the control socket ---------------------------------------------------------------------------
+
+def test_a_reset_on_a_full_disk_acts_and_says_its_event_is_not_recorded_yet(small_disk: Path) -> None:
+    pins = make_pin_factory("mock")
+    pins.pin(27).drive_low()  # door shut
+    agent = Agent(parse_config(node_config(small_disk / "state", confirm_ms=0)), pin_factory=pins)
+    agent.start()
+    try:
+        pins.pin(24).drive_low()  # smoke: exits released and latched
+        wait_until(lambda: agent.fire.latched and pins.pin(17).state == 1, timeout=10)
+        pins.pin(24).drive_high()
+        wait_until(lambda: not agent.hardware.smoke_detectors["lobby"].input_active, timeout=10)
+        assert agent.recorder.flush()
+        filler = fill(small_disk)
+        reply = call(small_disk / "state", {"cmd": "alarm_reset", "source": "test"})
+        assert reply["ok"] is True and reply["recorded"] is False, reply
+        assert "NOT on disk yet" in reply["message"] and "full" in reply["message"]
+        assert not agent.fire.latched and pins.pin(17).state == 0  # the reset acted all the same
+        filler.unlink()
+        wait_until(lambda: agent.store.query(types=["alarm.reset"]), timeout=30)
+        # Once the disk is back, a reply comes after the commit again.
+        pins.pin(24).drive_low()
+        wait_until(lambda: agent.fire.latched, timeout=10)
+        pins.pin(24).drive_high()
+        wait_until(lambda: not agent.hardware.smoke_detectors["lobby"].input_active, timeout=10)
+        assert call(small_disk / "state", {"cmd": "alarm_reset", "source": "test"})["recorded"] is True
+        assert len(agent.store.query(types=["alarm.reset"])) == 2
+    finally:
+        agent.shutdown()
 
 
 # --- the replay cache ------------------------------------------------------------------------------
