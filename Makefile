@@ -61,6 +61,7 @@ bench: setup debian-packages
 	$(TASKSET) $(PY) bench/bench_plate_motion.py
 	$(TASKSET) $(PY) bench/bench_plate_size.py
 	$(TASKSET) $(PY) bench/bench_local_province.py
+	$(TASKSET) $(PY) bench/bench_durability.py
 	$(TASKSET) $(PY) bench/bench_uplink.py
 	bench/systemd_exposure.sh
 

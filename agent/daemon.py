@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +44,9 @@ TICK_SECONDS = 0.5
 PURGE_EVERY_SECONDS = 3600.0
 STATE_EVERY_SECONDS = 1.0
 UPLINK_RETRY_SECONDS = 60.0
+ACK_TIMEOUT_SECONDS = 2.0  # longest a reply waits for its events' commit (docs/durability.md)
+NOT_RECORDED = ("its event is NOT on disk yet ({reason}); it is kept in memory and written as soon as the disk "
+                "takes it (see `edge-agent status`)")
 
 
 class Agent:
@@ -68,8 +72,8 @@ class Agent:
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
         self.listeners: list[Callable[[Event], None]] = []
-        self.recorder = Recorder(self._record)
         self.faults = NodeFaults(self.emit)
+        self.recorder = Recorder(self._record, faults=self.faults, emit=self.emit, where=str(self.store.path))
         self.whitelist = WhitelistWatch(config, config_path, self.faults)  # reports through faults
         self._last_state: dict[str, dict[str, Any]] = {}
         self._state_listeners: list[Callable[[str, dict[str, Any]], None]] = []
@@ -84,17 +88,16 @@ class Agent:
         self.recorder.put(event)
         return event
 
-    def _record(self, event: Event) -> None:
-        try:
-            self.store.append(event)
-        except Exception:
-            log.exception("could not store event %s %s", event.type, event.id)
-            raise
-        for listener in list(self.listeners):
-            try:
-                listener(event)
-            except Exception:
-                log.exception("event listener failed")
+    def _record(self, events: list[Event]) -> None:
+        """The recorder's write: one transaction; an error leaves the events with the recorder, which
+        keeps them and reports the fault (so no traceback here: a full disk would make one a second)."""
+        self.store.append_many(events)
+        for event in events:
+            for listener in list(self.listeners):
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("event listener failed")
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -142,7 +145,8 @@ class Agent:
                                          "events wait in the outbox")
             return
         try:
-            uplink = Uplink(self.config.mqtt, self.config.node, self.store, self, self.emit, faults=self.faults)
+            uplink = Uplink(self.config.mqtt, self.config.node, self.store, self, self.emit, faults=self.faults,
+                            recorder=self.recorder)
         except Exception as exc:
             self.faults.report("uplink", f"the uplink could not start, events wait on the node: "
                                          f"{type(exc).__name__}: {exc}")
@@ -359,6 +363,22 @@ class Agent:
         return detectors
 
     def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One control-socket request. A reply that acknowledges an event comes after its commit, with
+        ``recorded: true``; if the disk cannot take it yet, ``recorded: false`` and a message saying so."""
+        if request.get("cmd") == "status":
+            return self._control(request)
+        mark = self.recorder.mark()
+        reply = self._control(request)
+        recorded = self.recorder.written_since(mark, ACK_TIMEOUT_SECONDS)
+        if recorded is not None:
+            reply["recorded"] = recorded
+            if not recorded:
+                reason = self.recorder.failing or f"the write took over {ACK_TIMEOUT_SECONDS:.0f} s"
+                note = NOT_RECORDED.format(reason=reason)
+                reply["message"] = f"{reply.get('message', '')} ({note})".strip()
+        return reply
+
+    def _control(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request.get("cmd")
         if command == "status":
             uplink = None
@@ -382,6 +402,9 @@ class Agent:
                                              str(request.get("source", "cli")))
             except (TypeError, ValueError) as exc:
                 return {"ok": False, "message": str(exc)}
+            except sqlite3.Error as exc:  # parking.db refuses the write (a full disk): the count is unchanged
+                return {"ok": False, "message": f"could not save the count ({exc}); it is unchanged: free space "
+                                                f"in {self.config.storage.state_dir} and try again"}
             return {"ok": True, "message": f"{request.get('name')}: {state['occupied']} of {state['capacity']} "
                                            f"spaces taken, {state['spaces_left']} left"}
         return {"ok": False, "message": f"unknown command {command!r}"}

@@ -81,6 +81,19 @@ class EventStore:
             listener(stored)
         return stored
 
+    def append_many(self, events: list[Event]) -> list[StoredEvent]:
+        """Append ``events`` in one transaction (one fsync for a burst): all of them, or none on an error."""
+        with self._lock:  # held to the COMMIT: no other thread reads rows that may yet be rolled back
+            self.db.execute("BEGIN")
+            try:
+                stored = [self.append(event) for event in events]
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.conn.in_transaction:  # SQLite has already rolled back after some errors (SQLITE_FULL)
+                    self.db.execute("ROLLBACK")
+                raise
+        return stored
+
     def query(
         self, *, types: list[str] | None = None, since: datetime | None = None, after_seq: int = 0,
         limit: int | None = None, newest_first: bool = False,
@@ -125,7 +138,8 @@ class EventStore:
                 )
                 self.db.execute("COMMIT")
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if self.db.conn.in_transaction:  # after SQLITE_FULL SQLite has rolled back already
+                    self.db.execute("ROLLBACK")
                 raise
 
     def requeue_delivered_since(self, since: datetime) -> int:

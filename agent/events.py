@@ -50,6 +50,8 @@ EVENT_TYPES: dict[str, str] = {
     "uplink.backlog_full": "the outbox passed its limit; low-value events are being dropped (counted)",
     "uplink.backlog_cleared": "the outbox is below its limit again",
     "uplink.events_dropped": "how many low-value events were dropped to bound the outbox",
+    "storage.events_dropped": "events dropped from memory while the disk refused writes (count, by_type); "
+                              "door contacts first, access/alarm/fault events only past the hard limit",
     "uplink.command_refused": "a platform command was refused (bad signature, too old, replayed, malformed)",
     "node.fault": "something the agent runs on failed (component storage, whitelist, uplink, config...): gates and "
                   "fire release keep working; the reason says what to do",

@@ -151,19 +151,83 @@ class ReplayCache:
         self._lock = threading.Lock()
 
     def remember(self, command_id: str, issued_at: float, now: float | None = None) -> bool:
-        """Record ``command_id``; False if it was already there (a replay)."""
+        """Record ``command_id``; False if it was already there (a replay).
+
+        Never fails on storage: if the file refuses the write (a full disk, an I/O error), the id is
+        kept in memory (checked like the file) and written by :meth:`persist_unsaved` once it can be.
+        A restart in that time forgets the unsaved ids: docs/durability.md.
+        """
         now = time.time() if now is None else now
         with self._lock:
-            self._conn.execute("DELETE FROM seen_commands WHERE issued_at < ?", [now - self._keep])
+            memory = self._memory()
+            for seen in [seen for seen, issued in memory.items() if issued < now - self._keep]:
+                del memory[seen]
+            if command_id in memory:
+                return False
+            saved = True
             try:
-                self._conn.execute("INSERT INTO seen_commands (id, issued_at) VALUES (?, ?)", [command_id, issued_at])
+                if self._conn.execute("SELECT 1 FROM seen_commands WHERE id = ?", [command_id]).fetchone():
+                    return False
+                self._write_ids({command_id: issued_at}, now)
             except sqlite3.IntegrityError:
                 return False
+            except sqlite3.Error as exc:  # the file cannot say or take it: memory decides, and keeps it
+                saved, self.unsaved_error = False, str(exc)
+            memory[command_id] = issued_at  # accepted: refused from now on, whatever happens to the file
+            if not saved:
+                self._unsaved()[command_id] = issued_at
             return True
+
+    def persist_unsaved(self, now: float | None = None) -> str | None:
+        """Write the ids kept in memory while the file refused writes; the error if it still does."""
+        now = time.time() if now is None else now
+        with self._lock:
+            unsaved = self._unsaved()
+            if not unsaved:
+                return None
+            try:
+                self._write_ids({key: issued for key, issued in unsaved.items() if issued >= now - self._keep}, now)
+            except sqlite3.Error as exc:
+                self.unsaved_error = str(exc)
+                return self.unsaved_error
+            unsaved.clear()
+            self.unsaved_error = None
+            return None
+
+    @property
+    def unsaved(self) -> int:
+        """Accepted command ids not yet on disk."""
+        return len(self._unsaved())
+
+    def _write_ids(self, ids: dict[str, float], now: float) -> None:
+        """Forget expired ids and add ``ids``, in one transaction (caller holds the lock)."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute("DELETE FROM seen_commands WHERE issued_at < ?", [now - self._keep])
+            if len(ids) == 1:  # a fresh command: a duplicate is a replay (IntegrityError)
+                self._conn.execute("INSERT INTO seen_commands (id, issued_at) VALUES (?, ?)", next(iter(ids.items())))
+            else:
+                self._conn.executemany("INSERT OR IGNORE INTO seen_commands (id, issued_at) VALUES (?, ?)",
+                                       list(ids.items()))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+
+    # Memory beside the file, kept out of __init__ (which opens and heals the file): ids accepted by this
+    # process within the window, and the subset the file has not taken yet.
+    def _memory(self) -> dict[str, float]:
+        return self.__dict__.setdefault("_accepted_ids", {})
+
+    def _unsaved(self) -> dict[str, float]:
+        return self.__dict__.setdefault("_unsaved_ids", {})
+
+    unsaved_error: str | None = None  # why the file refused the last write; None once it took them all
 
     def __len__(self) -> int:
         with self._lock:
-            return int(self._conn.execute("SELECT count(*) FROM seen_commands").fetchone()[0])
+            return int(self._conn.execute("SELECT count(*) FROM seen_commands").fetchone()[0]) + len(self._unsaved())
 
     def close(self) -> None:
         with self._lock:

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import random
+import sqlite3
 import ssl
 import threading
 import time
@@ -33,6 +34,7 @@ from agent.config_mqtt import MqttConfig
 from agent.event_store import EventStore
 from agent.events import check_details
 from agent.node_faults import NodeFaults
+from agent.recorder import Recorder
 from agent.signing import ReplayCache
 from agent.uplink_commands import CommandHandler, CommandTarget
 from agent.uplink_discovery import discovery_messages
@@ -48,6 +50,8 @@ CONNACK_TIMEOUT = 10.0
 STABLE_SECONDS = 10.0  # a connection that lasted this long resets the backoff
 BACKLOG_CHECK_SECONDS = 10.0
 REFUSAL_EVENTS_PER_MINUTE = 10  # audit events for refused signed commands; a flood must not fill the outbox
+STORAGE_CHECK_SECONDS = 1.0  # how often delivery marks and command ids the disk refused are retried
+OUTBOX_FAULT, REPLAY_FAULT = "storage/outbox", "storage/replay"  # NodeFaults components
 
 
 def full_jitter_delay(attempt: int, initial: float, maximum: float, rng: Callable[[], float] = random.random) -> float:
@@ -62,7 +66,7 @@ def check_no_personal_data(value: dict[str, Any]) -> None:
 
 class Uplink:
     def __init__(self, config: MqttConfig, node: NodeConfig, store: EventStore, target: CommandTarget,
-                 emit: Emit, faults: NodeFaults | None = None) -> None:
+                 emit: Emit, *, faults: NodeFaults | None = None, recorder: Recorder | None = None) -> None:
         self.config = config
         self.root = config.root(node)
         self.client_id = config.effective_client_id(node)
@@ -88,8 +92,10 @@ class Uplink:
         self._commands = CommandHandler(
             target, node=f"{node.site}/{node.building}/{node.node_id}", public_key=public_key,
             replay=self._replay, max_age=config.command_max_age, clock_skew=config.command_clock_skew,
-            allow_unsigned=frozenset(config.allow_unsigned), on_refused=self._command_refused,
+            allow_unsigned=frozenset(config.allow_unsigned), on_refused=self._command_refused, recorder=recorder,
         )
+        self._faults = faults or NodeFaults(emit)
+        self._outbox_write_error: str | None = None  # the outbox check SQLite refused; None once it works
         self._lock = threading.Lock()
         self._states: dict[str, dict[str, Any]] = {}
         self._dirty: set[str] = set()
@@ -116,6 +122,8 @@ class Uplink:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._replay.persist_unsaved() is not None:  # a restart forgets them: docs/durability.md
+            log.error("%d accepted command id(s) could not be saved before exit", self._replay.unsaved)
         self._replay.close()
 
     def publish_state(self, key: str, value: dict[str, Any]) -> None:
@@ -147,6 +155,7 @@ class Uplink:
         failures = 0
         next_check = 0.0
         while not self._stop.is_set():
+            self._check_storage()
             try:
                 stable = self._one_connection()
             except Exception as exc:  # a paho or SQLite surprise must not end the uplink thread for good
@@ -161,6 +170,7 @@ class Uplink:
                 if time.monotonic() >= next_check:  # the outbox fills fastest while we are offline
                     next_check = time.monotonic() + BACKLOG_CHECK_SECONDS
                     self._check_backlog()
+                self._check_storage()
                 self._stop.wait(min(1.0, max(0.0, deadline - time.monotonic())))
 
     def _one_connection(self) -> bool:
@@ -175,7 +185,7 @@ class Uplink:
             log.warning("MQTT %s", self.last_error)
             return False
         started = time.monotonic()
-        next_telemetry = next_check = 0.0
+        next_telemetry = next_check = next_storage_check = 0.0
         try:
             while not self._stop.is_set():
                 rc = client.loop(timeout=LOOP_SECONDS)
@@ -194,6 +204,9 @@ class Uplink:
                     next_check = now + BACKLOG_CHECK_SECONDS
                     self._check_backlog()
                 self._publisher.flush()
+                if now >= next_storage_check:
+                    next_storage_check = now + STORAGE_CHECK_SECONDS
+                    self._check_storage()
                 self._publish_dirty_states(client)
                 self._publisher.pump(client)
                 if now >= next_telemetry:
@@ -209,9 +222,7 @@ class Uplink:
             self._connected = False
             window = self.config.outbox.resend_window
             if was_connected and not self._stop.is_set() and window > 0:
-                requeued = self._store.requeue_delivered_since(datetime.now(UTC) - timedelta(seconds=window))
-                if requeued:
-                    log.info("connection lost: sending the last %d acknowledged events again", requeued)
+                self._resend_recent(window)
             with contextlib.suppress(Exception):  # the socket may already be gone
                 client.disconnect()
         return lasted >= STABLE_SECONDS
@@ -298,6 +309,8 @@ class Uplink:
             return
         result = self._commands.handle(name, bytes(message.payload))
         client.publish(f"{self.root}/cmd/result", json.dumps(result, separators=(",", ":")), qos=1)
+        if self._replay.unsaved:
+            self._check_storage()  # the fault is said with the command that met it, not a second later
 
     def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, reason: Any, _props: Any) -> None:
         if not self._publisher.acknowledged(mid, failed=bool(reason.is_failure)):
@@ -330,9 +343,43 @@ class Uplink:
     def _check_backlog(self) -> None:
         try:
             self._backlog.check()
-        except Exception as exc:  # a locked or full disk must not stop the uplink thread
+            self._outbox_write_error = None
+        except (sqlite3.Error, OSError) as exc:  # a locked or full disk: a fault, not a traceback every 10 s
+            self.last_error = f"outbox check: {exc}"
+            self._outbox_write_error = f"cannot bound the outbox in {self._store.path}: {exc}"
+            self._check_storage()
+        except Exception as exc:  # nothing may stop the uplink thread
             log.exception("outbox check failed")
             self.last_error = f"outbox check: {exc}"
+
+    def _resend_recent(self, window: float) -> None:
+        """After an unexpected disconnect, events acknowledged in the last ``window`` seconds go out again."""
+        requeued = self._publisher.resend_acknowledged_since(time.time() - window)
+        try:
+            requeued += self._store.requeue_delivered_since(datetime.now(UTC) - timedelta(seconds=window))
+        except (sqlite3.Error, OSError) as exc:  # a full disk: those marked already stay marked
+            log.warning("cannot requeue the events acknowledged in the last %.0f s: %s", window, exc)
+        if requeued:
+            log.info("connection lost: sending the last %d acknowledged events again", requeued)
+
+    def _check_storage(self) -> None:
+        """Retry what the disk refused (delivery marks, command ids) and report or clear the faults."""
+        self._publisher.flush()
+        if self._publisher.mark_error is not None:
+            self._faults.report(OUTBOX_FAULT, f"cannot mark {self._publisher.unmarked} delivered event(s) in "
+                                              f"{self._store.path}: {self._publisher.mark_error}; kept in memory, "
+                                              "not sent again (full disk? df -h)")
+        elif self._outbox_write_error is not None:
+            self._faults.report(OUTBOX_FAULT, self._outbox_write_error)
+        elif self._publisher.unmarked == 0 and self._faults.failing(OUTBOX_FAULT):
+            self._faults.clear(OUTBOX_FAULT)
+        error = self._replay.persist_unsaved()
+        if error is not None:
+            self._faults.report(REPLAY_FAULT, f"cannot save {self._replay.unsaved} command id(s) beside "
+                                              f"{self._store.path}: {error}; replays are refused from memory "
+                                              "until it works (full disk? df -h)")
+        elif self._faults.failing(REPLAY_FAULT):
+            self._faults.clear(REPLAY_FAULT)
 
     def _command_refused(self, name: str, command_id: str | None, reason: str) -> None:
         now = time.monotonic()

@@ -3,6 +3,11 @@
 Every payload, however broken, gets exactly one result and never an exception: the handler is the
 node's attack surface towards the broker.  Results never echo the payload (it could hold anything),
 only a short reason.
+
+A result acknowledges what the command did, so the events it emitted (``gate.granted``...) are
+committed to SQLite before the result is sent: ``"recorded": true``.  If the disk refuses them (a
+full disk), the command still acts and the result says ``"recorded": false`` with a ``warning``
+(docs/durability.md).  A command that emitted nothing has no ``recorded`` key.
 """
 
 from __future__ import annotations
@@ -30,6 +35,16 @@ _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _NAME_RE = re.compile(r"^[a-z_]{1,32}$")
 
 
+ACK_TIMEOUT_SECONDS = 2.0  # longest a result waits for its events' commit
+
+
+class EventLog(Protocol):
+    """The recorder, as far as a result needs it (:class:`agent.recorder.Recorder`)."""
+
+    def mark(self) -> int: ...
+    def written_since(self, mark: int, timeout: float = ...) -> bool | None: ...
+
+
 class CommandTarget(Protocol):
     """What commands act on; implemented by the daemon.  Methods must return quickly."""
 
@@ -48,7 +63,7 @@ class CommandHandler:
     def __init__(
         self, target: CommandTarget, *, node: str, public_key: Ed25519PublicKey | None, replay: ReplayCache,
         max_age: float, clock_skew: float, allow_unsigned: frozenset[str], on_refused: Refusal | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, recorder: EventLog | None = None,
     ) -> None:
         self._target = target
         self._node = node
@@ -59,6 +74,7 @@ class CommandHandler:
         self._allow_unsigned = allow_unsigned
         self._on_refused = on_refused
         self._clock = clock
+        self._recorder = recorder
         self.handled = 0
 
     def handle(self, name: str, payload: bytes) -> dict[str, Any]:
@@ -72,8 +88,8 @@ class CommandHandler:
             command_id = raw_id if isinstance(raw_id, str) and _ID_RE.match(raw_id) else None
             if safe_name is None or safe_name not in ALL_COMMANDS:
                 raise CommandRejected("unknown command")
-            reply = self._check_and_run(safe_name, body, command_id)
-            return self._result(safe_name, command_id, True, None, reply)
+            reply, recorded = self._check_and_run(safe_name, body, command_id)
+            return self._result(safe_name, command_id, True, None, reply, recorded)
         except CommandRejected as exc:
             reason = str(exc)
         except ValueError as exc:  # the target refused (unknown gate, still in alarm, bad bundle)
@@ -99,7 +115,8 @@ class CommandHandler:
             raise CommandRejected("malformed: not a JSON object")
         return body
 
-    def _check_and_run(self, name: str, body: dict[str, Any], command_id: str | None) -> dict[str, Any] | None:
+    def _check_and_run(self, name: str, body: dict[str, Any],
+                       command_id: str | None) -> tuple[dict[str, Any] | None, bool | None]:
         args = body.get("args", {})
         if not isinstance(args, dict):
             raise CommandRejected("malformed: args must be an object")
@@ -108,7 +125,11 @@ class CommandHandler:
         signed = "sig" in body
         if name in SIGNED_COMMANDS or signed or name not in self._allow_unsigned:
             self._verify(name, body, command_id)
-        return self._run(name, args, command_id)
+        if self._recorder is None:
+            return self._run(name, args, command_id), None
+        mark = self._recorder.mark()
+        reply = self._run(name, args, command_id)
+        return reply, self._recorder.written_since(mark, ACK_TIMEOUT_SECONDS)
 
     def _verify(self, name: str, body: dict[str, Any], command_id: str | None) -> None:
         if self._key is None:
@@ -158,11 +179,16 @@ class CommandHandler:
         return None
 
     def _result(self, name: str | None, command_id: str | None, ok: bool, reason: str | None,
-                reply: dict[str, Any] | None) -> dict[str, Any]:
+                reply: dict[str, Any] | None, recorded: bool | None = None) -> dict[str, Any]:
         result: dict[str, Any] = {"id": command_id, "name": name, "ok": ok, "reason": reason,
                                   "ts": rfc3339(datetime.now(UTC))}
         if reply:
             result["reply"] = reply
+        if recorded is not None:
+            result["recorded"] = recorded
+            if not recorded:
+                result["warning"] = ("done, but its event is not on the node's disk yet (disk full?): kept in "
+                                     "memory and sent when the disk takes it")
         return result
 
 

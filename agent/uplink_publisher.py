@@ -12,6 +12,10 @@ only* (door.opened / door.closed by default) down to the limit, and records
 ``uplink.events_dropped`` with how many of each type.  Access, alarm and fault events are never
 dropped; if they alone exceed the limit the outbox grows past it and the state stays loud.
 A dropped row stays in the local log with ``delivered_at = "dropped:<time>"``.
+
+A full disk must not turn into a resend loop: an event the broker acknowledged stays acknowledged in
+memory until SQLite takes its ``delivered_at`` (tried again every :data:`MARK_RETRY_SECONDS`), and is
+not published again meanwhile, on this connection or the next (docs/durability.md).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,6 +39,7 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[str, str | None, dict[str, Any]], None]
 PREFETCH = 500  # rows read from SQLite per query; the in-flight window is refilled from this buffer
+MARK_RETRY_SECONDS = 1.0  # while SQLite refuses the delivery marks (a full disk)
 
 
 def event_payload(stored: StoredEvent) -> bytes:
@@ -52,8 +58,12 @@ class OutboxPublisher:
         self._in_flight: dict[int, int] = {}  # MQTT message id -> event seq
         self._buffer: deque[StoredEvent] = deque()
         self._after_seq = 0  # highest seq read into the buffer on this connection
-        self._acked: list[int] = []
+        # Acknowledged by the broker, not yet marked in SQLite: seq -> time.time() of the PUBACK.  Kept
+        # across reconnects, so a mark the disk refused never makes an event go out again.
+        self._acked: dict[int, float] = {}
+        self._mark_retry_at = 0.0
         self._maybe_more = True  # set by the store listener, so an idle uplink does not poll SQLite
+        self.mark_error: str | None = None  # why SQLite refused the last delivery marks; None when it took them
         self.published = 0
         self.delivered = 0
 
@@ -86,8 +96,10 @@ class OutboxPublisher:
                     break
                 if len(batch) == PREFETCH:
                     self._maybe_more = True
-                self._buffer.extend(batch)
+                self._buffer.extend(stored for stored in batch if stored.seq not in self._acked)
                 self._after_seq = batch[-1].seq
+                if not self._buffer:
+                    continue
             stored = self._buffer[0]
             info = client.publish(f"{self._root}/events/{stored.event.type}", event_payload(stored), qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
@@ -106,17 +118,41 @@ class OutboxPublisher:
         if failed:
             log.warning("broker refused event seq %d; reconnecting to resend from the oldest pending", seq)
             return False
-        self._acked.append(seq)
+        self._acked[seq] = time.time()
         return True
 
     def flush(self) -> int:
-        """Mark acknowledged events delivered, one transaction per batch (one fsync, not one per event)."""
-        if not self._acked:
+        """Mark acknowledged events delivered, one transaction per batch (one fsync, not one per event).
+
+        If SQLite refuses (a full disk), the marks wait in memory and are tried again a second later;
+        ``mark_error`` says why.  Never raises for that: a resend loop would be worse than the wait.
+        """
+        if not self._acked or time.monotonic() < self._mark_retry_at:
             return 0
-        seqs, self._acked = self._acked, []
-        self._store.mark_delivered(seqs)
+        seqs = list(self._acked)
+        try:
+            self._store.mark_delivered(seqs)
+        except (sqlite3.Error, OSError) as exc:
+            self.mark_error = str(exc)
+            self._mark_retry_at = time.monotonic() + MARK_RETRY_SECONDS
+            return 0
+        for seq in seqs:
+            del self._acked[seq]
+        self.mark_error = None
         self.delivered += len(seqs)
         return len(seqs)
+
+    @property
+    def unmarked(self) -> int:
+        """Events the broker acknowledged whose delivery SQLite has not recorded yet."""
+        return len(self._acked)
+
+    def resend_acknowledged_since(self, since: float) -> int:
+        """Unmarked events acknowledged since ``since`` (time.time()) go out again (the resend window)."""
+        again = [seq for seq, at in self._acked.items() if at >= since]
+        for seq in again:
+            del self._acked[seq]
+        return len(again)
 
 
 class BacklogGuard:
