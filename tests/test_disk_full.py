@@ -33,6 +33,7 @@ from agent.events import Event
 from agent.node_faults import NodeFaults
 from agent.recorder import Recorder
 from agent.signing import ReplayCache
+from agent.whitelist_store import write_new_key
 from drivers.pins import make_pin_factory
 from tests.agent_configs import node_config
 from tests.mqtt_broker import Collector, Mosquitto
@@ -94,6 +95,7 @@ def event_publishes(platform: Collector, kind: str) -> list[dict[str, object]]:
 def test_full_disk_keeps_opening_refuses_replays_and_recovers_by_itself(tmp_path: Path, small_disk: Path) -> None:
     state = small_disk / "state"
     db = state / "events.db"
+    write_new_key(small_disk / "whitelist.key")  # the whitelist works: the disk is the only fault
     assert cli("keygen", "--ed25519", "--out", str(tmp_path / "platform")).returncode == 0
     with Mosquitto(tmp_path / "broker") as broker:
         config = tmp_path / "agent.yaml"
