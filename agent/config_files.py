@@ -33,7 +33,12 @@ FileKind = Literal["whitelist_key", "whitelist", "audit_log", "ed25519_public_ke
 
 
 class FileCheckError(ValueError):
-    """A named file that cannot be used; the message names the file and says what to do."""
+    """A named file that cannot be used; the message names the file and says what to do.
+    ``missing``: the file does not exist (some callers explain that in words of their own)."""
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 def _kind_of(mode: int) -> str:
@@ -59,7 +64,7 @@ def _open_regular(path: Path, what: str, secret: bool, max_bytes: int | None) ->
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise FileCheckError(f"{what} {path} does not exist") from None
+        raise FileCheckError(f"{what} {path} does not exist", missing=True) from None
     except PermissionError:
         raise FileCheckError(f"{what} {path}: permission denied (the agent runs as the edge-agent user; "
                              f"check the file's owner and mode, and its folder's)") from None

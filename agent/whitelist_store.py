@@ -37,7 +37,7 @@ import logging
 import os
 import stat
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,59 +79,19 @@ class WhitelistMissing(WhitelistError):
 
 # --- reading files that may not be what they claim -----------------------------------------------
 
-_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
-                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                (stat.S_ISSOCK, "a socket"))
-
-
-def _require_regular(info: os.stat_result, path: Path, what: str) -> None:
-    if stat.S_ISREG(info.st_mode):
-        return
-    kind = next((name for test, name in _NOT_REGULAR if test(info.st_mode)), "not a regular file")
-    raise WhitelistError(f"{what} {path} is {kind}, not a regular file; move it away, or point the config at "
-                         "the right file")
-
-
-def read_regular_file(path: Path, what: str, max_bytes: int,
-                      check: Callable[[os.stat_result], None] | None = None) -> bytes:
-    """The bytes of ``path`` if it is a regular file (a symlink to one is fine) of at most ``max_bytes``.
-
-    Stat before opening: opening a FIFO for reading blocks until a writer comes, and a directory or a
-    device gives errors nobody expects. The open is O_NONBLOCK anyway, and the open file is checked
-    again, so a FIFO swapped in between the two cannot hang us. ``check`` sees the open file's stat
-    before anything is read (the key's mode). FileNotFoundError is the caller's to explain.
-    """
-    def refuse(exc: OSError) -> WhitelistError:
-        if isinstance(exc, PermissionError):
-            return WhitelistError(f"{what} {path}: permission denied (run as root or as the service user)")
-        return WhitelistError(f"{what} {path} cannot be read: {exc.strerror or exc}")
+def read_regular_file(path: Path, what: str, max_bytes: int, *, secret: bool = False) -> bytes:
+    """The bytes of ``path`` under the rule every file the agent reads follows (regular file, opened
+    without blocking, size and, when ``secret``, mode checked: :func:`agent.config_files.read_regular_file`),
+    as a :class:`WhitelistError`. FileNotFoundError is the caller's to explain."""
+    from agent.config_files import FileCheckError
+    from agent.config_files import read_regular_file as read_checked
 
     try:
-        _require_regular(path.stat(), path, what)
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:  # ELOOP (a symlink loop), EACCES, EIO, ...
-        raise refuse(exc) from None
-    try:
-        info = os.fstat(fd)
-        _require_regular(info, path, what)
-        if info.st_size > max_bytes:
-            raise WhitelistError(f"{what} {path} is {info.st_size} bytes, more than any {what} can be "
-                                 f"({max_bytes}); check the path")
-        if check is not None:
-            check(info)
-        chunks, size = [], 0
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > max_bytes:
-                raise WhitelistError(f"{what} {path} grew beyond {max_bytes} bytes while being read")
-        return b"".join(chunks)
-    except OSError as exc:
-        raise refuse(exc) from None
-    finally:
-        os.close(fd)
+        return read_checked(path, what, secret=secret, max_bytes=max_bytes)
+    except FileCheckError as exc:
+        if exc.missing:
+            raise FileNotFoundError(2, str(exc), str(path)) from None
+        raise WhitelistError(str(exc)) from None
 
 
 # --- keys -----------------------------------------------------------------------------------------
@@ -173,18 +133,8 @@ def read_key_file(path: Path) -> bytes:
     directory or device is a wrong path) or that group or other may read (except systemd's credentials
     directory, which only the service's user can open whatever the mode bits show)."""
     path = resolve_key_path(path)
-    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-    in_credentials = credentials is not None and path.parent == Path(credentials)
-
-    def private(info: os.stat_result) -> None:
-        if info.st_mode & 0o077 and not in_credentials:
-            raise WhitelistError(
-                f"key file {path} is readable by group or other (mode {info.st_mode & 0o777:04o}); "
-                f"run `chmod 600 {path}` — anyone who can read it can read the whitelist"
-            )
-
     try:
-        data = read_regular_file(path, "key file", MAX_KEY_BYTES, check=private)
+        data = read_regular_file(path, "key file", MAX_KEY_BYTES, secret=True)
     except FileNotFoundError:
         raise WhitelistError(
             f"key file {path} does not exist; make one with `edge-agent whitelist keygen --out {path}`"

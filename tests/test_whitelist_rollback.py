@@ -469,7 +469,7 @@ def test_a_fifo_key_path_fails_quickly_instead_of_hanging(node: Node) -> None:
         result = node.run("whitelist", "list", ok=False)  # 120 s timeout: a hang fails the test
     except subprocess.TimeoutExpired:
         pytest.fail("whitelist list hung on a FIFO key path")
-    assert result.returncode == 1 and "named pipe (FIFO), not a regular file" in result.stderr
+    assert result.returncode == 1 and "FIFO (named pipe), not a regular file" in result.stderr
 
 
 def test_a_fifo_as_the_bundle_public_key_is_refused_quickly(node: Node) -> None:
@@ -479,7 +479,7 @@ def test_a_fifo_as_the_bundle_public_key_is_refused_quickly(node: Node) -> None:
     bundle = node.root / "bundle.json"
     bundle.write_text("{}")
     result = node.run("whitelist", "apply", str(bundle), ok=False)  # 120 s timeout: a hang fails the test
-    assert "bundle public key" in result.stderr and "named pipe (FIFO)" in result.stderr
+    assert "bundle public key" in result.stderr and "FIFO (named pipe)" in result.stderr
 
 
 @pytest.mark.parametrize("name", ["whitelist.bin", "whitelist.bin.generation", "whitelist-audit.log"])
@@ -490,7 +490,7 @@ def test_a_fifo_in_place_of_any_whitelist_file_never_hangs_the_cli(node: Node, n
     os.mkfifo(path, 0o600)
     result = node.run("whitelist", "list", ok=None)  # 120 s timeout: a hang fails the test
     if name == "whitelist.bin":
-        assert result.returncode == 1 and "named pipe (FIFO), not a regular file" in result.stderr
+        assert result.returncode == 1 and "FIFO (named pipe), not a regular file" in result.stderr
     else:  # the other witness still knows generation 1; the whitelist is used
         assert result.returncode == 0 and result.stdout.startswith("1 people"), result.stderr
         removed = node.run("whitelist", "remove", "R-1", ok=None)  # saved; recording around the FIFO fails loudly
@@ -510,7 +510,7 @@ def test_key_paths_that_are_not_files_are_refused_clearly(node: Node, kind: str)
         expected = "Too many levels of symbolic links"
     else:
         path = Path("/dev/zero")
-        expected = "is a character device, not a regular file"
+        expected = "is a device, not a regular file"
     node.write_config(key=path)
     result = node.run("whitelist", "list", ok=False)
     assert result.returncode == 1 and expected in result.stderr and "Traceback" not in result.stderr
