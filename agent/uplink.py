@@ -72,7 +72,7 @@ class Uplink:
         store.add_listener(lambda _stored: self._publisher.notify())
         self._backlog = BacklogGuard(store, config.outbox, emit, lambda value: self.publish_state("uplink", value))
         self._replay = ReplayCache(store.path.parent / "seen_commands.sqlite",
-                                   config.command_max_age + config.command_clock_skew)
+                                   config.command_max_age + config.command_clock_skew, store.reports)
         public_key = load_public_key(config.command_public_key) if config.command_public_key else None
         self._commands = CommandHandler(
             target, node=f"{node.site}/{node.building}/{node.node_id}", public_key=public_key,
