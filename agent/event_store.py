@@ -291,17 +291,19 @@ class EventStore:
             return
         newest = self._max_seq()
         recorded = self._high_water.read()
-        if recorded is not None and recorded > newest:
-            self._seq_floor = recorded
-            missing = recorded - newest
-            if healed is None:
-                rows = int(self.db.execute("SELECT count(*) FROM events").fetchone()[0])
-                healed = Healed(self.path, f"it ends at seq {newest} but the node had recorded up to seq "
-                                           f"{recorded} (its -wal file deleted, the file emptied, or an older copy "
-                                           "put back)", rows, missing)
-            else:
-                healed = Healed(healed.file, healed.reason, healed.recovered, healed.skipped + missing,
-                                healed.damaged_copy, healed.seconds, healed.skipped)
+        missing = max(0, recorded - newest) if recorded is not None else 0
+        if missing:
+            self._seq_floor = recorded or 0
+        if healed is not None and (missing or healed.lost is None):
+            # Rows lost between readable ones, plus the end the file no longer has (None: not known).
+            lost = healed.skipped + missing if recorded is not None else healed.lost
+            healed = Healed(healed.file, healed.reason, healed.recovered, lost, healed.damaged_copy,
+                            healed.seconds, healed.skipped)
+        elif healed is None and missing:
+            rows = int(self.db.execute("SELECT count(*) FROM events").fetchone()[0])
+            healed = Healed(self.path, f"it ends at seq {newest} but the node had recorded up to seq {recorded} "
+                                       "(its -wal file deleted, the file emptied, or an older copy put back)",
+                            rows, missing)
         if healed is not None:
             self.reports.healed(healed)
         self._high_water.write(max(newest, recorded or 0), force=True)

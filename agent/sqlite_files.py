@@ -246,6 +246,7 @@ def why(exc: BaseException) -> str:
 
 
 def _damage_error(text: str) -> sqlite3.DatabaseError:
+    text = " ".join(text.split())[:150]  # quick_check's report spans lines; one log line, one event detail
     error = sqlite3.DatabaseError(f"database disk image is malformed: {text}")
     error.sqlite_errorcode = SQLITE_CORRUPT  # type: ignore[attr-defined]
     return error

@@ -160,12 +160,19 @@ def readable_rows(reader: sqlite3.Connection, select: str, skipped: Skipped) -> 
     probe = f"{select} WHERE rowid >= ? ORDER BY rowid LIMIT 1"
     after, failed_after = 0, None  # SQLite gives rowids from 1 up; the agent never writes others
     while True:
+        garbled = False
         try:
             for row in reader.execute(scan, [after]):
                 if not isinstance(row[0], int) or row[0] <= after:
-                    continue  # a garbled cell read out of order: never let the scan go back
+                    garbled = True  # a cell of a half-overwritten page, read out of order: never go back
+                    continue
+                if garbled and after > 0:  # the rows that page held in between are the ones lost
+                    skipped.rowids += row[0] - after - 1
+                garbled = False
                 after = row[0]
                 yield row
+            if garbled:
+                skipped.ranges.append((after + 1, None))
             return
         except sqlite3.DatabaseError:
             # No progress since the last failure: the rowid after it is unreadable whatever a probe said.
