@@ -132,6 +132,47 @@ def test_a_damaged_page_met_while_running_heals_and_never_stalls_the_outbox(tmp_
     store.close()
 
 
+def test_the_uplink_delivers_around_a_page_damaged_while_it_runs(tmp_path: Path) -> None:
+    """The real Uplink over a store whose file is damaged under it: the readable rows and new events arrive."""
+    from agent.config import NodeConfig
+    from agent.config_mqtt import MqttConfig
+    from agent.uplink import Uplink
+    from tests.mqtt_broker import RecordingTarget
+
+    db = tmp_path / "events.db"
+    store = EventStore(db)
+    ids = [store.append(Event(node="n1", type="door.opened", details={"i": i})).event.id for i in range(5000)]
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    damage_two_middle_pages(db)
+    other = sqlite3.connect(db, isolation_level=None)  # its commit makes the store read the pages again
+    other.execute("UPDATE events SET delivered_at = NULL WHERE seq = 5000")
+    other.close()
+    node = NodeConfig(site="s1", building="b7", node_id="n1")
+    with Mosquitto(tmp_path / "broker") as broker:
+        platform = Collector(broker.port, ["community/s1/b7/n1/events/#"])
+        config = MqttConfig(host="127.0.0.1", port=broker.port, backoff={"initial": 0.2, "max": 1.0})
+        uplink = Uplink(config, node, store, RecordingTarget(),
+                        lambda kind, device, details: store.append(Event(node="n1", type=kind, device=device,
+                                                                         details=details)))
+        uplink.start()  # before: the first outbox read raised, and every reconnect raised again
+        try:
+            def delivered() -> set[str]:
+                return {json.loads(payload)["id"] for _, payload, _ in platform.snapshot()}
+
+            wait_until(lambda: store.pending_count() == 0, timeout=60)
+            assert store.reports.healed_files[0].damaged_copy is not None
+            readable = set(stored_ids(store)) & set(ids)
+            assert 4800 < len(readable) < 5000
+            wait_until(lambda: readable <= delivered(), timeout=60)
+            new = store.append(Event(node="n1", type="door.closed")).event.id
+            wait_until(lambda: new in delivered(), timeout=30)
+            assert uplink.health()["connected"]
+        finally:
+            uplink.stop()
+            platform.close()
+    store.close()
+
+
 def test_a_garbled_row_is_set_aside_and_the_outbox_goes_past_it(tmp_path: Path) -> None:
     db = tmp_path / "events.db"
     write_events(db, 10)
