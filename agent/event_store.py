@@ -287,7 +287,8 @@ class EventStore:
 
     def _check_high_water(self, healed: Healed | None) -> None:
         """Report a heal, and any events the file lacks against the high-water mark; then move the mark up."""
-        if self.in_memory:
+        if self.in_memory:  # nothing to compare; still, no seq the platform has seen is used again
+            self._seq_floor = self._high_water.read() or 0
             return
         newest = self._max_seq()
         recorded = self._high_water.read()

@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from agent.config_parking import CarParkConfig
@@ -186,6 +187,33 @@ def test_a_garbled_row_is_set_aside_and_the_outbox_goes_past_it(tmp_path: Path) 
     assert [p.seq for p in pending] == [1, 2, 3, 4, 6, 7, 8, 9, 10]
     delivered_at = store.db.execute("SELECT delivered_at FROM events WHERE seq = 5").fetchone()[0]
     assert delivered_at.startswith(UNREADABLE)
+    store.close()
+
+
+def test_a_reader_following_the_log_follows_the_healed_file(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    store = EventStore(db)
+    for index in range(3000):
+        store.append(Event(node="n1", type="door.opened", details={"i": index}))
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    reader = EventStore(db, readonly=True)  # edge-agent events --follow
+    stop = threading.Event()
+    follow = reader.follow(store.last_seq(), poll=0.05, stop=stop)
+    damage_two_middle_pages(db)
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("UPDATE events SET delivered_at = NULL WHERE seq = 3000")
+    other.close()
+    assert store.pending(limit=5000) and store.reports.healed_files  # healed: a new file under the same name
+
+    new = store.append(Event(node="n1", type="door.closed"))
+
+    deadline = threading.Timer(30, stop.set)  # a reader left on the moved-aside file would wait for ever
+    deadline.start()
+    followed = next(follow, None)
+    deadline.cancel()
+    assert followed is not None and followed.event.id == new.event.id
+    follow.close()
+    reader.close()
     store.close()
 
 
