@@ -31,9 +31,11 @@ from agent.sqlite_files import (
     heal,
     in_memory_database,
     is_damage,
+    move_aside,
     open_database,
     why,
 )
+from agent.sqlite_salvage import remove_database
 
 log = logging.getLogger("edge_agent.events")
 
@@ -90,12 +92,14 @@ class EventStore:
         opened = open_database(self.path, EVENTS_SCHEMA, self.reports, report=False, dense_rowids=True)
         self.db = sqlite_utils.Database(opened.conn)
         self.in_memory = opened.in_memory
+        self._inode = _inode(self.path)
         self._check_high_water(opened.healed)
 
     def close(self) -> None:
         with self._lock:
             if not self.readonly and not self.in_memory:
                 with contextlib.suppress(sqlite3.Error, OSError):  # a damaged or full disk: said already
+                    self._write_back_if_moved()
                     self._high_water.write(self._max_seq(), force=True)
             self.db.conn.close()
 
@@ -121,8 +125,8 @@ class EventStore:
 
             stored = StoredEvent(self._run(insert), event, None)
             self._seq_floor = 0
-            if not self.in_memory:
-                self._high_water.write(stored.seq)
+            if not self.in_memory and self._high_water.write(stored.seq):
+                self._write_back_if_moved()  # checked as often as the mark is written
         for listener in list(self._listeners):
             listener(stored)
         return stored
@@ -283,6 +287,7 @@ class EventStore:
                                           f"({why(error)})")
                 self.in_memory, healed = True, None
         self.db = sqlite_utils.Database(conn)
+        self._inode = _inode(self.path)
         self._check_high_water(healed)
 
     def _check_high_water(self, healed: Healed | None) -> None:
@@ -308,6 +313,35 @@ class EventStore:
         if healed is not None:
             self.reports.healed(healed)
         self._high_water.write(max(newest, recorded or 0), force=True)
+
+    def _write_back_if_moved(self) -> None:
+        """events.db deleted or replaced under the running agent (``rm``, ``mv``, a backup put back).
+
+        The open connection still has the whole log, and an append-only log is never rightly rolled
+        back: it is written back under its name, whatever was put there kept aside, and said.
+        """
+        if _inode(self.path) == self._inode:
+            return
+        scratch = self.path.with_name(self.path.name + ".restoring")
+        remove_database(scratch)
+        try:
+            self.db.execute("VACUUM INTO ?", [str(scratch)])
+        except sqlite3.Error as exc:
+            log.error("%s was deleted or replaced while the agent ran and cannot be written back (%s)",
+                      self.path, why(exc))
+            self._inode = _inode(self.path)  # said once
+            return
+        self.db.conn.close()
+        for ours in (Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            ours.unlink(missing_ok=True)  # SQLite keeps them when its file was renamed: no other file may meet them
+        found = move_aside(self.path, "replaced") if self.path.exists() else None
+        os.replace(scratch, self.path)
+        self.db = sqlite_utils.Database(connect(self.path, EVENTS_SCHEMA, check=False))
+        self._inode = _inode(self.path)
+        rows = int(self.db.execute("SELECT count(*) FROM events").fetchone()[0])
+        kept = f"; the file found there kept as {found.name}" if found else ""
+        self.reports.healed(Healed(self.path, f"deleted or replaced while the agent ran: the running log was "
+                                              f"written back{kept}", rows, 0))
 
     def _max_seq(self) -> int:
         return int(self.db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
@@ -349,10 +383,11 @@ class HighWater:
             return None
         return int(text)
 
-    def write(self, seq: int, *, force: bool = False) -> None:
+    def write(self, seq: int, *, force: bool = False) -> bool:
+        """True when it was time to write (whether or not the disk took it)."""
         now = time.monotonic()
         if not force and (seq <= self._written or now - self._at < HIGH_WATER_EVERY_SECONDS):
-            return
+            return False
         self._at = now
         scratch = self.path.with_name(self.path.name + ".tmp")
         try:
@@ -364,6 +399,7 @@ class HighWater:
             self._written = seq
         except OSError as exc:
             log.warning("%s cannot be written (%s)", self.path, exc)
+        return True
 
 
 def _open_read_only(path: Path) -> sqlite3.Connection:

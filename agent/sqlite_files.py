@@ -216,13 +216,13 @@ def heal(path: Path, schema: Sequence[str], reason: str, *, dense_rowids: bool =
     return Healed(path, reason, rows, lost, damaged, time.monotonic() - started, skipped if dense_rowids else 0)
 
 
-def move_aside(path: Path) -> Path:
-    """Rename ``path`` (and its -wal, -shm) to ``path.damaged-<UTC time>``; returns the new name."""
+def move_aside(path: Path, label: str = "damaged") -> Path:
+    """Rename ``path`` (and its -wal, -shm) to ``path.<label>-<UTC time>``; returns the new name."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    damaged = path.with_name(f"{path.name}.damaged-{stamp}")
+    damaged = path.with_name(f"{path.name}.{label}-{stamp}")
     counter = 1
     while damaged.exists():
-        damaged = path.with_name(f"{path.name}.damaged-{stamp}-{counter}")
+        damaged = path.with_name(f"{path.name}.{label}-{stamp}-{counter}")
         counter += 1
     for suffix in ("", "-wal", "-shm"):  # the WAL may hold committed rows the salvage must read
         source = Path(f"{path}{suffix}")

@@ -281,6 +281,38 @@ def test_the_wal_of_a_killed_writer_deleted_is_reported_with_the_count_lost(tmp_
     store.close()
 
 
+def test_events_db_deleted_under_the_running_agent_is_written_back(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    store = EventStore(db)
+    ids = [store.append(Event(node="n1", type="door.opened", details={"i": i})).event.id for i in range(100)]
+    db.unlink()  # a technician's rm: the agent's connection goes on writing into a file no one can open
+    ids += [store.append(Event(node="n1", type="door.opened", details={"i": i})).event.id for i in range(10)]
+    store.close()  # before: gone for good at the restart
+
+    assert [s.event.id for s in EventStore(db, readonly=True).query()] == ids
+    [healed] = store.reports.healed_files
+    assert "deleted or replaced" in healed.reason and healed.recovered == 110 and healed.lost == 0
+
+
+def test_an_older_copy_put_back_under_the_running_agent_does_not_roll_the_log_back(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    store = EventStore(db)
+    ids = [store.append(Event(node="n1", type="door.opened", details={"i": i})).event.id for i in range(50)]
+    backup = tmp_path / "backup.db"
+    source = sqlite3.connect(db)
+    with sqlite3.connect(backup) as target:
+        source.backup(target)
+    source.close()
+    ids += [store.append(Event(node="n1", type="door.opened", details={"i": i})).event.id for i in range(50)]
+    os.replace(backup, db)  # the backup of 50 events put back while the agent runs
+    ids.append(store.append(Event(node="n1", type="door.closed")).event.id)
+    store.close()
+
+    assert [s.event.id for s in EventStore(db, readonly=True).query()] == ids
+    [kept] = [p for p in tmp_path.glob("events.db.replaced-*") if not p.name.endswith(("-wal", "-shm"))]
+    assert sqlite3.connect(kept).execute("SELECT count(*) FROM events").fetchone()[0] == 50
+
+
 # --- parking.db and the replay cache -------------------------------------------------------------
 
 def test_a_scribbled_parking_db_keeps_its_counts_and_a_garbage_one_starts_empty(tmp_path: Path) -> None:
