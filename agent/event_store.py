@@ -126,7 +126,10 @@ class EventStore:
             stored = StoredEvent(self._run(insert), event, None)
             self._seq_floor = 0
             if not self.in_memory and self._high_water.write(stored.seq):
-                self._write_back_if_moved()  # checked as often as the mark is written
+                try:  # checked as often as the mark is written; never fails the append, which is committed
+                    self._write_back_if_moved()
+                except (OSError, sqlite3.Error):
+                    log.exception("%s: checking the file is still in place failed", self.path)
         for listener in list(self._listeners):
             listener(stored)
         return stored
@@ -332,11 +335,18 @@ class EventStore:
             self._inode = _inode(self.path)  # said once
             return
         self.db.conn.close()
-        for ours in (Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
-            ours.unlink(missing_ok=True)  # SQLite keeps them when its file was renamed: no other file may meet them
-        found = move_aside(self.path, "replaced") if self.path.exists() else None
-        os.replace(scratch, self.path)
-        self.db = sqlite_utils.Database(connect(self.path, EVENTS_SCHEMA, check=False))
+        try:
+            for ours in (Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+                ours.unlink(missing_ok=True)  # SQLite keeps them when its file was renamed: no other file may meet them
+            found = move_aside(self.path, "replaced") if self.path.exists() else None
+            os.replace(scratch, self.path)
+            self.db = sqlite_utils.Database(connect(self.path, EVENTS_SCHEMA, check=False))
+        except (OSError, sqlite3.Error) as exc:
+            self.db = sqlite_utils.Database(in_memory_database(
+                self.path, EVENTS_SCHEMA, self.reports, f"{self.path.name} was deleted or replaced while the agent "
+                f"ran and cannot be written back ({why(exc)})"))
+            self.in_memory = True
+            return
         self._inode = _inode(self.path)
         rows = int(self.db.execute("SELECT count(*) FROM events").fetchone()[0])
         kept = f"; the file found there kept as {found.name}" if found else ""

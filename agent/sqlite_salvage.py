@@ -81,6 +81,7 @@ def _read_only(path: Path) -> sqlite3.Connection | None:
         # As `.recover` does: a file shorter than its header says is read as far as it goes instead of
         # being refused whole (SQLite's btree.c, lockBtree), and a damaged schema row does not hide the others.
         conn.execute("PRAGMA writable_schema=ON")  # harmless on a read-only connection
+        conn.execute("PRAGMA trusted_schema=OFF")  # a crafted file's views and triggers run no functions
         conn.execute("SELECT name, sql FROM sqlite_schema").fetchall()
         return conn
     except sqlite3.DatabaseError:
