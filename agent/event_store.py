@@ -31,6 +31,7 @@ from agent.sqlite_files import (
     heal,
     in_memory_database,
     is_damage,
+    lenient_text,
     move_aside,
     open_database,
     why,
@@ -54,6 +55,7 @@ EVENTS_SCHEMA = (
 HIGH_WATER_EVERY_SECONDS = 2.0  # the mark may lag the log by this much: a loss within it goes unseen
 MAX_HEALS = 3  # within HEAL_WINDOW_SECONDS; more means a failing card: keep events in memory, say so
 HEAL_WINDOW_SECONDS = 3600.0
+SALVAGE_SLACK = 1_000_000  # seqs a crashed process may have used past its last mark, with room to spare
 UNREADABLE = "dropped:unreadable:"  # delivered_at of a salvaged row that cannot be decoded
 
 
@@ -84,12 +86,14 @@ class EventStore:
         self._high_water = HighWater(Path(f"{self.path}.seq"))
         self._heals: list[float] = []  # monotonic times of heals while running
         self._seq_floor = 0  # after a loss: new events continue above every seq the node had used
+        self._newest_seq = 0  # appended by this process
         if readonly:
             self.db = sqlite_utils.Database(_open_read_only(self.path))
             self._inode = _inode(self.path)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        opened = open_database(self.path, EVENTS_SCHEMA, self.reports, report=False, dense_rowids=True)
+        opened = open_database(self.path, EVENTS_SCHEMA, self.reports, report=False, dense_rowids=True,
+                               max_rowid=self._salvage_bound())
         self.db = sqlite_utils.Database(opened.conn)
         self.in_memory = opened.in_memory
         self._inode = _inode(self.path)
@@ -100,7 +104,7 @@ class EventStore:
             if not self.readonly and not self.in_memory:
                 with contextlib.suppress(sqlite3.Error, OSError):  # a damaged or full disk: said already
                     self._write_back_if_moved()
-                    self._high_water.write(self._max_seq(), force=True)
+                    self._mark(clean=True)
             self.db.conn.close()
 
     def add_listener(self, listener: Listener) -> None:
@@ -124,9 +128,11 @@ class EventStore:
                 return int(cursor.lastrowid or 0)
 
             stored = StoredEvent(self._run(insert), event, None)
+            self._newest_seq = stored.seq
             self._seq_floor = 0
-            if not self.in_memory and self._high_water.write(stored.seq):
+            if not self.in_memory and self._high_water.due(stored.seq):
                 try:  # checked as often as the mark is written; never fails the append, which is committed
+                    self._mark()
                     self._write_back_if_moved()
                 except (OSError, sqlite3.Error):
                     log.exception("%s: checking the file is still in place failed", self.path)
@@ -222,7 +228,11 @@ class EventStore:
         cutoff = rfc3339((now or datetime.now(UTC)) - timedelta(days=retention_days))
         sql = "DELETE FROM events WHERE ts < ? AND seq < (SELECT max(seq) FROM events)" + (
             " AND delivered_at IS NOT NULL" if keep_undelivered else "")
-        return self._run(lambda: int(self.db.execute(sql, [cutoff]).rowcount))
+        with self._lock:
+            removed = self._run(lambda: int(self.db.execute(sql, [cutoff]).rowcount))
+            if removed and not self.in_memory:
+                self._mark()  # the oldest seq moved up: not a loss
+        return removed
 
     def follow(self, after_seq: int, *, poll: float = 0.5, stop: threading.Event | None = None,
                **filters: Any) -> Iterator[StoredEvent]:
@@ -282,7 +292,8 @@ class EventStore:
         else:
             self._heals.append(now)
             try:
-                healed = heal(self.path, EVENTS_SCHEMA, why(exc), dense_rowids=True)
+                healed = heal(self.path, EVENTS_SCHEMA, why(exc), dense_rowids=True,
+                              max_rowid=self._salvage_bound())
                 conn = connect(self.path, EVENTS_SCHEMA, check=False)
             except (OSError, sqlite3.Error) as error:
                 conn = in_memory_database(self.path, EVENTS_SCHEMA, self.reports,
@@ -294,28 +305,52 @@ class EventStore:
         self._check_high_water(healed)
 
     def _check_high_water(self, healed: Healed | None) -> None:
-        """Report a heal, and any events the file lacks against the high-water mark; then move the mark up."""
+        """Report a heal, and any events the file lacks against the marks; then write the marks anew."""
+        marks = self._high_water.read()
         if self.in_memory:  # nothing to compare; still, no seq the platform has seen is used again
-            self._seq_floor = self._high_water.read() or 0
+            self._seq_floor = marks[0] if marks else 0
             return
-        newest = self._max_seq()
-        recorded = self._high_water.read()
-        missing = max(0, recorded - newest) if recorded is not None else 0
-        if missing:
-            self._seq_floor = recorded or 0
-        if healed is not None and (missing or healed.lost is None):
-            # Rows lost between readable ones, plus the end the file no longer has (None: not known).
-            lost = healed.skipped + missing if recorded is not None else healed.lost
+        newest, oldest = self._max_seq(), self._min_seq()
+        missing = 0
+        if marks is not None:
+            last, first, _ = marks
+            if newest:  # events lost before the oldest left and after the newest left
+                missing = max(0, oldest - first) if first else 0
+                missing += max(0, last - newest)
+            else:
+                missing = last - first + 1 if first else last
+            if last > newest:
+                self._seq_floor = last
+        if healed is not None and (marks is not None or healed.lost is None):
+            # Rows lost between readable ones, plus the ends the file no longer has (None: not known).
+            lost = healed.skipped + missing if marks is not None else healed.lost
             healed = Healed(healed.file, healed.reason, healed.recovered, lost, healed.damaged_copy,
                             healed.seconds, healed.skipped)
         elif healed is None and missing:
             rows = int(self.db.execute("SELECT count(*) FROM events").fetchone()[0])
-            healed = Healed(self.path, f"it ends at seq {newest} but the node had recorded up to seq {recorded} "
-                                       "(its -wal file deleted, the file emptied, or an older copy put back)",
-                            rows, missing)
+            last = marks[0] if marks else 0
+            healed = Healed(self.path, f"it holds seq {oldest} to {newest} but the node had recorded up to seq "
+                                       f"{last} (its -wal file deleted, the file emptied, or an older copy put "
+                                       "back)", rows, missing)
         if healed is not None:
             self.reports.healed(healed)
-        self._high_water.write(max(newest, recorded or 0), force=True)
+        self._mark(floor=marks[0] if marks else 0)
+
+    def _salvage_bound(self) -> int | None:
+        """No event of this log has a seq above this: a salvaged cell that says so is garbled, and must not
+        end the salvage (rows are read in seq order).  At open the mark may lag a crash by 2 s of events."""
+        marks = self._high_water.read()
+        if marks is None and not self._newest_seq:
+            return None
+        return max(self._newest_seq, (marks[0] + (0 if marks[2] else SALVAGE_SLACK)) if marks else 0)
+
+    def _mark(self, floor: int = 0, *, clean: bool = False) -> None:
+        """Write the marks: the newest seq used (never lower than ``floor``) and the oldest one held."""
+        last = max(self._max_seq(), floor, self._seq_floor)
+        self._high_water.write(last, self._min_seq() or last + 1, clean=clean)
+
+    def _min_seq(self) -> int:
+        return int(self.db.execute("SELECT coalesce(min(seq), 0) FROM events").fetchone()[0])
 
     def _write_back_if_moved(self) -> None:
         """events.db deleted or replaced under the running agent (``rm``, ``mv``, a backup put back).
@@ -369,52 +404,56 @@ class EventStore:
 
 
 class HighWater:
-    """The newest seq the node has recorded, in a small file beside the log (``events.db.seq``).
+    """The newest and oldest seq the log holds, in a small file beside it (``events.db.seq``).
 
-    Written at most every HIGH_WATER_EVERY_SECONDS while recording and at open and close, atomically
-    (write, fsync, rename).  Never fails an append: a full or read-only disk only makes it stale.
+    "LAST FIRST CLEAN": CLEAN is 1 when written at a clean close (LAST is then exact), else 0.
+
+    Written at most every HIGH_WATER_EVERY_SECONDS while recording, after a purge and at open and
+    close, atomically (write, fsync, rename).  Never fails an append: a full or read-only disk only
+    makes it stale.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._written = 0
+        self.written = 0  # the newest seq written to the file by this process
         self._at = 0.0
 
-    def read(self) -> int | None:
+    def read(self) -> tuple[int, int | None, bool] | None:
+        """(last, first, written at a clean close); first is None in a mark of the first format."""
         try:
-            text = self.path.read_text().strip()
+            parts = self.path.read_text().split()
         except FileNotFoundError:
             return None
         except OSError as exc:
             log.warning("%s cannot be read (%s): a loss of events cannot be told this time", self.path, exc)
             return None
-        if not text.isdigit():
-            log.warning("%s holds %r, not a seq: ignored (rewritten now)", self.path, text[:40])
+        if not 1 <= len(parts) <= 3 or not all(part.isdigit() for part in parts):
+            log.warning("%s holds %r, not seqs: ignored (rewritten now)", self.path, " ".join(parts)[:40])
             return None
-        return int(text)
+        return int(parts[0]), int(parts[1]) if len(parts) >= 2 else None, parts[2:] == ["1"]
 
-    def write(self, seq: int, *, force: bool = False) -> bool:
-        """True when it was time to write (whether or not the disk took it)."""
-        now = time.monotonic()
-        if not force and (seq <= self._written or now - self._at < HIGH_WATER_EVERY_SECONDS):
-            return False
-        self._at = now
+    def due(self, seq: int) -> bool:
+        return seq > self.written and time.monotonic() - self._at >= HIGH_WATER_EVERY_SECONDS
+
+    def write(self, last: int, first: int, *, clean: bool = False) -> None:
+        self._at = time.monotonic()
         scratch = self.path.with_name(self.path.name + ".tmp")
         try:
             with scratch.open("w") as handle:
-                handle.write(f"{seq}\n")
+                handle.write(f"{last} {first} {int(clean)}\n")
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(scratch, self.path)
-            self._written = seq
+            self.written = last
         except OSError as exc:
             log.warning("%s cannot be written (%s)", self.path, exc)
-        return True
 
 
 def _open_read_only(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False,
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False,
                            isolation_level=None, timeout=10)
+    conn.text_factory = lenient_text
+    return conn
 
 
 def _inode(path: Path) -> int | None:
@@ -436,6 +475,8 @@ def _decode(rows: list[dict[str, Any]]) -> tuple[list[StoredEvent], list[int]]:
 
 
 def _stored(row: dict[str, Any]) -> StoredEvent:
+    if any("\ufffd" in (row[key] or "") for key in ("id", "ts", "node", "type", "device")):
+        raise ValueError("invalid UTF-8")  # see lenient_text
     details = json.loads(row["details"])
     if not isinstance(details, dict):
         raise ValueError("details is not an object")

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.sqlite_salvage import remove_database, salvage
+from agent.sqlite_salvage import MAX_ROWID, remove_database, salvage
 
 if TYPE_CHECKING:
     from agent.node_faults import NodeFaults
@@ -147,7 +147,7 @@ class Opened:
 
 
 def open_database(path: Path, schema: Sequence[str], reports: StorageReports, *, report: bool = True,
-                  dense_rowids: bool = False) -> Opened:
+                  dense_rowids: bool = False, max_rowid: int | None = None) -> Opened:
     """Open ``path`` in WAL mode with ``synchronous=FULL``, checked; healed if damaged; in memory if hopeless.
 
     ``schema``: idempotent statements (``CREATE ... IF NOT EXISTS``) for what the file holds.
@@ -162,7 +162,7 @@ def open_database(path: Path, schema: Sequence[str], reports: StorageReports, *,
                           in_memory=True)
         reason = why(exc)
     try:
-        healed = heal(path, schema, reason, dense_rowids=dense_rowids)
+        healed = heal(path, schema, reason, dense_rowids=dense_rowids, max_rowid=max_rowid)
         conn = connect(path, schema, check=False)
     except (OSError, sqlite3.Error) as exc:
         return Opened(in_memory_database(path, schema, reports, f"{path.name} is damaged ({reason}) and could "
@@ -175,6 +175,7 @@ def open_database(path: Path, schema: Sequence[str], reports: StorageReports, *,
 def connect(path: Path, schema: Sequence[str], *, check: bool = True) -> sqlite3.Connection:
     """A connection in WAL mode; ``check``: ``PRAGMA quick_check`` first (raises a damage error if it fails)."""
     conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
+    conn.text_factory = lenient_text
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL on each commit: power-cut safe
@@ -192,7 +193,8 @@ def connect(path: Path, schema: Sequence[str], *, check: bool = True) -> sqlite3
     return conn
 
 
-def heal(path: Path, schema: Sequence[str], reason: str, *, dense_rowids: bool = False) -> Healed:
+def heal(path: Path, schema: Sequence[str], reason: str, *, dense_rowids: bool = False,
+         max_rowid: int | None = None) -> Healed:
     """Move the damaged ``path`` aside and build a fresh one from its readable rows (no connection open on it)."""
     started = time.monotonic()
     damaged = move_aside(path)
@@ -202,7 +204,7 @@ def heal(path: Path, schema: Sequence[str], reason: str, *, dense_rowids: bool =
     try:
         for statement in schema:
             fresh.execute(statement)
-        rows, skipped, complete = salvage(damaged, fresh)
+        rows, skipped, complete = salvage(damaged, fresh, max_rowid or MAX_ROWID)
         fresh.close()
         remove_database(path)  # a stray empty file another connection created since the move
         os.replace(scratch, path)
@@ -241,6 +243,13 @@ def prune_damaged_copies(path: Path) -> None:
 
 # --- helpers -------------------------------------------------------------------------------------
 
+def lenient_text(raw: bytes) -> str:
+    """TEXT as str even when a damaged page left invalid UTF-8 in it: Python's default raises for the
+    whole query ("Could not decode to UTF-8"), which would stop the outbox at that row for ever.  The
+    event store sets such rows aside (U+FFFD marks them)."""
+    return raw.decode("utf-8", "replace")
+
+
 def why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
@@ -256,6 +265,7 @@ def in_memory_database(path: Path, schema: Sequence[str], reports: StorageReport
                        reason: str) -> sqlite3.Connection:
     """The last resort for a file that can be neither used nor healed: the node keeps working, loudly."""
     conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+    conn.text_factory = lenient_text
     for statement in schema:
         conn.execute(statement)
     reports.unhealable(path, f"{reason}: kept in memory until the agent restarts (lost then); check the "

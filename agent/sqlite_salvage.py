@@ -27,12 +27,13 @@ SALVAGE_BATCH = 1000
 _PAGE_SIZES = (4096, 1024, 2048, 8192, 16384, 32768, 65536, 512)
 
 
-def salvage(source: Path, target: sqlite3.Connection) -> tuple[int, int, bool]:
+def salvage(source: Path, target: sqlite3.Connection, max_rowid: int = MAX_ROWID) -> tuple[int, int, bool]:
     """Copy every readable row of ``source``'s tables into the same tables of ``target``.
 
     Returns (rows copied, rowids skipped between readable rows, whether each table was read to its
     end).  For a table whose rowids are dense (the event log's seq) the second is the number of rows
     lost in the middle; past an unreadable end only the event store's high-water mark can count.
+    ``max_rowid``: no row can be above it (the event log's mark); a cell saying so is garbled.
     """
     tables = [str(row[0]) for row in target.execute(
         "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
@@ -40,7 +41,7 @@ def salvage(source: Path, target: sqlite3.Connection) -> tuple[int, int, bool]:
     if opened is None:
         return 0, 0, False
     reader, scratch = opened
-    copied, skipped = 0, Skipped()
+    copied, skipped = 0, Skipped(max_rowid=max_rowid)
     try:
         target.execute("BEGIN")
         for table in tables:
@@ -77,6 +78,7 @@ def _open_readable(source: Path) -> tuple[sqlite3.Connection, Path | None] | Non
 
 def _read_only(path: Path) -> sqlite3.Connection | None:
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    conn.text_factory = lambda raw: raw.decode("utf-8", "replace")  # a garbled row is kept, not its range lost
     try:
         # As `.recover` does: a file shorter than its header says is read as far as it goes instead of
         # being refused whole (SQLite's btree.c, lockBtree), and a damaged schema row does not hide the others.
@@ -115,31 +117,52 @@ def _write_header(path: Path, page_size: int) -> None:
 
 
 def _copy_table(reader: sqlite3.Connection, target: sqlite3.Connection, table: str, skipped: Skipped) -> int:
-    quoted = '"' + table.replace('"', '""') + '"'
-    try:
-        source_columns = {str(row[1]) for row in reader.execute(f"PRAGMA table_info({quoted})")}
-    except sqlite3.DatabaseError:
+    target_info = list(target.execute(f"PRAGMA table_info({_quote(table)})"))
+    target_columns = [str(row[1]) for row in target_info]
+    source = _source_table(reader, table, len(target_columns))
+    if source is None:
         skipped.ranges.append((1, None))
         return 0
-    target_info = list(target.execute(f"PRAGMA table_info({quoted})"))
-    columns = [str(row[1]) for row in target_info if row[1] in source_columns]
-    if not columns:
-        skipped.ranges.append((1, None))
-        return 0
+    source_table, source_columns = source
+    if len(source_columns) == len(target_columns):
+        pairs = list(zip(source_columns, target_columns, strict=True))  # by position: a flipped byte in a name
+    else:
+        pairs = [(name, name) for name in target_columns if name in source_columns]
     primary = [row for row in target_info if row[5]]
-    rowid_alias = len(primary) == 1 and str(primary[0][2]).upper() == "INTEGER"
-    names = ", ".join('"' + name.replace('"', '""') + '"' for name in columns)
-    insert_names = names if rowid_alias and primary[0][1] in columns else f"rowid, {names}"
-    marks = ", ".join("?" for _ in range(len(columns) + (insert_names != names)))
-    insert = f"INSERT OR IGNORE INTO {quoted} ({insert_names}) VALUES ({marks})"
+    rowid_alias = str(primary[0][1]) if len(primary) == 1 and str(primary[0][2]).upper() == "INTEGER" else None
+    with_rowid = rowid_alias not in [target_name for _, target_name in pairs]
+    insert_names = (["rowid"] if with_rowid else []) + [target_name for _, target_name in pairs]
+    insert = (f"INSERT OR IGNORE INTO {_quote(table)} ({', '.join(map(_quote, insert_names))}) "
+              f"VALUES ({', '.join('?' for _ in insert_names)})")
+    select = f"SELECT rowid, {', '.join(_quote(name) for name, _ in pairs)} FROM {_quote(source_table)}"
     copied = 0
     batch: list[tuple[Any, ...]] = []
-    for row in readable_rows(reader, f"SELECT rowid, {names} FROM {quoted}", skipped):
-        batch.append(row if insert_names != names else row[1:])
+    for row in readable_rows(reader, select, skipped):
+        batch.append(row if with_rowid else row[1:])
         if len(batch) >= SALVAGE_BATCH:
             copied += _insert(target, insert, batch)
     copied += _insert(target, insert, batch)
     return copied
+
+
+def _source_table(reader: sqlite3.Connection, table: str, column_count: int) -> tuple[str, list[str]] | None:
+    """``table`` in the damaged file with its columns; if a flipped byte renamed it, the one table of that width."""
+    try:
+        columns = [str(row[1]) for row in reader.execute(f"PRAGMA table_info({_quote(table)})")]
+        if columns:
+            return table, columns
+        names = [str(row[0]) for row in reader.execute(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        candidates = [(name, [str(row[1]) for row in reader.execute(f"PRAGMA table_info({_quote(name)})")])
+                      for name in names]
+    except sqlite3.DatabaseError:
+        return None
+    same_width = [candidate for candidate in candidates if len(candidate[1]) == column_count]
+    return same_width[0] if len(same_width) == 1 else None
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _insert(target: sqlite3.Connection, insert: str, batch: list[tuple[Any, ...]]) -> int:
@@ -152,6 +175,7 @@ def _insert(target: sqlite3.Connection, insert: str, batch: list[tuple[Any, ...]
 @dataclass
 class Skipped:
     rowids: int = 0  # rowids between readable rows that could not be read
+    max_rowid: int = MAX_ROWID  # a cell with a rowid above it is garbled (a flipped bit would end the scan)
     ranges: list[tuple[int, int | None]] = field(default_factory=list)  # [first, end); None: to the end
 
 
@@ -164,7 +188,7 @@ def readable_rows(reader: sqlite3.Connection, select: str, skipped: Skipped) -> 
         garbled = False
         try:
             for row in reader.execute(scan, [after]):
-                if not isinstance(row[0], int) or row[0] <= after:
+                if not isinstance(row[0], int) or not after < row[0] <= skipped.max_rowid:
                     garbled = True  # a cell of a half-overwritten page, read out of order: never go back
                     continue
                 if garbled and after > 0:  # the rows that page held in between are the ones lost
