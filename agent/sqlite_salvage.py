@@ -180,35 +180,46 @@ class Skipped:
 
 
 def readable_rows(reader: sqlite3.Connection, select: str, skipped: Skipped) -> Iterator[tuple[Any, ...]]:
-    """Rows of ``select`` (whose first column is the rowid) in rowid order, going round unreadable ranges."""
+    """Rows of ``select`` (whose first column is the rowid) in rowid order, going round unreadable ranges.
+
+    Cells of a half-overwritten page come back out of order or above ``skipped.max_rowid``: they are
+    left out, and the rowids between the readable rows around them counted as lost.  A row whose own
+    rowid was flipped upwards is told by the rows after it, which fall back between it and the row
+    before: the scan goes on from them rather than skip everything up to the flipped value.
+    """
     scan = f"{select} WHERE rowid > ? ORDER BY rowid"
     probe = f"{select} WHERE rowid >= ? ORDER BY rowid LIMIT 1"
-    after, failed_after = 0, None  # SQLite gives rowids from 1 up; the agent never writes others
+    after, last_start, counted_to = 0, -1, 0  # SQLite gives rowids from 1 up; the agent never writes others
     while True:
-        garbled = False
+        garbled, before = False, after  # ``before``: the row read before ``after`` in this pass
         try:
             for row in reader.execute(scan, [after]):
-                if not isinstance(row[0], int) or not after < row[0] <= skipped.max_rowid:
-                    garbled = True  # a cell of a half-overwritten page, read out of order: never go back
+                rowid = row[0]
+                if not isinstance(rowid, int) or not before < rowid <= skipped.max_rowid:
+                    garbled = True
+                    continue
+                if rowid <= after:  # between the two rows before: ``after`` was the flipped one
+                    after = rowid
+                    yield row
                     continue
                 if garbled and after > 0:  # the rows that page held in between are the ones lost
-                    skipped.rowids += row[0] - after - 1
-                garbled = False
-                after = row[0]
+                    skipped.rowids += rowid - after - 1
+                garbled, before, after = False, after, rowid
                 yield row
             if garbled:
                 skipped.ranges.append((after + 1, None))
             return
         except sqlite3.DatabaseError:
-            # No progress since the last failure: the rowid after it is unreadable whatever a probe said.
-            start = after + 1 if failed_after == after else after
-            failed_after = after
+            start = max(after, last_start + 1)  # every restart further on: the salvage always ends
+            last_start = start
             resume = _next_readable(reader, probe, start)
             if resume is None:
                 skipped.ranges.append((after + 1, None))
                 return
-            if after > 0:  # between two readable rows: before the first one nothing tells how many there were
-                skipped.rowids += resume - (after + 1)
+            lost_from = max(after + 1, counted_to)
+            if after > 0 and resume > lost_from:  # before the first readable row nothing tells how many
+                skipped.rowids += resume - lost_from
+            counted_to = max(counted_to, resume)
             skipped.ranges.append((after + 1, resume))
             after = resume - 1
 
