@@ -38,7 +38,7 @@ def build(path: Path, count: int) -> None:
           f'{{"index":{index},"person":"R-0203-1","method":"face","distance":0.41}}') for index in range(count)))
     conn.execute("COMMIT")
     conn.close()
-    Path(f"{path}.seq").write_text(f"{count}\n")
+    Path(f"{path}.seq").write_text(f"{count} 1 1\n")  # newest, oldest, closed cleanly: as the store writes it
 
 
 def two_middle_pages(path: Path) -> None:
