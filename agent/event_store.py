@@ -295,7 +295,8 @@ class EventStore:
                 healed = heal(self.path, EVENTS_SCHEMA, why(exc), dense_rowids=True,
                               max_rowid=self._salvage_bound())
                 conn = connect(self.path, EVENTS_SCHEMA, check=False)
-            except (OSError, sqlite3.Error) as error:
+            except Exception as error:  # whatever a hostile file does to the salvage, the node must not stop
+                log.exception("%s: salvage failed", self.path)
                 conn = in_memory_database(self.path, EVENTS_SCHEMA, self.reports,
                                           f"{self.path.name} is damaged ({why(exc)}) and could not be repaired "
                                           f"({why(error)})")
@@ -475,8 +476,8 @@ def _decode(rows: list[dict[str, Any]]) -> tuple[list[StoredEvent], list[int]]:
 
 
 def _stored(row: dict[str, Any]) -> StoredEvent:
-    if any("\ufffd" in (row[key] or "") for key in ("id", "ts", "node", "type", "device")):
-        raise ValueError("invalid UTF-8")  # see lenient_text
+    if any(mark in (row[key] or "") for key in ("id", "ts", "node", "type", "device") for mark in ("\ufffd", "\x00")):
+        raise ValueError("garbled text")  # invalid UTF-8 (see lenient_text) or a zeroed run of a damaged page
     details = json.loads(row["details"])
     if not isinstance(details, dict):
         raise ValueError("details is not an object")

@@ -164,7 +164,8 @@ def open_database(path: Path, schema: Sequence[str], reports: StorageReports, *,
     try:
         healed = heal(path, schema, reason, dense_rowids=dense_rowids, max_rowid=max_rowid)
         conn = connect(path, schema, check=False)
-    except (OSError, sqlite3.Error) as exc:
+    except Exception as exc:  # whatever a hostile file does to the salvage, the node must not exit
+        log.exception("%s: salvage failed", path)
         return Opened(in_memory_database(path, schema, reports, f"{path.name} is damaged ({reason}) and could "
                                                                 f"not be repaired ({why(exc)})"), in_memory=True)
     if report:
