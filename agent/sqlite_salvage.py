@@ -5,8 +5,10 @@ Method, measured: the sqlite3 shell's ``.recover`` cannot be used with Debian's 
 error (1)", because that build lacks the sqlite_dbpage table ``.recover`` needs (``sqlite3 x.db "select
 * from sqlite_dbpage"`` says "no such table").  So rows are read back through SQLite itself, in rowid
 order; a range that fails to read is skipped by galloping to the next readable rowid and bisecting
-back; a header SQLite refuses is rebuilt on a scratch copy first.  ``python bench/bench_salvage.py``
-prints the rows salvaged of rows written and the time for each kind of damage (docs/storage.md).
+back; a header SQLite refuses is rebuilt on a scratch copy first.  ``../shared/tools/at-pi-speed python
+bench/bench_salvage.py 100000`` prints the rows salvaged of rows written and the time to heal: two
+pages overwritten in the middle 99,972 of 100,000 (28 counted lost) in 1.7 s, truncated to 60%
+60,304 (39,696 counted lost) in 1.1 s, the header overwritten 100,000 in 1.8 s (docs/storage.md).
 """
 
 from __future__ import annotations
