@@ -213,6 +213,10 @@ def heal(path: Path, schema: Sequence[str], reason: str, *, dense_rowids: bool =
     except BaseException:
         fresh.close()
         remove_database(scratch)
+        if not path.exists():  # (a full disk): the damaged file goes back, to be healed at the next start
+            for suffix in ("", "-wal", "-shm"):
+                if Path(f"{damaged}{suffix}").exists():
+                    os.replace(f"{damaged}{suffix}", f"{path}{suffix}")
         raise
     prune_damaged_copies(path)
     lost = skipped if dense_rowids and complete else None

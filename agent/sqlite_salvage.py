@@ -64,9 +64,13 @@ def _open_readable(source: Path) -> tuple[sqlite3.Connection, Path | None] | Non
     if not source.exists() or source.stat().st_size < 512:
         return None
     scratch = source.with_name(source.name + ".header-rebuilt")
-    shutil.copyfile(source, scratch)
-    if Path(f"{source}-wal").exists():
-        shutil.copyfile(f"{source}-wal", f"{scratch}-wal")
+    try:
+        shutil.copyfile(source, scratch)
+        if Path(f"{source}-wal").exists():
+            shutil.copyfile(f"{source}-wal", f"{scratch}-wal")
+    except BaseException:  # no room for the copy (a full disk): the heal fails and is tried at the next start
+        remove_database(scratch)
+        raise
     for page_size in _candidate_page_sizes(scratch):
         _write_header(scratch, page_size)
         reader = _read_only(scratch)

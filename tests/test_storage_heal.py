@@ -488,3 +488,30 @@ def test_the_daemon_on_a_damaged_events_db_keeps_running_and_delivers_the_readab
             daemon.kill()
             platform.close()
     assert damaged_copies(db) and os.path.getsize(damaged_copies(db)[0]) > 0
+
+
+def test_a_heal_that_finds_no_room_puts_the_damaged_file_back_for_the_next_start(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    db = small / "events.db"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)], check=True)
+    try:
+        ids = write_events(db, 3000)  # about 0.8 MB once closed
+        stats = os.statvfs(small)
+        filler = small / "filler"
+        with filler.open("wb") as handle:  # leave 300 kB: less than the salvaged copy needs
+            handle.write(bytes(stats.f_bavail * stats.f_frsize - 300 * 1024))
+        scribble(db, 0, 100)
+
+        store = EventStore(db)  # cannot heal now: in memory, loudly, the damaged file back in its place
+
+        assert store.in_memory and db.exists() and not damaged_copies(db)
+        store.close()
+        filler.unlink()  # the disk has room again: the next start heals it
+        store = EventStore(db)
+        assert stored_ids(store) == ids and not store.in_memory
+        store.close()
+    finally:
+        subprocess.run(["umount", "--lazy", str(small)], check=True)
