@@ -31,6 +31,7 @@ from agent.node_faults import NodeFaults
 from agent.notify import SystemdNotifier
 from agent.parking import Parking
 from agent.recorder import Recorder
+from agent.sqlite_files import StorageReports
 from agent.vision import Models, VisionWorker, start_workers
 from agent.whitelist_watch import WhitelistWatch
 from drivers.pins import make_pin_factory
@@ -59,12 +60,13 @@ class Agent:
         self.notifier = notifier or SystemdNotifier()
         state_dir = config.storage.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = EventStore(state_dir / "events.db")
+        self.storage = StorageReports()  # damaged files healed at open are recorded once events can be
+        self.store = EventStore(state_dir / "events.db", reports=self.storage)
         self.fire = FireSafety(state_dir / "fire_latch.json")
         self.pin_factory = pin_factory or make_pin_factory(config.hardware.pin_factory)
         self.hardware = Hardware()  # no devices until start()
         self.models = Models()
-        self.parking = Parking(config.parking, state_dir / "parking.db", self.emit)
+        self.parking = Parking(config.parking, state_dir / "parking.db", self.emit, self.storage)
         self.unread_exits = UnreadPlateExits(lambda: self.hardware.barriers, self.parking, self.emit)
         self.workers: list[VisionWorker] = []
         self.uplink: Uplink | None = None
@@ -107,6 +109,7 @@ class Agent:
             "gates": len(hw.gates), "barriers": len(hw.barriers), "smoke_detectors": len(hw.smoke_detectors),
             "cameras": len(hw.cameras), "fire_latched": self.fire.latched,
         })
+        self.storage.attach(self.emit, self.faults)  # storage.recovered / node.fault for files healed at open
         self.hardware = self._build_hardware(hw)
         self._start_workers()
         self.hardware.start_cameras()

@@ -56,6 +56,9 @@ EVENT_TYPES: dict[str, str] = {
     "node.fault": "something the agent runs on failed (component storage, whitelist, uplink, config...): gates and "
                   "fire release keep working; the reason says what to do",
     "node.recovered": "a node.fault cleared (component, seconds it lasted)",
+    "storage.recovered": "a damaged SQLite file (events.db, parking.db, seen_commands.sqlite) was moved aside and its "
+                         "readable rows salvaged into a fresh one, or a file holds fewer events than the node had "
+                         "recorded (WAL deleted, emptied, an older copy): file, reason, recovered, lost, damaged_copy",
 }
 
 # Keys that would carry personal data. Details use pseudonymous ids (``person: R-0203-1``) instead.

@@ -12,7 +12,6 @@ reported as ``parking.drift``.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,23 +21,25 @@ from typing import Any
 import sqlite_utils
 
 from agent.config_parking import CarParkConfig
+from agent.sqlite_files import StorageReports, open_database
 
 log = logging.getLogger("edge_agent.parking")
 
 Emit = Callable[[str, str | None, dict[str, Any]], object]
+PARKING_SCHEMA = (
+    'CREATE TABLE IF NOT EXISTS "car_parks" ("name" TEXT PRIMARY KEY, "occupied" INTEGER, "updated" TEXT)',
+)
 
 
 class Parking:
-    def __init__(self, car_parks: list[CarParkConfig], path: Path, emit: Emit) -> None:
+    def __init__(self, car_parks: list[CarParkConfig], path: Path, emit: Emit,
+                 reports: StorageReports | None = None) -> None:
         self.emit = emit
         self._lock = threading.Lock()
         self.configure(car_parks)
-        conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
-        self.db = sqlite_utils.Database(conn)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        if "car_parks" not in self.db.table_names():
-            self.db["car_parks"].create({"name": str, "occupied": int, "updated": str}, pk="name")
+        # A damaged file is moved aside and its counts salvaged (agent.sqlite_files); one that cannot be
+        # used at all leaves the counts in memory, as a node fault, rather than stop the gates.
+        self.db = sqlite_utils.Database(open_database(Path(path), PARKING_SCHEMA, reports or StorageReports()).conn)
 
     def configure(self, car_parks: list[CarParkConfig]) -> None:
         """The car parks, and which barrier counts +1 or -1 for which (again after a config reload)."""

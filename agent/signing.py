@@ -27,8 +27,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from agent.events import new_event_id, rfc3339
+from agent.sqlite_files import StorageReports, open_database
 
 SIGNATURE_FIELD = "sig"
+REPLAY_SCHEMA = ("CREATE TABLE IF NOT EXISTS seen_commands (id TEXT PRIMARY KEY, issued_at REAL NOT NULL)",)
 
 
 class CommandRejected(ValueError):
@@ -141,12 +143,10 @@ class ReplayCache:
     table stays as small as the number of commands the platform sends in that window.
     """
 
-    def __init__(self, path: Path, keep_seconds: float) -> None:
+    def __init__(self, path: Path, keep_seconds: float, reports: StorageReports | None = None) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("CREATE TABLE IF NOT EXISTS seen_commands (id TEXT PRIMARY KEY, issued_at REAL NOT NULL)")
+        # A damaged file is moved aside and its ids salvaged (agent.sqlite_files), never a reason to stop.
+        self._conn = open_database(Path(path), REPLAY_SCHEMA, reports or StorageReports()).conn
         self._keep = keep_seconds
         self._lock = threading.Lock()
 

@@ -78,7 +78,7 @@ class Uplink:
         store.add_listener(lambda _stored: self._publisher.notify())
         self._backlog = BacklogGuard(store, config.outbox, emit, lambda value: self.publish_state("uplink", value))
         self._replay = ReplayCache(store.path.parent / "seen_commands.sqlite",
-                                   config.command_max_age + config.command_clock_skew)
+                                   config.command_max_age + config.command_clock_skew, store.reports)
         public_key = None
         if config.command_public_key is not None:
             try:  # the rule check-config applies; without the key the uplink runs and refuses signed commands
