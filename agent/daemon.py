@@ -45,6 +45,7 @@ TICK_SECONDS = 0.5
 PURGE_EVERY_SECONDS = 3600.0
 STATE_EVERY_SECONDS = 1.0
 UPLINK_RETRY_SECONDS = 60.0
+STORAGE_RETRY_SECONDS = 5.0  # files the disk refused (a full SD card) are tried this often
 ACK_TIMEOUT_SECONDS = 2.0  # longest a reply waits for its events' commit (docs/durability.md)
 NOT_RECORDED = ("its event is NOT on disk yet ({reason}); it is kept in memory and written as soon as the disk "
                 "takes it (see `edge-agent status`)")
@@ -187,7 +188,7 @@ class Agent:
     def run(self) -> int:
         """Supervise until stopped. Call from the main thread after :meth:`start`."""
         watchdog = self.notifier.watchdog_interval
-        last_ping = last_purge = last_state = last_uplink_try = 0.0
+        last_ping = last_purge = last_state = last_uplink_try = last_storage_try = 0.0
         while not self.stopping.wait(TICK_SECONDS):
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
@@ -203,11 +204,19 @@ class Agent:
             if self.uplink is None and now - last_uplink_try >= UPLINK_RETRY_SECONDS:
                 last_uplink_try = now
                 self._step("uplink-start", self._start_uplink)
+            if now - last_storage_try >= STORAGE_RETRY_SECONDS:
+                last_storage_try = now
+                self._step("storage", self._retry_storage)
             if now - last_purge >= PURGE_EVERY_SECONDS:
                 last_purge = now
                 self._step("purge", self._purge)
         self.shutdown()
         return 0
+
+    def _retry_storage(self) -> None:
+        """What the disk refused is written once it takes it: the events log reopened, car-park counts."""
+        self.store.retry_file()
+        self.parking.flush()
 
     def _step(self, name: str, step: Callable[[], object]) -> None:
         """One supervisor step. An exception is a fault (traceback logged once), never the end of the
@@ -321,13 +330,10 @@ class Agent:
         self._last_state = state
 
     def _purge(self) -> None:
-        try:
-            removed = self.store.purge(self.config.storage.retention_days,
-                                       keep_undelivered=self.config.mqtt is not None)
-            if removed:
-                log.info("purged %d events older than %d days", removed, self.config.storage.retention_days)
-        except Exception:
-            log.exception("purging old events failed")
+        """A failure (a full disk) is the supervisor step's fault, tried again in an hour."""
+        removed = self.store.purge(self.config.storage.retention_days, keep_undelivered=self.config.mqtt is not None)
+        if removed:
+            log.info("purged %d events older than %d days", removed, self.config.storage.retention_days)
 
     # -- platform commands (the uplink's CommandTarget) --------------------------------------------
     def open_gate(self, gate: str, seconds: float | None) -> None:

@@ -56,6 +56,7 @@ HIGH_WATER_EVERY_SECONDS = 2.0  # the mark may lag the log by this much: a loss 
 MAX_HEALS = 3  # within HEAL_WINDOW_SECONDS; more means a failing card: keep events in memory, say so
 HEAL_WINDOW_SECONDS = 3600.0
 SALVAGE_SLACK = 1_000_000  # seqs a crashed process may have used past its last mark, with room to spare
+RETRY_FILE_SECONDS = 5.0  # a store kept in memory because its file would not open tries it this often
 UNREADABLE = "dropped:unreadable:"  # delivered_at of a salvaged row that cannot be decoded
 
 
@@ -87,6 +88,8 @@ class EventStore:
         self._heals: list[float] = []  # monotonic times of heals while running
         self._seq_floor = 0  # after a loss: new events continue above every seq the node had used
         self._newest_seq = 0  # appended by this process
+        self._retry_file = False
+        self._next_file_try = 0.0
         if readonly:
             self.db = sqlite_utils.Database(_open_read_only(self.path))
             self._inode = _inode(self.path)
@@ -96,6 +99,7 @@ class EventStore:
                                max_rowid=self._salvage_bound())
         self.db = sqlite_utils.Database(opened.conn)
         self.in_memory = opened.in_memory
+        self._retry_file = opened.retry  # in memory only until the file opens (a full disk at start)
         self._inode = _inode(self.path)
         self._check_high_water(opened.healed)
 
@@ -134,6 +138,7 @@ class EventStore:
                 )
                 seqs.append(int(cursor.lastrowid or 0))
 
+        self.retry_file()
         with self._lock:  # held to the COMMIT: no other thread reads rows that may yet be rolled back
             self._transaction(insert)
             stored = [StoredEvent(seq, event, None) for seq, event in zip(seqs, events, strict=True)]
@@ -319,8 +324,8 @@ class EventStore:
     def _check_high_water(self, healed: Healed | None) -> None:
         """Report a heal, and any events the file lacks against the marks; then write the marks anew."""
         marks = self._high_water.read()
-        if self.in_memory:  # nothing to compare; still, no seq the platform has seen is used again
-            self._seq_floor = marks[0] if marks else 0
+        if self.in_memory:  # nothing to compare; still, no seq the file or the platform has is used again
+            self._seq_floor = (marks[0] + (0 if marks[2] else SALVAGE_SLACK)) if marks else 0
             return
         newest, oldest = self._max_seq(), self._min_seq()
         missing = 0
@@ -363,6 +368,45 @@ class EventStore:
 
     def _min_seq(self) -> int:
         return int(self.db.execute("SELECT coalesce(min(seq), 0) FROM events").fetchone()[0])
+
+    def retry_file(self) -> bool:
+        """Kept in memory because the file would not open (a full disk, a card that did not answer):
+        try it again, at most every RETRY_FILE_SECONDS, and once it opens write every event memory
+        holds into it, seqs and delivery marks as they are, and use the file from then on. True when
+        the store is back on its file. The supervisor calls it; appends do too."""
+        with self._lock:
+            if not self._retry_file:
+                return False
+            now = time.monotonic()
+            if now < self._next_file_try:
+                return False
+            self._next_file_try = now + RETRY_FILE_SECONDS
+            columns = "seq, id, ts, node, type, device, details, delivered_at"
+            try:
+                conn = connect(self.path, EVENTS_SCHEMA)
+            except sqlite3.Error:
+                return False  # still not; a damaged file is healed at the next start
+            try:
+                rows = self.db.conn.execute(f"SELECT {columns} FROM events ORDER BY seq").fetchall()
+                conn.execute("BEGIN")
+                # The memory's seqs start above the file's mark (_check_high_water): none is taken.
+                inserted = conn.executemany(f"INSERT OR IGNORE INTO events ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                            rows).rowcount
+                conn.execute("COMMIT")
+            except sqlite3.Error:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                conn.close()
+                return False
+            memory, self.db = self.db.conn, sqlite_utils.Database(conn)
+            memory.close()
+            self.in_memory = self._retry_file = False
+            self._inode = _inode(self.path)
+            with contextlib.suppress(OSError, sqlite3.Error):
+                self._mark()
+        self.reports.usable_again(self.path, f"{self.path}: opened again; {inserted} event(s) kept in memory "
+                                             f"written to it ({len(rows) - inserted} already there)")
+        return True
 
     def _write_back_if_moved(self) -> None:
         """events.db deleted or replaced under the running agent (``rm``, ``mv``, a backup put back).

@@ -6,12 +6,14 @@ car that backed out (not counted) and one that drove through against its lane (c
 way: in a fire every barrier stays up, and cars leave by the entry lanes too).  Counts live in SQLite
 beside the events, so they survive restarts and power cuts; a technician corrects drift (a car that
 tailgated, a loop that missed one) from the CLI.  A pass the count cannot take (an exit at 0) is
-reported as ``parking.drift``.
+reported as ``parking.drift``.  A count the disk refuses (a full SD card) is kept in memory, as a
+storage fault, and written when the disk takes it again: cars are counted on a full disk too.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,7 +23,7 @@ from typing import Any
 import sqlite_utils
 
 from agent.config_parking import CarParkConfig
-from agent.sqlite_files import StorageReports, open_database
+from agent.sqlite_files import StorageReports, open_database, why
 
 log = logging.getLogger("edge_agent.parking")
 
@@ -39,7 +41,12 @@ class Parking:
         self.configure(car_parks)
         # A damaged file is moved aside and its counts salvaged (agent.sqlite_files); one that cannot be
         # used at all leaves the counts in memory, as a node fault, rather than stop the gates.
-        self.db = sqlite_utils.Database(open_database(Path(path), PARKING_SCHEMA, reports or StorageReports()).conn)
+        self._path = Path(path)
+        self._reports = reports or StorageReports()
+        opened = open_database(self._path, PARKING_SCHEMA, self._reports)
+        self.db = sqlite_utils.Database(opened.conn)
+        self._retry_file = opened.retry  # a file that would not open (a full disk at start) is tried again
+        self._unsaved: dict[str, int] = {}  # counts the disk refused, newest first in line to be written
 
     def configure(self, car_parks: list[CarParkConfig]) -> None:
         """The car parks, and which barrier counts +1 or -1 for which (again after a config reload)."""
@@ -51,6 +58,8 @@ class Parking:
         self._lane = lanes
 
     def occupied(self, name: str) -> int:
+        if name in self._unsaved:
+            return self._unsaved[name]
         row = self.db.execute("SELECT occupied FROM car_parks WHERE name = ?", [name]).fetchone()
         return int(row[0]) if row else 0
 
@@ -122,9 +131,50 @@ class Parking:
     def close(self) -> None:
         self.db.conn.close()
 
+    def flush(self) -> None:
+        """Write the counts the disk refused, and try a file that would not open; the supervisor calls
+        it every few seconds."""
+        with self._lock:
+            self._flush()
+
     def _store(self, name: str, occupied: int) -> None:
-        self.db["car_parks"].upsert({"name": name, "occupied": occupied,
-                                     "updated": datetime.now(UTC).isoformat()}, pk="name")
+        self._unsaved[name] = occupied
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._retry_file:
+            opened = open_database(self._path, PARKING_SCHEMA, StorageReports())  # quiet: said once already
+            if opened.in_memory:
+                opened.conn.close()
+            else:
+                kept = dict(self.db.execute("SELECT name, occupied FROM car_parks").fetchall())
+                self._unsaved = {**kept, **self._unsaved}
+                self.db.conn.close()
+                self.db = sqlite_utils.Database(opened.conn)
+                self._retry_file = False
+                self._reports.usable_again(self._path, f"{self._path}: opened again; the counts kept in memory "
+                                                       "are written to it")
+        if not self._unsaved:
+            return
+        stamp = datetime.now(UTC).isoformat()
+        conn = self.db.conn
+        try:
+            conn.execute("BEGIN")
+            conn.executemany(
+                "INSERT INTO car_parks (name, occupied, updated) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE "
+                "SET occupied = excluded.occupied, updated = excluded.updated",
+                [(name, occupied, stamp) for name, occupied in self._unsaved.items()])
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:  # a full disk, a card that does not answer
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._reports.unhealable(self._path, f"{self._path.name} refuses writes ({why(exc)}): counts kept in "
+                                                 "memory and written when it takes them")
+            return
+        had_failed = self._reports.failing(self._path)
+        self._unsaved.clear()
+        if had_failed and not self._retry_file:
+            self._reports.usable_again(self._path, f"{self._path}: counts written again")
 
     def _announce(self, park: CarParkConfig, before: int, after: int) -> None:
         if before < park.capacity <= after:

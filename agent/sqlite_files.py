@@ -128,6 +128,14 @@ class StorageReports:
             log.error("%s: %s", component(path), reason)
         self._deliver(lambda: self._faults and self._faults.report(component(path), reason))
 
+    def failing(self, path: Path) -> bool:
+        return self._faults is not None and self._faults.failing(component(path))
+
+    def usable_again(self, path: Path, message: str) -> None:
+        """``path``, once unusable, is used again: its fault clears (``node.recovered``)."""
+        log.warning("%s", message)
+        self._deliver(lambda: self._faults and self._faults.clear(component(path)))
+
     def _deliver(self, action: Callable[[], object]) -> None:
         with self._lock:
             if self._emit is None:
@@ -144,6 +152,7 @@ class Opened:
     conn: sqlite3.Connection
     healed: Healed | None = None
     in_memory: bool = False
+    retry: bool = False  # in memory because the file could not be opened, not because it is damaged
 
 
 def open_database(path: Path, schema: Sequence[str], reports: StorageReports, *, report: bool = True,
@@ -157,9 +166,9 @@ def open_database(path: Path, schema: Sequence[str], reports: StorageReports, *,
     try:
         return Opened(connect(path, schema))
     except sqlite3.DatabaseError as exc:
-        if not is_damage(exc):
-            return Opened(in_memory_database(path, schema, reports, f"{path.name} cannot be opened ({why(exc)})"),
-                          in_memory=True)
+        if not is_damage(exc):  # a full disk, a card that does not answer: the caller may try again
+            return Opened(in_memory_database(path, schema, reports, f"{path.name} cannot be opened ({why(exc)})",
+                                             retried=True), in_memory=True, retry=True)
         reason = why(exc)
     try:
         healed = heal(path, schema, reason, dense_rowids=dense_rowids, max_rowid=max_rowid)
@@ -267,14 +276,16 @@ def _damage_error(text: str) -> sqlite3.DatabaseError:
 
 
 def in_memory_database(path: Path, schema: Sequence[str], reports: StorageReports,
-                       reason: str) -> sqlite3.Connection:
-    """The last resort for a file that can be neither used nor healed: the node keeps working, loudly."""
+                       reason: str, *, retried: bool = False) -> sqlite3.Connection:
+    """The last resort for a file that can be neither used nor healed: the node keeps working, loudly.
+    ``retried``: the caller tries the file again and moves what memory holds into it once it opens."""
     conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
     conn.text_factory = lenient_text
     for statement in schema:
         conn.execute(statement)
-    reports.unhealable(path, f"{reason}: kept in memory until the agent restarts (lost then); check the "
-                             f"SD card and {path.parent} (docs/storage.md)")
+    kept = "kept in memory and written to the file once it opens (tried every few seconds; lost if the agent " \
+        "restarts first)" if retried else "kept in memory until the agent restarts (lost then)"
+    reports.unhealable(path, f"{reason}: {kept}; check the SD card and {path.parent} (docs/storage.md)")
     return conn
 
 

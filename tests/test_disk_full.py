@@ -196,6 +196,48 @@ def test_a_reset_on_a_full_disk_acts_and_says_its_event_is_not_recorded_yet(smal
         agent.shutdown()
 
 
+def test_a_node_started_on_a_full_disk_runs_and_moves_what_it_kept_to_disk_when_space_is_back(
+        tmp_path: Path, small_disk: Path) -> None:
+    """Its events.db and parking.db would not open (SQLite cannot make their -wal/-shm files): the
+    node runs on memory as a storage fault, counts its cars, and once space is freed it writes what
+    it kept into the files by itself, with no restart (on 4d240d8: exit 1, a restart loop)."""
+    state = small_disk / "state"
+    write_new_key(small_disk / "whitelist.key")
+    config = tmp_path / "agent.yaml"
+    config.write_text(node_config(state) + PARKING)
+    def answering() -> bool:
+        try:
+            return call(state, {"cmd": "status"})["ok"] is True
+        except Exception:
+            return False
+
+    first = Daemon(config, tmp_path / "first.log")  # an earlier run made the files
+    wait_until(answering, timeout=60)
+    assert first.stop()[0] == 0
+    filler = fill(small_disk)
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    try:
+        wait_until(answering, timeout=60)
+        status = call(state, {"cmd": "status"})
+        assert {"storage/events", "storage/parking"} <= set(status["faults"]), status["faults"]
+        corrected = call(state, {"cmd": "parking_set", "name": "lot", "occupied": 7, "source": "test"})
+        assert corrected["ok"] is True, corrected
+        assert call(state, {"cmd": "status"})["state"]["parking/lot"]["occupied"] == 7
+        filler.unlink()
+        wait_until(lambda: call(state, {"cmd": "status"})["faults"] == {}, timeout=30)
+        db = state / "events.db"
+        kinds = [kind for (kind,) in rows(db, "SELECT type FROM events ORDER BY seq")]
+        assert kinds.count("agent.started") == 2, kinds  # the first run's, and the one kept in memory
+        assert kinds.index("agent.stopped") < kinds.index("parking.corrected"), kinds
+        seqs = [seq for (seq,) in rows(db, "SELECT seq FROM events ORDER BY seq")]
+        assert len(seqs) == len(set(seqs))
+        assert rows(state / "parking.db", "SELECT occupied FROM car_parks WHERE name = 'lot'") == [(7,)]
+    finally:
+        code, _ = daemon.stop()
+        daemon.kill()
+    assert code == 0 and "Traceback" not in daemon.output(), daemon.output()[-3000:]
+
+
 # --- the replay cache ------------------------------------------------------------------------------
 
 def test_replay_cache_refuses_replays_from_memory_and_saves_them_when_the_disk_is_back(small_disk: Path) -> None:
