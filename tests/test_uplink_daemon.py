@@ -95,10 +95,8 @@ def collected_event_ids(platform: Collector) -> list[str]:
 def prefill(db: Path, count: int) -> None:
     """An outage's backlog, recorded by the store's own append (one transaction: no 20,000 fsyncs)."""
     store = EventStore(db)
-    store.db.execute("BEGIN")
-    for index in range(count):
-        store.append(Event(node="n1", type="door.opened", device="main", details={"index": index}))
-    store.db.execute("COMMIT")
+    store.append_many([Event(node="n1", type="door.opened", device="main", details={"index": index})
+                       for index in range(count)])
     store.close()
 
 
