@@ -16,17 +16,30 @@ def test_simulation_scenario_records_the_building_story(tmp_path: Path) -> None:
     text = (ROOT / "config" / "simulation.yaml").read_text()
     config = tmp_path / "simulation.yaml"
     config.write_text(text.replace("../var/simulation/state", "state").replace("../var/simulation/", "media/"))
+    # The story waits for the agent's decisions, not for so many seconds: it is the same story on one
+    # slow core (`make check-pi-speed`), only longer. The timeout only ends a hung run.
     result = subprocess.run([sys.executable, "-m", "agent.cli", "simulate", str(config)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
+                            capture_output=True, text=True, timeout=900)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log
+    assert "Traceback" not in log
     assert (tmp_path / "media" / "entrance.avi").stat().st_size > 10_000, "the replay video is generated"
-    types = [s.event.type for s in EventStore(tmp_path / "state" / "events.db", readonly=True).query()]
+    recorded = EventStore(tmp_path / "state" / "events.db", readonly=True).query()
+    types = [s.event.type for s in recorded]
     story = ["agent.started", "gate.granted", "door.opened", "door.closed", "door.forced", "door.held_open",
              "smoke.alarm", "smoke.cleared", "alarm.reset", "agent.stopped"]
+    assert [kind for kind in story if kind not in types] == [], log
     positions = [types.index(kind) for kind in story]
     assert positions == sorted(positions), types
     assert "camera.fault" not in types and "assist.requested" in types
+
+    # The door at the gate, step by step: let out by the exit button; pulled open while locked once the
+    # camera had let the resident in and the gate had locked again; propped open until held open.
+    door = [s.event.type for s in recorded if s.event.device == "main" and s.event.type.startswith("door.")]
+    assert door == ["door.opened", "door.closed", "door.opened", "door.forced", "door.closed",
+                    "door.opened", "door.held_open", "door.closed"], log
+    let_in = [i for i, s in enumerate(recorded) if s.event.type == "access.granted" and s.event.device == "main"]
+    assert let_in and let_in[0] < types.index("door.forced"), "the door was forced after the resident went in"
 
     # The cameras: the resident's face and car are let in, the stranger and his car refused (his
     # plate, 京A12347, is one character off hers, which any one edit counted would have let in).
