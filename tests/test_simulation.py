@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from agent.config_loader import parse_config
+from agent.daemon import Agent
 from agent.event_store import EventStore
+from agent.simulation import _locked_past_grace, _pulse
+from agent.simulation_scenario import DecisionMissing, Scenario, Step, recorded
+from drivers.pins import make_pin_factory
+from tests.agent_configs import node_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,3 +70,44 @@ def test_simulation_scenario_records_the_building_story(tmp_path: Path) -> None:
     # on the approach loop and turned away, and is not.
     with sqlite3.connect(tmp_path / "state" / "parking.db") as parking:
         assert parking.execute("SELECT name, occupied FROM car_parks").fetchall() == [("residents", 1)]
+
+
+def _agent_with_the_door_shut(tmp_path: Path) -> Agent:
+    pins = make_pin_factory("mock")
+    pins.pin(27).drive_low()  # gate main's door contact: shut
+    return Agent(parse_config(node_config(tmp_path / "state")), pin_factory=pins)
+
+
+def test_a_step_waits_for_the_decision_it_depends_on(tmp_path: Path) -> None:
+    """The door is pulled open 0.1 s into the story, but only once the exit button's grant (1 s, and
+    the strike's grace after it) has ended: at any speed a forced door, not one opened for the button."""
+    agent = _agent_with_the_door_shut(tmp_path)
+    locked = _locked_past_grace("main")
+    steps = [
+        Step(0, "exit button", lambda a: _pulse(a, 22), then=(recorded("the grant", "gate.granted", "main"),)),
+        Step(0.1, "someone pulls the locked door open", lambda a: a.pin_factory.pin(27).drive_high(),
+             first=(locked,), then=(recorded("the forced door", "door.forced", "main"),)),
+    ]
+    scenario = Scenario(agent, steps, wait_seconds=60)
+    agent.start()
+    try:
+        scenario.play()
+    finally:
+        agent.shutdown()
+    types = [s.event.type for s in EventStore(tmp_path / "state" / "events.db", readonly=True).query()]
+    assert types.index("gate.granted") < types.index("door.opened") < types.index("door.forced"), types
+
+
+def test_a_decision_that_never_comes_ends_the_story_saying_which(tmp_path: Path) -> None:
+    agent = _agent_with_the_door_shut(tmp_path)
+    steps = [Step(0, "the door opens", lambda a: a.pin_factory.pin(27).drive_high(),
+                  then=(recorded("the camera at gate main to let the resident in", "access.granted", "main"),))]
+    scenario = Scenario(agent, steps, wait_seconds=0.5)
+    agent.start()
+    try:
+        with pytest.raises(DecisionMissing, match=re.escape(
+                "the camera at gate main to let the resident in (after: the door opens) and it never came; "
+                "access decisions so far: none")):
+            scenario.play()
+    finally:
+        agent.shutdown()
