@@ -56,6 +56,11 @@ class Watch:
             self.events.append(event)
             self.changed.notify_all()
 
+    def close(self) -> None:
+        """Stop listening (with ``--keep-running`` the agent goes on recording, for hours)."""
+        if self._recorded in self.agent.listeners:
+            self.agent.listeners.remove(self._recorded)
+
     def mark(self) -> int:
         with self.changed:
             return len(self.events)
@@ -121,6 +126,12 @@ class Scenario:
 
     def play(self) -> None:
         """Run the steps in order; raises :class:`DecisionMissing` or :class:`StoryStopped`."""
+        try:
+            self._play()
+        finally:
+            self.watch.close()
+
+    def _play(self) -> None:
         started = time.monotonic()
         behind = 0.0  # how far the story has fallen behind its times, waiting for the agent
         for step in self.steps:
