@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # One core, as the benchmarks' figures are quoted (a throttled Pi 4 is about one fast core's worth).
 TASKSET := $(shell command -v taskset >/dev/null && echo "taskset -c 0")
 
-.PHONY: setup run test lint bench check-pi debian-packages clean
+.PHONY: setup run test lint bench check-pi check-pi-speed debian-packages clean
 
 setup: $(STAMP)
 
@@ -69,6 +69,22 @@ bench: setup debian-packages
 # after moving a pin in constraints.txt. Needs root (or sudo) and Debian's and PyPI's registries.
 check-pi: setup
 	bench/pi_cpus.sh
+
+# make run's story (tests/test_simulation.py) on one core slowed to a Raspberry Pi 4's speed: a CPU
+# quota in a cgroup (../shared/tools/at-pi-speed, which needs root). PI_SHARE=50 for a Pi 5. Not in
+# `make test`: it needs root and takes a few minutes. See docs/simulation.md.
+AT_PI_SPEED ?= ../shared/tools/at-pi-speed
+PI_SHARE ?= 28
+check-pi-speed:
+	@if [ ! -x "$(AT_PI_SPEED)" ]; then \
+		echo "check-pi-speed: $(AT_PI_SPEED) not found: it comes with the shared folder beside this repository" \
+			"(../shared); give its path: sudo make check-pi-speed AT_PI_SPEED=/path/to/at-pi-speed" >&2; exit 1; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "check-pi-speed: needs root (it runs the test in a cgroup with a CPU quota): sudo make check-pi-speed" >&2; \
+		exit 1; \
+	fi
+	@$(MAKE) --no-print-directory setup debian-packages
+	$(AT_PI_SPEED) --share $(PI_SHARE) $(PY) -m pytest -q tests/test_simulation.py
 
 clean:
 	rm -rf $(VENV) var *.egg-info .pytest_cache .ruff_cache

@@ -204,7 +204,11 @@ class FacePipeline:
 
     def process(self, frame: np.ndarray, ts: float) -> list[FaceDecision]:
         moved = self.motion.update(frame, ts)
-        self.tracker.expire(ts)
+        # A track ends once a detection has looked for it and not found it for `timeout` s: timed by
+        # the frames looked at, not by the clock, or a worker that falls behind (frames over `timeout`
+        # apart, a loaded Pi) would end every track before it is looked for again, and decide on the
+        # same face on every frame (8 grants for one face on 8 frames 1.5 s apart).
+        self.tracker.expire(self._last_detect)
         if not self._detect_due(moved, ts):
             return []
         self._last_detect = ts

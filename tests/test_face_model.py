@@ -204,6 +204,20 @@ def test_new_face_first_encodings_back_to_back(engine: FaceEngine, faces: Path) 
         assert decided == expected  # frame 1 is 33 ms after frame 0: inside encode_interval
 
 
+def test_a_worker_that_falls_behind_decides_once_per_face(engine: FaceEngine, faces: Path) -> None:
+    """Frames looked at further apart than track_timeout (a loaded Pi's worker skips frames): one
+    decision per face, not one per frame (each a grant that unlocks the gate again); a face that left
+    and came back is still a new pass."""
+    photo = cv2.imread(str(faces / "video" / "lin-manuel-miranda.png"))
+    gallery = Gallery.from_templates(("lin", t) for t in engine.templates_from_image(photo))
+    empty = np.full((480, 640, 3), 90, np.uint8)
+    frames = frames_of_still_photo(photo, 5) + [empty] * 3 + frames_of_still_photo(photo, 2)
+    pipeline = FacePipeline(engine, lambda: gallery, FaceSettings())
+    gap = 1.5 * S.track_timeout
+    decided = [i for i, frame in enumerate(frames) for d in pipeline.process(frame, i * gap) if d.outcome == "match"]
+    assert decided == [0, 8]
+
+
 def test_distant_face_found_by_wider_search(engine: FaceEngine, faces: Path) -> None:
     photo = cv2.imread(str(faces / "video" / "lin-manuel-miranda.png"))
     gallery = Gallery.from_templates(("lin", t) for t in engine.templates_from_image(photo))
