@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -293,6 +294,7 @@ from pathlib import Path
 from agent.event_store import EventStore
 from agent.events import Event
 store = EventStore(Path(sys.argv[1]))
+store.db.execute("PRAGMA wal_autocheckpoint=0")  # no checkpoint racing the kill: the WAL keeps every row
 index = 0
 while True:
     index += 1
@@ -316,9 +318,21 @@ def test_the_wal_of_a_killed_writer_deleted_is_reported_with_the_count_lost(tmp_
         finally:
             conn.close()
 
+    def wal_only() -> bool:
+        return mark.exists() and int(mark.read_text().split()[0]) > main_file_max() + 50
+
     try:
-        # Killed once the high-water mark knows of events that are only in the WAL.
-        wait_until(lambda: mark.exists() and int(mark.read_text().split()[0]) > main_file_max() + 50, timeout=60)
+        # Killed once the high-water mark knows of events that are only in the WAL. Frozen first and
+        # checked again: a checkpoint between the look and the kill would have moved them to the file.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            wait_until(wal_only, timeout=60)
+            writer.send_signal(signal.SIGSTOP)
+            if wal_only():
+                break
+            writer.send_signal(signal.SIGCONT)
+        else:
+            pytest.fail("the writer never left events in its WAL alone")
     finally:
         writer.send_signal(signal.SIGKILL)
         writer.wait(5)
