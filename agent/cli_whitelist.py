@@ -169,8 +169,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     engine = make_engine(ctx.config.faces)
     print(f"look at camera {args.camera}, then turn your head slowly a little to each side; capturing for up "
           f"to {args.seconds:g} s …", file=sys.stderr)
-    capture = enrol_from_camera(engine, cameras[args.camera], keep=args.keep, seconds=args.seconds,
-                                tolerance=ctx.config.faces.tolerance)
+    capture = enrol_from_camera(engine, cameras[args.camera], keep=args.keep, seconds=args.seconds)
     if not capture.templates:
         raise WhitelistError(f"camera {args.camera}: no frame with exactly one face good enough to enrol "
                              "(closer, better lit, facing the camera); nothing saved")

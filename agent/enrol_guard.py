@@ -41,6 +41,11 @@ if TYPE_CHECKING:
 ENROL_MIN_FACE_PX = 80
 ENROL_MIN_SHARPNESS = 50.0
 DUPLICATE_DISTANCE = 0.40
+# Camera enrolment: a kept pose farther than this from every pose kept before it is another person who
+# stepped in. dlib's published same/different threshold; 18-22% of one person's lfw-dev pairs lie above
+# 0.5 (issue 33); with 0.5, `whitelist enroll --keep 5` on the Hamilton clip dropped his own turned head
+# (yaw 0.21-0.34) as "another person".
+SAME_PERSON_DISTANCE = 0.6
 
 # Yaw buckets for camera enrolment, in eye distances (models.face.yaw_ratio; 0 = frontal). The order is
 # the order they are kept in when ``--keep`` is smaller than the buckets filled: frontal first, then one
@@ -92,7 +97,8 @@ def enrolment_face(engine: FaceEngine, image: np.ndarray, label: str) -> Box:
     floor = EnrolmentFloor.above(engine.quality)
     boxes = engine.detect(image)
     if not boxes:
-        raise EnrolmentRefused(f"{label}: no face found (a clear, frontal photo of the person's face)")
+        raise EnrolmentRefused(f"{label}: no usable face: no face found in it "
+                               "(a clear photo of the person facing the camera)")
     counted = floor.counted(boxes)
     if len(counted) > 1:
         sizes = ", ".join(f"{min(b.width, b.height)} px" for b in counted)

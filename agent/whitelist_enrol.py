@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 
 from agent.config_faces import FaceConfig, face_settings
-from agent.enrol_guard import POSES, EnrolmentFloor, EnrolmentRefused, enrolment_face, pose_of
+from agent.enrol_guard import POSES, SAME_PERSON_DISTANCE, EnrolmentFloor, EnrolmentRefused, enrolment_face, pose_of
 from agent.eval_faces import read_image
 from agent.whitelist import MAX_TEMPLATES_PER_PERSON, Person, check_person_id
 from models.image_io import UnreadableImage, image_files
@@ -138,14 +138,14 @@ def _one_good_face(engine: FaceEngine, floor: EnrolmentFloor, frame: np.ndarray)
 
 def enrol_from_camera(
     engine: FaceEngine, camera: CameraConfig, *, keep: int = 3, seconds: float = 20.0, interval: float = 0.2,
-    tolerance: float = 0.5,
+    same_person: float = SAME_PERSON_DISTANCE,
 ) -> CameraEnrolment:
     """Watch ``camera`` for up to ``seconds``: every ``interval`` look at the newest frame; a frame with
     exactly one face good enough to enrol (the same rules as a photo) is a candidate for the pose bucket
     of its yaw (:data:`agent.enrol_guard.POSES`), which keeps its sharpest frame. Stops once ``keep``
     buckets are filled, or at the end of a replayed file. The kept frames, frontal first, are encoded with
-    jitter; a kept frame farther than ``tolerance`` from the first kept one is dropped (somebody else
-    stepped in). Frames are only held in memory."""
+    jitter; a frame farther than ``same_person`` from every frame kept before it is dropped (somebody
+    else stepped in). Frames are only held in memory."""
     from drivers.camera import Camera
 
     floor = EnrolmentFloor.above(engine.quality)
@@ -175,10 +175,12 @@ def enrol_from_camera(
         cam.stop()
     chosen = [(name, best[name]) for name, _low, _high in POSES if name in best][:keep]
     result = CameraEnrolment([], [], seen)
+    kept: list[np.ndarray] = []
     for name, candidate in chosen:
-        if chosen and np.linalg.norm(candidate.encoding - chosen[0][1].encoding) > tolerance:
+        if kept and min(float(np.linalg.norm(candidate.encoding - k)) for k in kept) > same_person:
             result.dropped_as_other_person += 1
             continue
+        kept.append(candidate.encoding)
         sample = engine.encode(candidate.frame, candidate.box, jitters=engine.enrol_jitters, check_quality=False)
         if sample is not None:
             result.templates.append(sample.encoding)
