@@ -3,23 +3,23 @@
 A template is compared with every face the gate sees for as long as the person is enrolled, so it must be
 better than the least a gate accepts, it must be the face of one person, and that person must not be in
 the whitelist already under another id. The figures below were measured with the commands in
-docs/enrolment.md ("How the limits were chosen").
+``python bench/enrol_limits.py`` (docs/enrolment.md).
 
 * 80 px face (shorter side of the detector's box), at least the gate's ``faces.min_face_px``: the gate
-  accepts 40 px, where dlib's 150 px aligned chip is mostly interpolation. Every usable face in 300 lfw-dev
-  photos (one per person, 250x250) measured 84 px or more (1% quantile 84, median 101); the shared gallery
-  photos measured 137-486 px. A phone portrait or a camera close-up is far above it.
+  accepts 40 px, where dlib's 150 px aligned chip is mostly interpolation. The faces of 300 lfw-dev photos
+  (one per person, 250x250) measured 84 px at their 1% quantile (median 101); the shared gallery photos
+  137-486 px. A phone portrait or a camera close-up is far above it.
 * Sharpness 50 (variance of the Laplacian at 64x64), at least the gate's ``faces.min_sharpness`` (8):
-  the same lfw-dev photos measured 99 at their 1% quantile (median 333), the gallery 778-1534, the
-  Hamilton clip's close-ups 325-1590, its blurred audience face 11-13.
+  the same lfw-dev photos measured 99 at their 1% quantile (median 333), the gallery photos 778-1534; the
+  dim audience face of the bench clip scores 11-13 (agent/config_faces.py).
 * Head turn: the gate's ``faces.max_yaw`` for a photo. The camera enrolment keeps templates from
   distinct yaw buckets within it (:data:`POSES`).
-* Duplicate: a new template within 0.40 of another person's template. On lfw-dev's enrolment templates
-  (var/cache/face-encodings-lfw-dev.npz), people split in two halves at random: on the half used to
-  choose, 0.40 catches 46% of same-person pairs while a photo of a new person has another person of a
-  1,420-person gallery that close 1.0% of the time (different-person pairs below it: 4.6 in a million);
-  on the other half 55% and 0.9%. Below 0.40 catches less (0.35: 20-25%), above it the refusals of
-  honest enrolments at community scale climb (0.45: 3.9-6.3% at 1,420 people).
+* Duplicate: a new template within 0.40 of another person's template (``python bench/enrol_limits.py
+  duplicate``: lfw-dev's enrolment templates, people split at random into two halves). On the half used
+  to choose, 0.40 catches 46% of same-person pairs, and an honest enrolment of a new person meets another
+  person of a 1,420-person gallery that close 0.6% of the time; on the other half 53% and 2.0%. 0.35
+  catches only 20-24%; 0.45 catches 73-80% but refuses 4-7% of honest enrolments at that gallery size.
+  The refusal names the other id and its distance, and ``--force`` (audited) settles a real look-alike.
 """
 
 from __future__ import annotations
