@@ -124,6 +124,21 @@ def _check_duplicate(ctx: Context, args: argparse.Namespace, templates: list[Any
     return {"forced_duplicate_of": other, "distance": round(distance, 3)}
 
 
+def _check_one_person(args: argparse.Namespace, templates: list[Any]) -> None:
+    """Photos of one enrolment that do not show one person (a wrong file picked) are refused unless --force."""
+    from agent.enrol_guard import SAME_PERSON_DISTANCE, stranger_among
+
+    odd = stranger_among(templates, args.photo)
+    if odd is None:
+        return
+    photo, distance = odd
+    message = (f"{photo}: does not look like the other photo(s) given for {args.person_id} (distance "
+               f"{distance:.3f}, above {SAME_PERSON_DISTANCE:g}): two people's photos under one id?")
+    if not args.force:
+        raise WhitelistError(f"{message} Nothing saved; check the files, or add --force if it is the same person")
+    print(f"warning: {message} Saved anyway (--force)", file=sys.stderr)
+
+
 def _save_person(ctx: Context, person: Person, replace: bool, action: str, **audit: Any) -> int:
     store = ctx.store()
     with store.edit() as whitelist:
@@ -151,6 +166,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     _check_before_encoding(ctx, args)
     engine = make_engine(ctx.config.faces)
     templates = [templates_from_photo(engine, Path(photo)) for photo in args.photo]
+    _check_one_person(args, templates)
     audit = _check_duplicate(ctx, args, templates)
     return _save_person(ctx, _person(args, templates), args.replace, "add", **audit)
 

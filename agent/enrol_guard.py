@@ -41,10 +41,12 @@ if TYPE_CHECKING:
 ENROL_MIN_FACE_PX = 80
 ENROL_MIN_SHARPNESS = 50.0
 DUPLICATE_DISTANCE = 0.40
-# Camera enrolment: a kept pose farther than this from every pose kept before it is another person who
-# stepped in. dlib's published same/different threshold; 18-22% of one person's lfw-dev pairs lie above
-# 0.5 (issue 33); with 0.5, `whitelist enroll --keep 5` on the Hamilton clip dropped his own turned head
-# (yaw 0.21-0.34) as "another person".
+# Photos of one enrolment (several --photo, or a camera's kept poses): one farther than this from every
+# other is somebody else's. On lfw-dev (`python bench/enrol_limits.py duplicate`) 1.0-1.1% of same-person
+# pairs lie above 0.6 (an honest add refused, settled by --force) and 1.0-1.2% of different-person pairs
+# below it (a wrong photo not caught); it is dlib's published same/different threshold. Not 0.5: 18-22%
+# of one person's pairs lie above it (issue 33), and with 0.5 `whitelist enroll --keep 5` on the Hamilton
+# clip dropped his own turned head (yaw 0.21-0.34) as "another person".
 SAME_PERSON_DISTANCE = 0.6
 
 # Yaw buckets for camera enrolment, in eye distances (models.face.yaw_ratio; 0 = frontal). The order is
@@ -139,6 +141,19 @@ def duplicate_of(whitelist: Whitelist, templates: list[np.ndarray], person_id: s
     """(other id, distance) when the new templates are another enrolled person's face; None otherwise."""
     nearest = nearest_other_person(whitelist, templates, person_id)
     return nearest if nearest is not None and nearest[1] < DUPLICATE_DISTANCE else None
+
+
+def stranger_among(templates: list[np.ndarray], labels: list[str]) -> tuple[str, float] | None:
+    """(label, distance) of a photo farther than SAME_PERSON_DISTANCE from every other photo of the same
+    enrolment (two people's photos given under one id), or None. One photo has nobody to disagree with."""
+    if len(templates) < 2:
+        return None
+    new = np.stack([np.asarray(t, dtype=np.float32).reshape(-1) for t in templates])
+    distances = np.linalg.norm(new[:, None, :] - new[None, :, :], axis=2)
+    np.fill_diagonal(distances, np.inf)
+    nearest = distances.min(axis=1)
+    worst = int(np.argmax(nearest))
+    return (labels[worst], float(nearest[worst])) if nearest[worst] > SAME_PERSON_DISTANCE else None
 
 
 def enrolment_warnings(*, gates: tuple[str, ...], known_gates: list[str], plates: list[str],

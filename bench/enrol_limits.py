@@ -8,7 +8,8 @@ duplicate: lfw-dev's jittered enrolment templates from var/cache/face-encodings-
 (bench/face_encodings.py). People are split at random (seed 0) into a half to choose on and a half to
 report on; for each threshold: the share of same-person pairs it catches (a second enrolment of one
 person under another id), and the share of photos whose nearest *other* person in a gallery of the
-rest of that half is below it (an honest enrolment refused without --force).
+rest of that half is below it (an honest enrolment refused without --force). And how often two photos
+of one person are farther apart than 0.6, the limit for the photos of one enrolment.
 
 quality: the largest face of each shared gallery photo and of one photo each of 300 lfw-dev people
 (seed 1): its size (shorter side of the detector's box), sharpness and yaw, and any other face.
@@ -45,6 +46,8 @@ def duplicate() -> None:
         same_pairs = distances[upper][same[upper]]
         nearest_other = np.where(same, np.inf, distances).min(axis=1)
         print(f"{half}: {len(who)} photos of {len(chosen)} people, {len(same_pairs)} same-person pairs")
+        print(f"  same-person pairs above 0.6 (two photos of one add disagree): {np.mean(same_pairs > 0.6):.2%}; "
+              f"different-person pairs at most 0.6: {np.mean(distances[upper][~same[upper]] <= 0.6):.2%}")
         for t in THRESHOLDS:
             print(f"  {t:.2f}: catches {np.mean(same_pairs < t):.1%} of same-person pairs; "
                   f"{np.mean(nearest_other < t):.2%} of photos have another person of {len(chosen) - 1} that close")

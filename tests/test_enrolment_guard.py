@@ -127,3 +127,12 @@ def test_camera_enrolment_keeps_several_head_poses(node: Node, shared_data: Path
     assert kept["templates"] >= 2 and len(set(kept["poses"])) == kept["templates"], kept
     assert kept["poses"][0] == "frontal", kept
     assert f"kept {kept['templates']} template(s)" in result.stdout and ", ".join(kept["poses"]) in result.stdout
+
+
+def test_photos_of_two_people_under_one_id_are_refused(node: Node, gallery: Path) -> None:
+    obama, biden = str(gallery / "obama" / "obama.jpg"), str(gallery / "biden" / "biden.jpg")
+    result = node.run("whitelist", "add", "--id", "R-1", "--photo", obama, "--photo", biden, ok=False)
+    assert "does not look like the other photo" in result.stderr and "R-1" in result.stderr, result.stderr
+    assert node.people() == {}
+    node.run("whitelist", "add", "--id", "R-1", "--photo", obama, "--photo", str(gallery / "obama" / "obama2.jpg"))
+    assert node.people()["R-1"]["templates"] == 2
