@@ -24,6 +24,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,8 @@ def _person_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plate", action="append", default=[], help="vehicle plate (repeatable)")
     parser.add_argument("--disabled", action="store_true", help="enrol but do not admit yet")
     parser.add_argument("--replace", action="store_true", help="replace a person already in the whitelist")
+    parser.add_argument("--force", action="store_true",
+                        help="enrol even though the face looks like another enrolled person (audited)")
 
 
 def _person(args: argparse.Namespace, templates: Any) -> Person:
@@ -86,20 +89,64 @@ def _person(args: argparse.Namespace, templates: Any) -> Person:
 
 
 def _check_before_encoding(ctx: Context, args: argparse.Namespace) -> None:
-    """Every option, the key and the id, before spending seconds on the face models."""
-    _person(args, [])
+    """Every option, the key and the id, before spending seconds on the face models; then the warnings
+    (probable mistakes that may be meant: said, not refused)."""
+    person = _person(args, [])
     if not args.replace and args.person_id in ctx.store().load():
         raise WhitelistError(f"{args.person_id} is already in the whitelist (use --replace, or remove it first)")
+    from agent.config_plates import plate_formats
+    from agent.enrol_guard import enrolment_warnings
+
+    hardware, plates = ctx.config.hardware, ctx.config.plates
+    for warning in enrolment_warnings(
+        gates=person.gates, known_gates=[g.name for g in (*hardware.gates, *hardware.barriers)],
+        plates=args.plate, formats=plate_formats(plates), format_names=list(plates.formats),
+        valid_until=person.valid_until, now=datetime.now().astimezone(),
+    ):
+        print(f"warning: {args.person_id}: {warning}", file=sys.stderr)
 
 
-def _save_person(ctx: Context, person: Person, replace: bool, action: str) -> int:
+def _check_duplicate(ctx: Context, args: argparse.Namespace, templates: list[Any]) -> dict[str, Any]:
+    """Refuse a face already enrolled as somebody else unless --force; the audit details when forced."""
+    from agent.enrol_guard import DUPLICATE_DISTANCE, duplicate_of
+
+    duplicate = duplicate_of(ctx.store().load(), templates, args.person_id)
+    if duplicate is None:
+        return {}
+    other, distance = duplicate
+    if not args.force:
+        raise WhitelistError(
+            f"{args.person_id}: this face is already enrolled as {other} (distance {distance:.3f}, below the "
+            f"duplicate limit {DUPLICATE_DISTANCE:g}); nothing saved. If they really are two people (twins), "
+            "add --force (recorded in the audit log)")
+    print(f"warning: {args.person_id}: enrolled with --force although the face is close to {other} "
+          f"(distance {distance:.3f})", file=sys.stderr)
+    return {"forced_duplicate_of": other, "distance": round(distance, 3)}
+
+
+def _check_one_person(args: argparse.Namespace, templates: list[Any]) -> None:
+    """Photos of one enrolment that do not show one person (a wrong file picked) are refused unless --force."""
+    from agent.enrol_guard import SAME_PERSON_DISTANCE, stranger_among
+
+    odd = stranger_among(templates, args.photo)
+    if odd is None:
+        return
+    photo, distance = odd
+    message = (f"{photo}: does not look like the other photo(s) given for {args.person_id} (distance "
+               f"{distance:.3f}, above {SAME_PERSON_DISTANCE:g}): two people's photos under one id?")
+    if not args.force:
+        raise WhitelistError(f"{message} Nothing saved; check the files, or add --force if it is the same person")
+    print(f"warning: {message} Saved anyway (--force)", file=sys.stderr)
+
+
+def _save_person(ctx: Context, person: Person, replace: bool, action: str, **audit: Any) -> int:
     store = ctx.store()
     with store.edit() as whitelist:
         existed = person.id in whitelist
         if existed and not replace:
             raise WhitelistError(f"{person.id} is already in the whitelist (use --replace, or remove it first)")
         whitelist.put(person)
-    store.audit.write("replace" if existed else action, person.id, templates=len(person.templates))
+    store.audit.write("replace" if existed else action, person.id, templates=len(person.templates), **audit)
     print(f"{'replaced' if existed else 'added'} {person.id} with {len(person.templates)} face template(s)")
     return 0
 
@@ -119,23 +166,36 @@ def cmd_add(args: argparse.Namespace) -> int:
     _check_before_encoding(ctx, args)
     engine = make_engine(ctx.config.faces)
     templates = [templates_from_photo(engine, Path(photo)) for photo in args.photo]
-    return _save_person(ctx, _person(args, templates), args.replace, "add")
+    _check_one_person(args, templates)
+    audit = _check_duplicate(ctx, args, templates)
+    return _save_person(ctx, _person(args, templates), args.replace, "add", **audit)
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
+    from agent.enrol_guard import MAX_CAMERA_TEMPLATES
     from agent.whitelist_enrol import enrol_from_camera, make_engine
 
+    if not 1 <= args.keep <= MAX_CAMERA_TEMPLATES:
+        raise WhitelistError(f"--keep must be 1 to {MAX_CAMERA_TEMPLATES} (one template per head pose)")
     ctx = load_context(args.config)
     _check_before_encoding(ctx, args)
     cameras = {c.name: c for c in ctx.config.hardware.cameras}
     if args.camera not in cameras:
         raise WhitelistError(f"no camera named {args.camera!r} in {args.config} (have: {', '.join(cameras) or 'none'})")
     engine = make_engine(ctx.config.faces)
-    print(f"look at camera {args.camera}; capturing for up to {args.seconds:g} s …", file=sys.stderr)
-    templates = enrol_from_camera(engine, cameras[args.camera], keep=args.keep, seconds=args.seconds)
-    if not templates:
-        raise WhitelistError("no frame with exactly one good face (closer, better lit, facing the camera)")
-    return _save_person(ctx, _person(args, templates), args.replace, "enroll")
+    print(f"look at camera {args.camera}, then turn your head slowly a little to each side; capturing for up "
+          f"to {args.seconds:g} s …", file=sys.stderr)
+    capture = enrol_from_camera(engine, cameras[args.camera], keep=args.keep, seconds=args.seconds)
+    if not capture.templates:
+        raise WhitelistError(f"camera {args.camera}: no frame with exactly one face good enough to enrol "
+                             "(closer, better lit, facing the camera); nothing saved")
+    if capture.dropped_as_other_person:
+        print(f"warning: {capture.dropped_as_other_person} frame(s) left out: another person's face",
+              file=sys.stderr)
+    print(f"kept {len(capture.templates)} template(s) of {capture.frames_with_a_face} good frame(s), poses: "
+          f"{', '.join(capture.poses)}")
+    audit = _check_duplicate(ctx, args, capture.templates)
+    return _save_person(ctx, _person(args, capture.templates), args.replace, "enroll", poses=capture.poses, **audit)
 
 
 def _describe(person: Person) -> dict[str, Any]:
@@ -359,7 +419,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     enroll = sub.add_parser("enroll", help="add a person from a configured camera's live frames")
     _person_options(enroll)
     enroll.add_argument("--camera", required=True, help="camera name from hardware.cameras")
-    enroll.add_argument("--keep", type=int, default=3, help="templates to keep, from the best frames (default 3)")
+    enroll.add_argument("--keep", type=int, default=3,
+                        help="templates to keep, one per head pose, frontal first (default 3, at most 5)")
     enroll.add_argument("--seconds", type=float, default=20.0, help="give up after this long (default 20)")
     _config(enroll)
     enroll.set_defaults(func=_guarded(cmd_enroll))

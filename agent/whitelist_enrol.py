@@ -9,6 +9,11 @@ A photo that cannot be read (damaged, empty, too large, not an image: :mod:`mode
 refused by name and reason, as enrolment terminals do: ``whitelist add`` saves nothing, and a gallery
 folder with such a photo is skipped whole (not enrolled from its other photos) so that nobody is
 enrolled from fewer photos than the technician meant without being told.
+
+A photo whose face would make a poor or ambiguous template (none, two, too small, blurred, turned
+away: :mod:`agent.enrol_guard`, docs/enrolment.md) is refused by name and reason the same way for
+``whitelist add``; in a gallery folder it is left out and said, and the person is enrolled from their
+other photos.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 import yaml
 
 from agent.config_faces import FaceConfig, face_settings
+from agent.enrol_guard import POSES, SAME_PERSON_DISTANCE, EnrolmentFloor, EnrolmentRefused, enrolment_face, pose_of
 from agent.eval_faces import read_image
 from agent.whitelist import MAX_TEMPLATES_PER_PERSON, Person, check_person_id
 from models.image_io import UnreadableImage, image_files
@@ -41,14 +47,17 @@ def make_engine(faces: FaceConfig) -> FaceEngine:
 
 
 def templates_from_photo(engine: FaceEngine, path: Path) -> np.ndarray:
-    """One template from the largest good face in a photo; ValueError naming the file otherwise
-    (UnreadableImage, a ValueError, when the file cannot be read as an image)."""
+    """The template of the one good face in a photo; :class:`EnrolmentRefused` (a ValueError) naming
+    the file and what to do otherwise (UnreadableImage, a ValueError too, when it is not an image)."""
     image = read_image(path)
-    templates = engine.templates_from_image(image)
-    del image  # the photo is not kept
-    if not templates:
-        raise ValueError(f"{path}: no usable face (too small, blurred or turned away)")
-    return templates[0]
+    try:
+        box = enrolment_face(engine, image, str(path))
+        sample = engine.encode(image, box, jitters=engine.enrol_jitters, check_quality=False)
+    finally:
+        del image  # the photo is not kept
+    if sample is None:  # pragma: no cover - encode only refuses when its quality gate is on
+        raise EnrolmentRefused(f"{path}: no usable face")
+    return sample.encoding
 
 
 @dataclass
@@ -99,22 +108,54 @@ def read_gallery(engine: FaceEngine, root: Path, *, allow_name: bool) -> list[Fo
     return results
 
 
+@dataclass
+class CameraEnrolment:
+    """Templates kept from a camera, the pose of each, and what was seen."""
+
+    templates: list[np.ndarray]
+    poses: list[str]
+    frames_with_a_face: int
+    dropped_as_other_person: int = 0
+
+
+@dataclass
+class _Candidate:
+    score: float
+    frame: np.ndarray
+    box: Any
+    encoding: np.ndarray  # without jitter: to check the kept frames show one person
+
+
+def _one_good_face(engine: FaceEngine, floor: EnrolmentFloor, frame: np.ndarray) -> tuple[Any, Any] | None:
+    """(box, sample) when the frame has exactly one face good enough to enrol (enrol_guard's rules)."""
+    try:
+        box = enrolment_face(engine, frame, "frame")
+    except EnrolmentRefused:
+        return None
+    sample = engine.encode(frame, box, check_quality=False)
+    return None if sample is None else (box, sample)
+
+
 def enrol_from_camera(
     engine: FaceEngine, camera: CameraConfig, *, keep: int = 3, seconds: float = 20.0, interval: float = 0.2,
-    wanted: int = 10,
-) -> list[np.ndarray]:
-    """Watch ``camera`` for up to ``seconds``: every ``interval`` look at the newest frame; frames with
-    exactly one good face are candidates. Stops after ``wanted`` candidates; the ``keep`` sharpest, most
-    frontal ones are encoded with jitter. Frames with two faces are skipped so a bystander is never
-    enrolled. Frames are only held in memory."""
+    same_person: float = SAME_PERSON_DISTANCE,
+) -> CameraEnrolment:
+    """Watch ``camera`` for up to ``seconds``: every ``interval`` look at the newest frame; a frame with
+    exactly one face good enough to enrol (the same rules as a photo) is a candidate for the pose bucket
+    of its yaw (:data:`agent.enrol_guard.POSES`), which keeps its sharpest frame. Stops once ``keep``
+    buckets are filled, or at the end of a replayed file. The kept frames, frontal first, are encoded with
+    jitter; a frame farther than ``same_person`` from every frame kept before it is dropped (somebody
+    else stepped in). Frames are only held in memory."""
     from drivers.camera import Camera
 
-    candidates: list[tuple[float, np.ndarray, Any]] = []
+    floor = EnrolmentFloor.above(engine.quality)
+    best: dict[str, _Candidate] = {}
+    seen = 0
     cam = Camera(camera)
     cam.start()
     try:
-        deadline, last_ts, seen = time.monotonic() + seconds, None, 0
-        while time.monotonic() < deadline and seen < wanted:
+        deadline, last_ts = time.monotonic() + seconds, None
+        while time.monotonic() < deadline and len(best) < keep:
             if cam.health().state == "ended" and (latest := cam.latest()) is not None and latest[1] == last_ts:
                 break  # a replayed file or folder has nothing more to give
             latest = cam.latest()
@@ -122,23 +163,27 @@ def enrol_from_camera(
                 time.sleep(0.02)
                 continue
             frame, last_ts = latest
-            boxes = engine.detect(frame)
-            if len(boxes) == 1:
-                sample = engine.encode(frame, boxes[0])
-                if sample is not None:
-                    seen += 1
-                    # sharper and more frontal is better; the image is copied only while it is a candidate
-                    score = sample.sharpness * (1.0 - abs(sample.yaw))
-                    candidates.append((score, frame.copy(), boxes[0]))
-                    candidates.sort(key=lambda c: c[0], reverse=True)
-                    del candidates[keep:]
+            found = _one_good_face(engine, floor, frame)
+            if found is not None:
+                box, sample = found
+                seen += 1
+                pose = pose_of(sample.yaw)
+                if pose not in best or sample.sharpness > best[pose].score:
+                    best[pose] = _Candidate(sample.sharpness, frame.copy(), box, sample.encoding)
             time.sleep(interval)
     finally:
         cam.stop()
-    templates = []
-    for _score, frame, box in candidates:
-        sample = engine.encode(frame, box, jitters=engine.enrol_jitters)
+    chosen = [(name, best[name]) for name, _low, _high in POSES if name in best][:keep]
+    result = CameraEnrolment([], [], seen)
+    kept: list[np.ndarray] = []
+    for name, candidate in chosen:
+        if kept and min(float(np.linalg.norm(candidate.encoding - k)) for k in kept) > same_person:
+            result.dropped_as_other_person += 1
+            continue
+        kept.append(candidate.encoding)
+        sample = engine.encode(candidate.frame, candidate.box, jitters=engine.enrol_jitters, check_quality=False)
         if sample is not None:
-            templates.append(sample.encoding)
-    candidates.clear()
-    return templates
+            result.templates.append(sample.encoding)
+            result.poses.append(name)
+    best.clear()
+    return result

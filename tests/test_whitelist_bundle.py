@@ -201,7 +201,7 @@ def test_enrol_from_a_camera_keeps_the_best_single_face_frames(shared_data: Path
     (frames / "2.jpg").symlink_to(faces / "scenes" / "obama_and_biden.jpg")
     (frames / "3.jpg").symlink_to(faces / "gallery" / "obama" / "obama2.jpg")
     camera = CameraConfig(name="door", source=f"{frames}/", fps=10, replay={"realtime": True})
-    templates = enrol_from_camera(engine, camera, keep=2, seconds=10, interval=0.0)
+    templates = enrol_from_camera(engine, camera, keep=2, seconds=10, interval=0.0).templates
     assert 1 <= len(templates) <= 2
     gallery = Gallery.from_templates(("obama", t) for t in templates)
     from agent.eval_faces import read_image
