@@ -1,0 +1,110 @@
+"""Gallery-scale evaluation on cached encodings (``bench/face_encodings.py``): N residents, the rest strangers.
+
+Residents enrol their first two usable photos (the enrolment's jittered templates); their other photos
+are probes (the gate's encodings).  Every usable photo of a person who is not a resident is a stranger
+attempt.  People are split once, seeded, into a calibration half (what ``bench/face_calibration.py``
+fits the shipped table on) and a report half: figures are reported on the report half only, so the
+thresholds are never judged on the people they were chosen from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SPLIT_SEED = 33
+
+
+@dataclass(frozen=True)
+class Encodings:
+    people: np.ndarray  # str (n,)
+    probe: np.ndarray  # float32 (n,128), the gate's encoding
+    enrol: np.ndarray  # float32 (n,128), the enrolment template
+
+    @classmethod
+    def load(cls, path: Path) -> Encodings:
+        """The cache's usable rows (a face both as a probe and as a template), in path order."""
+        data = np.load(path, allow_pickle=False)
+        probe, enrol = data["probe"].astype(np.float32), data["enrol"].astype(np.float32)
+        usable = ~np.isnan(probe).any(axis=1) & ~np.isnan(enrol).any(axis=1)
+        order = np.argsort(data["paths"][usable], kind="stable")
+        return cls(data["people"][usable][order], probe[usable][order], enrol[usable][order])
+
+    def subset(self, mask: np.ndarray) -> Encodings:
+        return Encodings(self.people[mask], self.probe[mask], self.enrol[mask])
+
+
+def split_people(names: np.ndarray, seed: int = SPLIT_SEED) -> tuple[set[str], set[str]]:
+    """(calibration, report): each person in exactly one half, the same every run."""
+    unique = sorted(set(names.tolist()))
+    order = np.random.default_rng(seed).permutation(len(unique))
+    half = len(unique) // 2
+    return {unique[i] for i in order[:half]}, {unique[i] for i in order[half:]}
+
+
+def half(encodings: Encodings, which: str) -> Encodings:
+    calibration, report = split_people(encodings.people)
+    chosen = calibration if which == "calibration" else report
+    return encodings.subset(np.array([p in chosen for p in encodings.people.tolist()]))
+
+
+@dataclass(frozen=True)
+class Attempts:
+    """Every probe's nearest resident, its distance and the margin to the next resident."""
+
+    resident: np.ndarray  # bool: the probe's person is enrolled
+    right: np.ndarray  # bool: the nearest resident is the probe's own person
+    distance: np.ndarray
+    margin: np.ndarray
+    templates: int
+    residents: int
+
+    def admitted(self, tolerance: float, margin: float) -> np.ndarray:
+        return (self.distance <= tolerance) & (self.margin >= margin)
+
+    def figures(self, tolerance: float, margin: float) -> dict[str, int]:
+        yes = self.admitted(tolerance, margin)
+        return {"residents": int(self.resident.sum()), "residents_admitted": int((yes & self.resident & self.right).sum()),
+                "wrong_person": int((yes & self.resident & ~self.right).sum()),
+                "strangers": int((~self.resident).sum()), "strangers_admitted": int((yes & ~self.resident).sum())}
+
+
+def gallery_attempts(encodings: Encodings, residents: int, seed: int = 0) -> Attempts:
+    """Enrol ``residents`` people (those with two or more photos first, drawn at random, seeded; a person
+    with one usable photo enrols that one), and match every other photo against them."""
+    people = encodings.people.tolist()
+    rows: dict[str, list[int]] = {}
+    for row, person in enumerate(people):
+        rows.setdefault(person, []).append(row)
+    rng = np.random.default_rng(seed)
+    names = sorted(rows)
+    several = [names[i] for i in rng.permutation(len(names)) if len(rows[names[i]]) >= 2]
+    single = [names[i] for i in rng.permutation(len(names)) if len(rows[names[i]]) < 2]
+    enrolled = (several + single)[:residents]
+    if len(enrolled) < residents:
+        raise ValueError(f"only {len(enrolled)} people in the set, {residents} residents asked")
+    template_rows = [r for person in enrolled for r in rows[person][:2]]
+    index = {person: i for i, person in enumerate(enrolled)}
+    owner = np.array([index[people[r]] for r in template_rows])
+    used = set(template_rows)
+    probe_rows = np.array([r for r in range(len(people)) if r not in used])
+    gallery = encodings.enrol[template_rows].astype(np.float64)
+    probes = encodings.probe[probe_rows].astype(np.float64)
+    truth = np.array([index.get(people[r], -1) for r in probe_rows])
+    best_distance = np.empty(len(probe_rows))
+    best_person = np.empty(len(probe_rows), dtype=int)
+    second = np.empty(len(probe_rows))
+    g2 = (gallery**2).sum(1)
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    for start in range(0, len(probe_rows), 512):  # a few MB at a time
+        chunk = probes[start:start + 512]
+        d = np.sqrt(np.maximum(0.0, g2[None, :] - 2.0 * chunk @ gallery.T + (chunk**2).sum(1)[:, None]))
+        per_person = np.minimum.reduceat(d, starts, axis=1)  # templates are grouped by resident
+        two = np.partition(per_person, 1, axis=1)[:, :2] if len(enrolled) > 1 else np.c_[per_person, np.full(len(chunk), np.inf)]
+        best_distance[start:start + len(chunk)] = two.min(axis=1)
+        second[start:start + len(chunk)] = two.max(axis=1)
+        best_person[start:start + len(chunk)] = per_person.argmin(axis=1)
+    return Attempts(truth >= 0, best_person == truth, best_distance, second - best_distance,
+                    len(template_rows), len(enrolled))
