@@ -66,14 +66,17 @@ class Attempts:
 
     def figures(self, tolerance: float, margin: float) -> dict[str, int]:
         yes = self.admitted(tolerance, margin)
-        return {"residents": int(self.resident.sum()), "residents_admitted": int((yes & self.resident & self.right).sum()),
+        return {"residents": int(self.resident.sum()),
+                "residents_admitted": int((yes & self.resident & self.right).sum()),
                 "wrong_person": int((yes & self.resident & ~self.right).sum()),
                 "strangers": int((~self.resident).sum()), "strangers_admitted": int((yes & ~self.resident).sum())}
 
 
-def gallery_attempts(encodings: Encodings, residents: int, seed: int = 0) -> Attempts:
+def gallery_attempts(encodings: Encodings, residents: int, seed: int = 0,
+                     more_strangers: Encodings | None = None) -> Attempts:
     """Enrol ``residents`` people (those with two or more photos first, drawn at random, seeded; a person
-    with one usable photo enrols that one), and match every other photo against them."""
+    with one usable photo enrols that one), and match every other photo against them.  ``more_strangers``:
+    photos of other people (none of them may be a resident), added as stranger attempts."""
     people = encodings.people.tolist()
     rows: dict[str, list[int]] = {}
     for row, person in enumerate(people):
@@ -93,6 +96,12 @@ def gallery_attempts(encodings: Encodings, residents: int, seed: int = 0) -> Att
     gallery = encodings.enrol[template_rows].astype(np.float64)
     probes = encodings.probe[probe_rows].astype(np.float64)
     truth = np.array([index.get(people[r], -1) for r in probe_rows])
+    if more_strangers is not None:
+        if set(more_strangers.people.tolist()) & set(enrolled):
+            raise ValueError("more_strangers holds a resident")
+        probes = np.vstack([probes, more_strangers.probe.astype(np.float64)])
+        truth = np.r_[truth, np.full(len(more_strangers.people), -1)]
+        probe_rows = np.r_[probe_rows, np.full(len(more_strangers.people), -1)]
     best_distance = np.empty(len(probe_rows))
     best_person = np.empty(len(probe_rows), dtype=int)
     second = np.empty(len(probe_rows))
@@ -102,7 +111,9 @@ def gallery_attempts(encodings: Encodings, residents: int, seed: int = 0) -> Att
         chunk = probes[start:start + 512]
         d = np.sqrt(np.maximum(0.0, g2[None, :] - 2.0 * chunk @ gallery.T + (chunk**2).sum(1)[:, None]))
         per_person = np.minimum.reduceat(d, starts, axis=1)  # templates are grouped by resident
-        two = np.partition(per_person, 1, axis=1)[:, :2] if len(enrolled) > 1 else np.c_[per_person, np.full(len(chunk), np.inf)]
+        if len(enrolled) < 2:  # one resident: no second-best, the margin is infinite
+            per_person = np.c_[per_person, np.full(len(chunk), np.inf)]
+        two = np.partition(per_person, 1, axis=1)[:, :2]
         best_distance[start:start + len(chunk)] = two.min(axis=1)
         second[start:start + len(chunk)] = two.max(axis=1)
         best_person[start:start + len(chunk)] = per_person.argmin(axis=1)

@@ -88,12 +88,15 @@ def build(cache: Path) -> dict:
 
 
 def report(cache: Path, sizes: tuple[int, ...], png: Path | None, seed: int = 1) -> None:
-    rep = half(Encodings.load(cache), "report")
+    encodings = Encodings.load(cache)
+    rep, cal = half(encodings, "report"), half(encodings, "calibration")
     curves = {}
-    for residents in sizes:
-        attempts = gallery_attempts(rep, residents, seed=seed)
-        curves[residents] = attempts
-        print(f"\n{residents} residents ({attempts.templates} templates), report half, seed {seed}:")
+    for residents, more in [(n, None) for n in sizes] + [(max(sizes), cal)]:
+        attempts = gallery_attempts(rep, residents, seed=seed, more_strangers=more)
+        where = "report half" if more is None else "report half + the calibration half's photos as strangers"
+        if more is None:
+            curves[residents] = attempts
+        print(f"\n{residents} residents ({attempts.templates} templates), {where}, seed {seed}:")
         today = attempts.figures(0.5, 0.06)
         print(f"  today (0.50, margin 0.06): strangers {today['strangers_admitted']}/{today['strangers']}, "
               f"residents {today['residents_admitted']}/{today['residents']}")

@@ -94,11 +94,13 @@ def level_threshold(level: str, templates: int) -> float:
     return threshold(LEVEL_RATES[level], templates)
 
 
-def plain_words(level: str, templates: int, people: int, gate: str) -> str:
-    """What the level means at this gallery size, for a technician."""
-    rate = LEVEL_RATES[level]
-    t = threshold(rate, templates)
-    second = 1.0 - residents_within(t)
-    return (f"{people} people at gate {gate}, level {level}: about 1 stranger in {round(1 / rate):,} attempts "
-            f"could be let in; about {second:.0%} of residents' attempts need a second look or a second "
-            f"credential (distance threshold {t:.3f} over {templates} templates)")
+def plain_words(gate: str, people: int, templates: int, threshold_used: float, level: str | None) -> str:
+    """What the threshold means at this gallery size, for a technician (``level`` None: an expert's
+    fixed tolerance, described by what the calibration says of it)."""
+    rate = LEVEL_RATES[level] if level else stranger_rate(threshold_used, templates)
+    odds = f"about 1 stranger in {round(1 / rate):,} attempts" if rate > 0 else "no stranger the calibration knows"
+    second = 1.0 - residents_within(threshold_used)
+    setting = f"level {level}" if level else f"fixed tolerance {threshold_used:g} (expert setting)"
+    return (f"{people} people at gate {gate}, {setting}: {odds} could be let in; about {second:.0%} of residents' "
+            f"attempts need a second look or a second credential (distance {threshold_used:.3f}, {templates} "
+            "templates)")
