@@ -188,8 +188,9 @@ def run_scale(config: FaceConfig, args: argparse.Namespace) -> int:
     from agent.eval_scale import Encodings, gallery_attempts, half
     from models.face_calibration import LEVEL_RATES, level_threshold
 
-    report = half(Encodings.load(Path(args.encodings)), "report")
-    attempts = gallery_attempts(report, args.residents, seed=args.seed)
+    encodings = Encodings.load(Path(args.encodings))
+    more = half(encodings, "calibration") if args.calibration_strangers else None
+    attempts = gallery_attempts(half(encodings, "report"), args.residents, seed=args.seed, more_strangers=more)
     levels = [args.security] if args.security else list(LEVEL_RATES)
     rows = {"today_0.5": {"tolerance": 0.5, **attempts.figures(0.5, config.margin)}}
     for level in levels:
@@ -198,7 +199,8 @@ def run_scale(config: FaceConfig, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"residents": attempts.residents, "templates": attempts.templates, "levels": rows}))
         return 0
-    print(f"{attempts.residents} residents ({attempts.templates} templates), people of the report half, "
+    strangers = " (+ the calibration half's photos as strangers)" if more else ""
+    print(f"{attempts.residents} residents ({attempts.templates} templates), people of the report half{strangers}, "
           f"seed {args.seed}, margin {config.margin}")
     for name, r in rows.items():
         print(f"  {name:<9} threshold {r['tolerance']:.3f}: strangers {r['strangers_admitted']}/{r['strangers']}"
@@ -278,4 +280,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                         "folder); per level, on the report half of the people")
     parser.add_argument("--residents", type=int, default=130, help="with --encodings: residents enrolled (2 photos)")
     parser.add_argument("--seed", type=int, default=1, help="with --encodings: which residents are drawn")
+    parser.add_argument("--calibration-strangers", action="store_true",
+                        help="with --encodings: add the calibration half's photos as strangers (1,000 residents "
+                        "leave only ~420 stranger photos in the report half)")
     parser.set_defaults(func=run)

@@ -22,18 +22,28 @@ class Encodings:
     people: np.ndarray  # str (n,)
     probe: np.ndarray  # float32 (n,128), the gate's encoding
     enrol: np.ndarray  # float32 (n,128), the enrolment template
+    enrolable: np.ndarray  # bool (n,): one face in the photo (enrolment refuses two); all True without counts
 
     @classmethod
-    def load(cls, path: Path) -> Encodings:
-        """The cache's usable rows (a face both as a probe and as a template), in path order."""
+    def load(cls, path: Path, counts: Path | None = None) -> Encodings:
+        """The cache's usable rows (a face both as a probe and as a template), in path order.  ``counts``:
+        ``bench/face_counts.py``'s file (default: beside the project's var/, if there)."""
         data = np.load(path, allow_pickle=False)
         probe, enrol = data["probe"].astype(np.float32), data["enrol"].astype(np.float32)
         usable = ~np.isnan(probe).any(axis=1) & ~np.isnan(enrol).any(axis=1)
-        order = np.argsort(data["paths"][usable], kind="stable")
-        return cls(data["people"][usable][order], probe[usable][order], enrol[usable][order])
+        paths = data["paths"][usable]
+        order = np.argsort(paths, kind="stable")
+        enrolable = np.ones(len(paths), dtype=bool)
+        folder = path.stem.split("encodings-")[-1]  # face-encodings-lfw-dev.npz -> lfw-dev
+        counts = counts or Path(__file__).resolve().parents[1] / "var" / f"face-counts-{folder}.npz"
+        if counts.exists():
+            found = np.load(counts, allow_pickle=False)
+            faces = dict(zip(found["paths"].tolist(), found["faces"].tolist(), strict=True))
+            enrolable = np.array([faces.get(p, 1) == 1 for p in paths.tolist()])
+        return cls(data["people"][usable][order], probe[usable][order], enrol[usable][order], enrolable[order])
 
     def subset(self, mask: np.ndarray) -> Encodings:
-        return Encodings(self.people[mask], self.probe[mask], self.enrol[mask])
+        return Encodings(self.people[mask], self.probe[mask], self.enrol[mask], self.enrolable[mask])
 
 
 def split_people(names: np.ndarray, seed: int = SPLIT_SEED) -> tuple[set[str], set[str]]:
@@ -75,12 +85,14 @@ class Attempts:
 def gallery_attempts(encodings: Encodings, residents: int, seed: int = 0,
                      more_strangers: Encodings | None = None) -> Attempts:
     """Enrol ``residents`` people (those with two or more photos first, drawn at random, seeded; a person
-    with one usable photo enrols that one), and match every other photo against them.  ``more_strangers``:
+    with one usable photo enrols that one; a photo with two faces is never enrolled, as at enrolment),
+    and match every other photo against them.  ``more_strangers``:
     photos of other people (none of them may be a resident), added as stranger attempts."""
     people = encodings.people.tolist()
-    rows: dict[str, list[int]] = {}
+    rows: dict[str, list[int]] = {}  # a person's enrolable photos, which are also all of their probes
     for row, person in enumerate(people):
-        rows.setdefault(person, []).append(row)
+        if encodings.enrolable[row]:
+            rows.setdefault(person, []).append(row)
     rng = np.random.default_rng(seed)
     names = sorted(rows)
     several = [names[i] for i in rng.permutation(len(names)) if len(rows[names[i]]) >= 2]

@@ -94,8 +94,7 @@ def report(cache: Path, sizes: tuple[int, ...], png: Path | None, seed: int = 1)
     for residents, more in [(n, None) for n in sizes] + [(max(sizes), cal)]:
         attempts = gallery_attempts(rep, residents, seed=seed, more_strangers=more)
         where = "report half" if more is None else "report half + the calibration half's photos as strangers"
-        if more is None:
-            curves[residents] = attempts
+        curves[residents] = attempts  # the larger gallery is plotted with the added strangers (finer steps)
         print(f"\n{residents} residents ({attempts.templates} templates), {where}, seed {seed}:")
         today = attempts.figures(0.5, 0.06)
         print(f"  today (0.50, margin 0.06): strangers {today['strangers_admitted']}/{today['strangers']}, "
@@ -122,7 +121,7 @@ def plot(curves: dict, png: Path) -> None:
         ts = np.linspace(0.25, 0.6, 141)
         xs = [max(a.figures(t, 0.06)["strangers_admitted"], 0.5) / a.figures(t, 0.06)["strangers"] for t in ts]
         ys = [a.figures(t, 0.06)["residents_admitted"] / a.figures(t, 0.06)["residents"] for t in ts]
-        line, = ax.plot(xs, ys, label=f"{residents} residents (distance sweep, margin 0.06)")
+        line, = ax.plot(xs, ys, label=f"{residents} residents, {a.figures(0.5, 0.06)['strangers']} stranger photos")
         f = a.figures(0.5, 0.06)
         ax.plot(max(f["strangers_admitted"], 0.5) / f["strangers"], f["residents_admitted"] / f["residents"], "x",
                 color=line.get_color(), markersize=10, label=f"today's rule 0.50 ({residents})")
