@@ -91,10 +91,10 @@ def report(cache: Path, sizes: tuple[int, ...], png: Path | None, seed: int = 1)
     encodings = Encodings.load(cache)
     rep, cal = half(encodings, "report"), half(encodings, "calibration")
     curves = {}
-    for residents, more in [(n, None) for n in sizes] + [(max(sizes), cal)]:
+    for residents, more in [(n, extra) for n in sizes for extra in (None, cal)]:
         attempts = gallery_attempts(rep, residents, seed=seed, more_strangers=more)
         where = "report half" if more is None else "report half + the calibration half's photos as strangers"
-        curves[residents] = attempts  # the larger gallery is plotted with the added strangers (finer steps)
+        curves[residents] = attempts  # plotted with the added strangers (more of them: finer steps)
         print(f"\n{residents} residents ({attempts.templates} templates), {where}, seed {seed}:")
         today = attempts.figures(0.5, 0.06)
         print(f"  today (0.50, margin 0.06): strangers {today['strangers_admitted']}/{today['strangers']}, "
