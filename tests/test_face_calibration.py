@@ -96,6 +96,7 @@ def test_the_plain_words_name_the_gate_its_people_and_the_odds() -> None:
     rng = np.random.default_rng(0)
     people = [Person(id=f"R-{i}", templates=rng.normal(size=(2, 128)) * 0.05) for i in range(3)]
     people.append(Person(id="V-1", templates=rng.normal(size=(2, 128)) * 0.05, gates=("side",)))
+    people.append(Person(id="R-off", templates=rng.normal(size=(2, 128)) * 0.05, enabled=False))  # never admitted
     lines = face_gate_lines(config, Whitelist(people))
     assert lines[0].startswith("3 people at gate main, level normal: about 1 stranger in 1,000 attempts could be "
                                "let in; about ")
