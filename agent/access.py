@@ -49,6 +49,32 @@ class AccessList(Protocol):
     def get(self, person_id: str) -> Any: ...  # the person record (valid_until tells a visitor)
 
 
+def gate_gallery(access_list: AccessList, gate: str) -> tuple[int, int]:
+    """(people, templates) a face at ``gate`` is matched against for admission: enabled people allowed
+    there (no gate list = every gate). The security level's threshold is derived from the templates."""
+    people = templates = 0
+    for person in access_list:  # type: ignore[attr-defined]  # agent.whitelist.Whitelist iterates people
+        if person.enabled and person.templates is not None and len(person.templates) and (
+                not person.gates or gate in person.gates):
+            people += 1
+            templates += len(person.templates)
+    return people, templates
+
+
+def face_gate_lines(config: Any, access_list: AccessList | None) -> list[str]:
+    """Per face gate (a gate a camera watches), what its security level means with this whitelist
+    (``config``: the AgentConfig; without a whitelist, for an empty one)."""
+    from agent.config_faces import security_summary
+
+    gate_names = {g.name for g in config.hardware.gates}
+    gates = sorted({c.gate for c in config.hardware.cameras if c.gate in gate_names})
+    lines = []
+    for gate in gates:
+        people, templates = gate_gallery(access_list, gate) if access_list is not None else (0, 0)
+        lines.append(security_summary(config.faces, gate, people, templates))
+    return lines
+
+
 def plate_for_events(text: str, mode: UpstreamPlate, key: bytes) -> str:
     """Plates are personal data under PIPL: events carry them masked (京A***45) by default, or hashed.
 

@@ -53,7 +53,21 @@ def cmd_check_config(args: argparse.Namespace) -> int:
           f"{len(hw.gates)} gate(s), {len(hw.barriers)} barrier(s), {len(hw.smoke_detectors)} smoke detector(s), "
           f"{len(hw.indicators)} indicator(s), {len(hw.cameras)} camera(s), pins: {hw.pin_factory}, "
           f"uplink: {config.mqtt.host if config.mqtt else 'none (offline)'}")
+    for line in face_security_lines(config, source):
+        print(f"  faces: {line}")
     return 0
+
+
+def face_security_lines(config: AgentConfig, source: Path) -> list[str]:
+    """What each face gate's security level means with the whitelist as it is (if it can be read here)."""
+    from agent.access import face_gate_lines
+    from agent.cli_whitelist import load_context
+
+    try:
+        whitelist = load_context(Path(source)).store().load()
+    except Exception as error:  # any reason: the config itself is fine, say so and go on
+        return [*face_gate_lines(config, None), f"(whitelist not read here: {error}; figures for an empty one)"]
+    return face_gate_lines(config, whitelist)
 
 
 def cmd_config_schema(args: argparse.Namespace) -> int:
@@ -130,6 +144,7 @@ def status_lines(reply: dict) -> list[str]:
         lines.append(line)
     whitelist = reply.get("whitelist") or {}
     lines.append(f"  {'whitelist':<24} {whitelist.get('problem') or str(whitelist.get('people', 0)) + ' people'}")
+    lines.extend(f"  {'faces':<24} {line}" for line in reply.get("faces") or [])
     uplink = reply.get("uplink")
     if uplink is None:
         lines.append(f"  {'uplink':<24} none configured (events are kept locally)")

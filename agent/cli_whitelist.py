@@ -215,6 +215,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         until = f" until {person.valid_until:%Y-%m-%d %H:%M}" if person.valid_until else ""
         print(f"  {person.id:<16} {state:<8} {len(person.templates)} face(s)  {gates}{until}"
               f"  {' '.join(person.plates)}  {person.name or ''}".rstrip())
+    from agent.access import face_gate_lines
+
+    for line in face_gate_lines(load_context(args.config).config, whitelist):
+        print(f"faces: {line}")
     return 0
 
 

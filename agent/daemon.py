@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpiozero import Factory
 
-from agent.access import AccessController, UnreadPlateExits
+from agent.access import AccessController, UnreadPlateExits, face_gate_lines
 from agent.agent_config import AgentConfig
 from agent.config import HardwareConfig
 from agent.config_files import named_file_problems
@@ -397,6 +397,7 @@ class Agent:
                                                            "backlog_full")}
             return {"ok": True, "status": self.status_line(), "state": self.state(), "uplink": uplink,
                     "whitelist": {"people": len(self.whitelist.current()), "problem": self.whitelist.problem},
+                    "faces": face_gate_lines(self.config, self.whitelist.current()),
                     "recognition": {worker.name: worker.figures() for worker in self.workers},
                     "events_waiting_for_disk": self.recorder.backlog, "faults": self.faults.active()}
         if command == "alarm_reset":

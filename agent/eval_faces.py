@@ -113,6 +113,7 @@ class Evaluator:
                     continue
                 templates.extend((folder.name, t) for t in self.engine.templates_from_image(image))
         gallery = Gallery.from_templates(templates)
+        self.settings = face_settings(self.config, templates=len(gallery))  # the level's threshold at this size
         enrolled = {f.name for f in (root / "gallery").iterdir() if f.is_dir()}
         probes: list[Probe] = []
         for folder in sorted(p for p in (root / "probes").iterdir() if p.is_dir()):
@@ -182,13 +183,42 @@ class Evaluator:
                 "unreadable": len(files), "unreadable_files": files}
 
 
+def run_scale(config: FaceConfig, args: argparse.Namespace) -> int:
+    """Gallery scale on cached encodings: per level (and today's fixed 0.5 rule), the report half."""
+    from agent.eval_scale import Encodings, gallery_attempts, half
+    from models.face_calibration import LEVEL_RATES, level_threshold
+
+    encodings = Encodings.load(Path(args.encodings))
+    more = half(encodings, "calibration") if args.calibration_strangers else None
+    attempts = gallery_attempts(half(encodings, "report"), args.residents, seed=args.seed, more_strangers=more)
+    levels = [args.security] if args.security else list(LEVEL_RATES)
+    rows = {"today_0.5": {"tolerance": 0.5, **attempts.figures(0.5, config.margin)}}
+    for level in levels:
+        t = config.tolerance if config.tolerance is not None else level_threshold(level, attempts.templates)
+        rows[level] = {"tolerance": round(t, 4), "target": LEVEL_RATES[level], **attempts.figures(t, config.margin)}
+    if args.json:
+        print(json.dumps({"residents": attempts.residents, "templates": attempts.templates, "levels": rows}))
+        return 0
+    strangers = " (+ the calibration half's photos as strangers)" if more else ""
+    print(f"{attempts.residents} residents ({attempts.templates} templates), people of the report half{strangers}, "
+          f"seed {args.seed}, margin {config.margin}")
+    for name, r in rows.items():
+        print(f"  {name:<9} threshold {r['tolerance']:.3f}: strangers {r['strangers_admitted']}/{r['strangers']}"
+              f", residents {r['residents_admitted']}/{r['residents']}, as someone else {r['wrong_person']}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     try:
         config = load_face_config(Path(args.config) if args.config else None)
+        if args.security:
+            config = config.model_copy(update={"security": args.security})
     except (OSError, ValueError, yaml.YAMLError) as error:
         print(f"cannot read the faces settings: {error}", file=sys.stderr)
         return 78
+    if args.encodings:
+        return run_scale(config, args)
     has_pairs = (root / "pairs.csv").is_file()
     has_gallery = (root / "gallery").is_dir() and (root / "probes").is_dir()
     if not has_pairs and not has_gallery:
@@ -200,8 +230,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(summary))
             return 0
-        s = config
-        print(f"tolerance {s.tolerance}, margin {s.margin}")
+        s = evaluator.settings
+        print(f"level {config.security}, tolerance {s.tolerance:.3f}, margin {s.margin}")
         for probe in probes:
             if probe.verdict is None:
                 print(f"  no face   {probe.path.relative_to(root)}")
@@ -220,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"tolerance {config.tolerance}")
+    print(f"level {config.security}, tolerance {evaluator.settings.tolerance:.3f}")
     print(f"pairs: {result['pairs']}, accuracy {result['accuracy']:.2%}")
     print(f"false accepts: {result['false_accepts']}, false rejects: {result['false_rejects']}")
     print(f"no usable face: {result['no_face']}")
@@ -244,4 +274,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.add_argument("--config", help="agent YAML file whose faces: section is used (default: built-in)")
     parser.add_argument("--pairs", action="store_true", help="use pairs.csv even when gallery/ and probes/ exist")
+    parser.add_argument("--security", choices=("low", "normal", "high", "strict"),
+                        help="security level (default: the config's faces.security, else normal)")
+    parser.add_argument("--encodings", help="gallery scale on a cache of bench/face_encodings.py (dir: its people "
+                        "folder); per level, on the report half of the people")
+    parser.add_argument("--residents", type=int, default=130, help="with --encodings: residents enrolled (2 photos)")
+    parser.add_argument("--seed", type=int, default=1, help="with --encodings: which residents are drawn")
+    parser.add_argument("--calibration-strangers", action="store_true",
+                        help="with --encodings: add the calibration half's photos as strangers (1,000 residents "
+                        "leave only ~420 stranger photos in the report half)")
     parser.set_defaults(func=run)

@@ -131,13 +131,21 @@ class Models:
 
 
 def face_handler(models: Models, faces: FaceConfig, gate: str, access: AccessController) -> FrameHandler:
+    from agent.access import gate_gallery
     from agent.config_faces import face_settings
     from models.face_track import FacePipeline
 
     pipeline = FacePipeline(models.face_engine(faces), lambda: access.access_list().gallery(),
                             face_settings(faces, gate))
+    seen: list[object] = [None]  # the gallery the thresholds were derived for
 
     def handle(frame: np.ndarray, ts: float) -> None:
+        # The security level's thresholds depend on how many templates this gate matches against:
+        # recomputed whenever the whitelist (hence its cached gallery object) changes.
+        gallery = access.access_list().gallery()
+        if gallery is not seen[0]:
+            seen[0] = gallery
+            pipeline.s = face_settings(faces, gate, templates=gate_gallery(access.access_list(), gate)[1])
         for decision in pipeline.process(frame, ts):
             access.face_decided(gate, decision)
 
