@@ -136,12 +136,12 @@ def vote(
     for any encoding, so a second frame cuts a look-alike's chance by ~1.25x, not by the ~2x independent
     frames would.  The stranger at the end (35 encodings, 0.69-0.88 from Lin) is refused by k=1 and k=2
     alike.  So each encoding of a k-of-n grant is checked against the level's own threshold."""
+    window = matches[-s.n :]
     strong_tolerance = min(s.tolerance, s.strong_tolerance)
     strong_margin = max(s.margin, s.strong_margin)
-    for m in matches:
+    for m in window:
         if m.accepts(strong_tolerance, strong_margin):
             return "match", m
-    window = matches[-s.n :]
     counts: dict[str, list[Match]] = {}
     for m in window:
         if m.person_id is not None and m.accepts(s.tolerance, s.margin):
@@ -230,16 +230,24 @@ class FacePipeline:
             return False
         return ts - self._last_detect >= interval
 
-    def _detect_width(self, frame: np.ndarray) -> int:
-        """``search_width`` while no face is tracked or a tracked face is too small to be found again at
-        ``detect_width`` (HOG's smallest face is ~65 px at detection scale), else ``detect_width``."""
+    def _detect_widths(self, frame: np.ndarray) -> tuple[int, ...]:
+        """Widths to detect at, in order, stopping at the first that finds a face.
+
+        A tracked face too small to be found again at ``detect_width`` (HOG's smallest face is ~65 px at
+        detection scale): ``search_width`` alone.  Nothing tracked: ``detect_width`` first, then
+        ``search_width`` only when it found nothing.  A face walking up to the gate is large and found at
+        the cheap width at once: at Pi speed the 960 px search cost 95 ms of the walk-up grant's ~0.5 s
+        (``bench/bench_faces.py --clip-only`` under ``../shared/tools/at-pi-speed``); a moving scene
+        with no face pays both widths, every ``search_interval``."""
         s = self.s
         if s.search_width <= s.detect_width:
-            return s.detect_width
+            return (s.detect_width,)
+        if not self.tracker.tracks:
+            return (s.detect_width, s.search_width)
         reach = HOG_SMALLEST_FACE * 1.25 * frame.shape[1] / s.detect_width
-        if not self.tracker.tracks or any(t.box.width < reach for t in self.tracker.tracks.values()):
-            return s.search_width
-        return s.detect_width
+        if any(t.box.width < reach for t in self.tracker.tracks.values()):
+            return (s.search_width,)
+        return (s.detect_width,)
 
     def process(self, frame: np.ndarray, ts: float) -> list[FaceDecision]:
         moved = self.motion.update(frame, ts)
@@ -251,7 +259,11 @@ class FacePipeline:
         if not self._detect_due(moved, ts):
             return decisions
         self._last_detect = ts
-        boxes = self.engine.detect(frame, self._detect_width(frame))
+        boxes: list[Box] = []
+        for width in self._detect_widths(frame):
+            boxes = self.engine.detect(frame, width)
+            if boxes:
+                break
         for track in self.tracker.update(boxes, ts):
             if track.decided:
                 continue
