@@ -230,24 +230,16 @@ class FacePipeline:
             return False
         return ts - self._last_detect >= interval
 
-    def _detect_widths(self, frame: np.ndarray) -> tuple[int, ...]:
-        """Widths to detect at, in order, stopping at the first that finds a face.
-
-        A tracked face too small to be found again at ``detect_width`` (HOG's smallest face is ~65 px at
-        detection scale): ``search_width`` alone.  Nothing tracked: ``detect_width`` first, then
-        ``search_width`` only when it found nothing.  A face walking up to the gate is large and found at
-        the cheap width at once: at Pi speed the 960 px search cost 95 ms of the walk-up grant's ~0.5 s
-        (``bench/bench_faces.py --clip-only`` under ``../shared/tools/at-pi-speed``); a moving scene
-        with no face pays both widths, every ``search_interval``."""
+    def _detect_width(self, frame: np.ndarray) -> int:
+        """``search_width`` while no face is tracked or a tracked face is too small to be found again at
+        ``detect_width`` (HOG's smallest face is ~65 px at detection scale), else ``detect_width``."""
         s = self.s
         if s.search_width <= s.detect_width:
-            return (s.detect_width,)
-        if not self.tracker.tracks:
-            return (s.detect_width, s.search_width)
+            return s.detect_width
         reach = HOG_SMALLEST_FACE * 1.25 * frame.shape[1] / s.detect_width
-        if any(t.box.width < reach for t in self.tracker.tracks.values()):
-            return (s.search_width,)
-        return (s.detect_width,)
+        if not self.tracker.tracks or any(t.box.width < reach for t in self.tracker.tracks.values()):
+            return s.search_width
+        return s.detect_width
 
     def process(self, frame: np.ndarray, ts: float) -> list[FaceDecision]:
         moved = self.motion.update(frame, ts)
@@ -259,11 +251,7 @@ class FacePipeline:
         if not self._detect_due(moved, ts):
             return decisions
         self._last_detect = ts
-        boxes: list[Box] = []
-        for width in self._detect_widths(frame):
-            boxes = self.engine.detect(frame, width)
-            if boxes:
-                break
+        boxes = self.engine.detect(frame, self._detect_width(frame))
         for track in self.tracker.update(boxes, ts):
             if track.decided:
                 continue
