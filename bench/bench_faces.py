@@ -15,14 +15,14 @@
 the same run). ``--correlation``: every frame of the clip encoded, what a second encoding of one face buys.
 
 The walk-up at Pi speed (issue 33), measured with ``../shared/tools/at-pi-speed .venv/bin/python
-bench/bench_faces.py --clip-only``, replayed from frame 84: pipeline 0.49 s (before the stricter decision
-0.50-0.51 s, same conditions), naive loop 0.32-0.42 s.  The naive loop grants on frame 84 itself at its
-0.6 tolerance; Lin's encodings there are 0.56-0.57 (``--correlation``: frames 82-89 all miss 0.5, the first
-within 0.5 is frame 90, 0.2 s after the close-up).  No rule that keeps dlib's 0.6 out can grant before that
-frame arrives, plus one encoding (~0.2 s at Pi speed): the floor is ~0.4 s on this clip, whatever the
-scheduling.  Measured and not kept: detecting at detect_width before the 960 px search when nothing is
-tracked (saves ~70 ms of the first detection, grant unchanged within the run-to-run noise: 0.49 s).  A
-second encoding process cannot show under at-pi-speed (one core) and would not pass the floor either.
+bench/bench_faces.py --clip-only``, replayed from frame 84: pipeline 0.49-0.57 s (before the stricter decision
+0.50-0.51 s, same machine and hour), naive loop 0.32-0.42 s in the same runs. The naive loop grants on frame
+84 itself at its 0.6 tolerance; Lin's encodings there are 0.56-0.57 (``--correlation``: frames 82-89 all miss
+0.5, the first within 0.5 is frame 90, 0.2 s after the close-up). No rule at 0.5 or stricter can grant
+before that frame arrives, plus one encoding (~0.2 s at Pi speed): the floor is ~0.4 s on this clip, whatever
+the scheduling. Measured and not kept: detecting at detect_width before the 960 px search when nothing is
+tracked (saves ~70 ms of the first detection; grant 0.43-0.49 s, within the run-to-run noise). A second
+encoding process cannot show under at-pi-speed (one core) and would not pass the floor either.
 """
 
 from __future__ import annotations
