@@ -37,6 +37,13 @@ class Verdict(Protocol):
     reason: str | None  # expired | schedule | gate | disabled | stranger
 
 
+# Why a pass is refused (access.denied's "reason"): the whitelist's reasons (agent/whitelist.py Reason) and
+# the decisions' own. "uncertain": the face came close to a resident but not clearly enough for the gate's
+# level; a second credential can finish the pass (face_verified).
+DENY_REASONS = frozenset({"stranger", "expired", "schedule", "gate", "disabled", "liveness", "full", "uncertain"})
+UNCERTAIN_HOLD_SECONDS = 30.0  # how long an uncertain face pass waits for a second credential
+
+
 class AccessList(Protocol):
     """What decisions need from the whitelist (implemented by :class:`agent.whitelist.Whitelist`)."""
 
@@ -92,7 +99,8 @@ class AccessController:
     def __init__(self, hardware: Hardware, access_list: Callable[[], AccessList], emit: Emit, *,
                  plate_match: Callable[[PlateDecision, list[str], str], str | None],
                  upstream_plate: UpstreamPlate = "masked", plate_key: bytes | None = None,
-                 clock: Callable[[], datetime] | None = None, parking: Parking | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, parking: Parking | None = None,
+                 second_credential: Callable[[str], bool] | None = None) -> None:
         self.hardware = hardware
         self.access_list = access_list
         self.emit = emit
@@ -103,6 +111,9 @@ class AccessController:
         self.plate_key = plate_key or os.urandom(32)
         self.clock = clock or (lambda: datetime.now().astimezone())
         self.parking = parking
+        self.second_credential = second_credential or (lambda _gate: False)
+        # gate -> (the resident an uncertain face came close to, when): never in an event
+        self._uncertain: dict[str, tuple[str, datetime]] = {}
 
     # -- faces at pedestrian gates ----------------------------------------------------------------
     def face_decided(self, gate: str, decision: FaceDecision) -> None:
@@ -110,14 +121,38 @@ class AccessController:
         margin = round(decision.margin, 3) if math.isfinite(decision.margin) else None
         details: dict[str, Any] = {"method": "face", "distance": round(decision.distance, 3), "margin": margin,
                                    "samples": decision.encodings}
-        if decision.outcome == "stranger" or decision.person_id is None:
+        if decision.outcome == "uncertain" and decision.candidate is not None:
+            # The candidate is kept here, not sent: a near miss must not tell who it nearly was.
+            self._uncertain[gate] = (decision.candidate, self.clock())
+            if self.second_credential(gate):
+                details["second_credential"] = "asked"
+            self._deny(gate, "uncertain", details)
+            return
+        if decision.outcome in ("stranger", "uncertain") or decision.person_id is None:
             self._deny(gate, "stranger", details)
             return
         details["person"] = decision.person_id
         if decision.outcome == "liveness":
             self._deny(gate, "liveness", details)
             return
-        verdict = self.access_list().check(decision.person_id, gate, self.clock())
+        self._grant_face(gate, decision.person_id, details)
+
+    def face_verified(self, gate: str, person_id: str) -> bool:
+        """A second credential at ``gate`` names ``person_id``: finish the last uncertain face pass there as
+        a 1:1 verification against that person alone (for the credentials of issue 35). True when granted;
+        False (nothing emitted) when no uncertain face of that person waits at this gate."""
+        pending = self._uncertain.get(gate)
+        if pending is None or pending[0] != person_id:
+            return False
+        if (self.clock() - pending[1]).total_seconds() > UNCERTAIN_HOLD_SECONDS:
+            del self._uncertain[gate]
+            return False
+        del self._uncertain[gate]
+        self._grant_face(gate, person_id, {"method": "face+credential", "person": person_id})
+        return True
+
+    def _grant_face(self, gate: str, person_id: str, details: dict[str, Any]) -> None:
+        verdict = self.access_list().check(person_id, gate, self.clock())
         if not verdict.ok:
             self._deny(gate, verdict.reason or "stranger", details)
             return

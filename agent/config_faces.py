@@ -90,6 +90,11 @@ class FaceConfig(Section):
     strong_margin: Number = Field(
         0.15, ge=0.0, le=1.0, description="margin over the next-best person that makes a single match decisive"
     )
+    # 0.08: Lin's walk-up encodings that miss 0.5 lie at 0.50-0.61, the clip's stranger at 0.69-0.88
+    # (bench/bench_faces.py --correlation); a near miss is denied "uncertain", never granted.
+    uncertain_band: Number = Field(
+        0.08, ge=0.0, le=1.0, description="a pass this far beyond tolerance of a resident is uncertain, not stranger"
+    )
     n: Integer = Field(4, ge=1, le=50, description="window of encodings; n non-matching in a row refuse as stranger")
     max_encodings: Integer = Field(10, ge=1, le=100, description="encodings per pass before giving up (refused)")
     # 40 px: below it dlib's 150 px aligned chip is mostly interpolation; grey 92x112 acceptance
@@ -178,6 +183,7 @@ def face_settings(config: FaceConfig, gate: str | None = None, templates: int = 
         k=config.k,
         strong_tolerance=strong_tolerance,
         strong_margin=config.strong_margin,
+        uncertain_band=config.uncertain_band,
         n=config.n,
         max_encodings=config.max_encodings,
         detect_width=config.detect_width,

@@ -34,7 +34,8 @@ EVENT_TYPES: dict[str, str] = {
     "assist.requested": "someone pressed a gate's call/assist button; the platform may answer with a signed open",
     "access.granted": "a recognised resident or visitor was let in (method face or plate, pseudonymous person id), "
                       "or a car out by an exit's approach loop (method loop, its plate not read)",
-    "access.denied": "someone was refused: stranger, expired, schedule, gate, disabled, liveness or full",
+    "access.denied": "someone was refused: stranger, expired, schedule, gate, disabled, liveness, full or "
+                     "uncertain (a face close to a resident but not clear enough for the gate's level)",
     "barrier.raised": "a barrier arm was raised",
     "barrier.lowered": "a barrier arm was lowered",
     "barrier.lower_deferred": "a lower waited because a vehicle was on the safety loop",

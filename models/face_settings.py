@@ -26,6 +26,7 @@ class FaceSettings:
     k: int = 2
     strong_tolerance: float = 0.5
     strong_margin: float = 0.15
+    uncertain_band: float = 0.08  # see agent/config_faces.py
     n: int = 4
     max_encodings: int = 10
     detect_width: int = 640

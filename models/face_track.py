@@ -16,13 +16,16 @@ from models.face import Box, FaceEngine, FaceSample, Gallery, Match
 from models.face_settings import FaceSettings
 from models.motion import MotionGate
 
-Outcome = Literal["match", "stranger", "liveness"]
+Outcome = Literal["match", "stranger", "liveness", "uncertain"]
 HOG_SMALLEST_FACE = 65  # px at detection scale: dlib's frontal HOG (80x80 window) reports no smaller box
 
 
 @dataclass(frozen=True)
 class FaceDecision:
-    """One decision per track. ``person_id`` is set only for outcome "match"."""
+    """One decision per track. ``person_id`` is set only for outcome "match".
+
+    ``candidate``: for outcome "uncertain", the resident the face came close to. Internal only (never
+    put in an event): a second credential at the gate may finish the pass as a 1:1 check against him."""
 
     track_id: int
     person_id: str | None
@@ -31,6 +34,7 @@ class FaceDecision:
     margin: float
     encodings: int
     ts: float
+    candidate: str | None = None
 
 
 @dataclass
@@ -102,32 +106,67 @@ class Tracker:
         return gone
 
 
+Vote = Literal["match", "stranger", "uncertain"]
+
+
+def near(m: Match, s: FaceSettings) -> bool:
+    """Close to a resident: within the level's threshold plus ``uncertain_band`` (clear or not)."""
+    return m.person_id is not None and m.distance <= s.tolerance + s.uncertain_band
+
+
 def vote(
     matches: Sequence[Match], s: FaceSettings, times: Sequence[float] | None = None
-) -> tuple[Literal["match", "stranger"] | None, Match | None]:
-    """k-of-n: grant when k of the last n encodings accept the same person, or at once when one encoding
-    is a strong match (within ``strong_tolerance`` and ``strong_margin``); stranger after n encodings in a
-    row that accept nobody, or after max_encodings without a grant.
+) -> tuple[Vote | None, Match | None]:
+    """Grant when one encoding clears the level's threshold by itself (within ``tolerance`` and
+    ``strong_tolerance``, and ``strong_margin`` clear of every other resident), or when k of the last n
+    encodings each accept the same person (within ``tolerance``, ``margin`` clear).
+
+    Refuse as stranger after n encodings in a row that come near nobody; after ``max_encodings`` without
+    a grant, "uncertain" when some encoding came near a resident (a second credential may finish the pass)
+    and "stranger" otherwise.
 
     ``times`` (when each encoding was made): the n refusing encodings must also span (n-1) encode
     intervals, so a burst of back-to-back encodings of a resident still far from the camera cannot
-    refuse him before he comes close enough to match."""
+    refuse him before he comes close enough to match.
+
+    Why a single encoding must clear the level's threshold by itself, and k-of-n is no licence to loosen
+    it: frames of one face are correlated.  ``bench/bench_faces.py --correlation`` (every frame of the
+    Hamilton clip encoded): in Lin's walk-up track the distances of encodings 0.1 s apart correlate at
+    0.66 (0.40 at 0.2 s); given one encoding within 0.5 the next is within 0.5 with p 0.80, against 0.52
+    for any encoding, so a second frame cuts a look-alike's chance by ~1.25x, not by the ~2x independent
+    frames would.  The stranger at the end (35 encodings, 0.69-0.88 from Lin) is refused by k=1 and k=2
+    alike.  So each encoding of a k-of-n grant is checked against the level's own threshold."""
     window = matches[-s.n :]
+    strong_tolerance = min(s.tolerance, s.strong_tolerance)
+    strong_margin = max(s.margin, s.strong_margin)
+    for m in window:
+        if m.accepts(strong_tolerance, strong_margin):
+            return "match", m
     counts: dict[str, list[Match]] = {}
     for m in window:
         if m.person_id is not None and m.accepts(s.tolerance, s.margin):
             counts.setdefault(m.person_id, []).append(m)
     for hits in counts.values():
-        best = min(hits, key=lambda m: m.distance)
-        if len(hits) >= s.k or best.accepts(s.strong_tolerance, max(s.margin, s.strong_margin)):
-            return "match", best
+        if len(hits) >= s.k:
+            return "match", min(hits, key=lambda m: m.distance)
     nearest = min(matches, key=lambda m: m.distance) if matches else None
-    refused_run = len(window) >= s.n and not counts
+    refused_run = len(window) >= s.n and not any(near(m, s) for m in window)
     if refused_run and times is not None:
         refused_run = times[-1] - times[-s.n] >= (s.n - 1) * s.encode_interval - 1e-6
-    if refused_run or len(matches) >= s.max_encodings:
+    if refused_run:
         return "stranger", nearest
+    if len(matches) >= s.max_encodings:
+        return end_of_pass(matches, s)
     return None, nearest
+
+
+def end_of_pass(matches: Sequence[Match], s: FaceSettings) -> tuple[Vote, Match | None]:
+    """A pass that ends without a grant (max encodings, or the face left): "uncertain" when an encoding
+    came near a resident, else "stranger"."""
+    close = [m for m in matches if near(m, s)]
+    if close:
+        return "uncertain", min(close, key=lambda m: m.distance)
+    return "stranger", min(matches, key=lambda m: m.distance) if matches else None
 
 
 def pose_change(landmarks: Sequence[np.ndarray]) -> float:
@@ -208,11 +247,10 @@ class FacePipeline:
         # the frames looked at, not by the clock, or a worker that falls behind (frames over `timeout`
         # apart, a loaded Pi) would end every track before it is looked for again, and decide on the
         # same face on every frame (8 grants for one face on 8 frames 1.5 s apart).
-        self.tracker.expire(self._last_detect)
+        decisions = [d for t in self.tracker.expire(self._last_detect) if (d := self._left(t, ts)) is not None]
         if not self._detect_due(moved, ts):
-            return []
+            return decisions
         self._last_detect = ts
-        decisions = []
         boxes = self.engine.detect(frame, self._detect_width(frame))
         for track in self.tracker.update(boxes, ts):
             if track.decided:
@@ -246,6 +284,17 @@ class FacePipeline:
             return blinked(track.eye_aspects, self.s.blink_closed_ear)
         return True
 
+    def _left(self, track: Track, ts: float) -> FaceDecision | None:
+        """A face that left undecided after coming near a resident is an uncertain pass, not silence
+        (fewer than k matching encodings before it walked away); one near nobody stays silent, as before."""
+        if track.decided or not track.matches:
+            return None
+        outcome, best = end_of_pass(track.matches, self.s)
+        if outcome != "uncertain" or best is None:
+            return None
+        return FaceDecision(track.track_id, None, "uncertain", best.distance, best.margin, len(track.matches), ts,
+                            candidate=best.person_id)
+
     def _decide(self, track: Track, ts: float) -> FaceDecision | None:
         outcome, best = vote(track.matches, self.s, track.encode_times)
         if outcome is None or best is None:
@@ -257,4 +306,7 @@ class FacePipeline:
             if n < self.s.max_encodings:
                 return None  # recognised but not yet shown to be live: keep watching this pass
             return FaceDecision(track.track_id, None, "liveness", best.distance, best.margin, n, ts)
+        if outcome == "uncertain":
+            return FaceDecision(track.track_id, None, "uncertain", best.distance, best.margin, n, ts,
+                                candidate=best.person_id)
         return FaceDecision(track.track_id, None, "stranger", best.distance, best.margin, n, ts)
