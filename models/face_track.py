@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 
 from models.face import Box, FaceEngine, FaceSample, Gallery, Match
+from models.face_liveness import WAIT_SECONDS, shows_parallax
 from models.face_settings import FaceSettings
 from models.motion import MotionGate
 
@@ -217,7 +218,7 @@ class FacePipeline:
         for track in self.tracker.update(boxes, ts):
             if track.decided:
                 continue
-            if self.s.liveness == "motion":
+            if self.s.liveness in ("motion", "parallax"):
                 track.landmarks.append(self.engine.landmarks(frame, track.box))
             elif self.s.liveness == "blink":
                 ear = self.engine.eye_aspect(frame, track.box)
@@ -240,11 +241,17 @@ class FacePipeline:
         return decisions
 
     def _live(self, track: Track) -> bool:
+        if self.s.liveness == "parallax":
+            return shows_parallax(track.landmarks)
         if self.s.liveness == "motion":
             return pose_change(track.landmarks) >= self.s.motion_min_pose_change
         if self.s.liveness == "blink":
             return blinked(track.eye_aspects, self.s.blink_closed_ear)
         return True
+
+    def _liveness_wait(self, track: Track, ts: float) -> bool:
+        """Parallax needs the head to turn a little: watch a recognised face up to WAIT_SECONDS."""
+        return self.s.liveness == "parallax" and ts - track.first_ts < WAIT_SECONDS
 
     def _decide(self, track: Track, ts: float) -> FaceDecision | None:
         outcome, best = vote(track.matches, self.s, track.encode_times)
@@ -254,7 +261,7 @@ class FacePipeline:
         if outcome == "match":
             if self._live(track):
                 return FaceDecision(track.track_id, best.person_id, "match", best.distance, best.margin, n, ts)
-            if n < self.s.max_encodings:
+            if n < self.s.max_encodings or self._liveness_wait(track, ts):
                 return None  # recognised but not yet shown to be live: keep watching this pass
             return FaceDecision(track.track_id, None, "liveness", best.distance, best.margin, n, ts)
         return FaceDecision(track.track_id, None, "stranger", best.distance, best.margin, n, ts)
