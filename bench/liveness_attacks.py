@@ -69,10 +69,13 @@ class HandMotion:
 
 
 def _paste(frame: np.ndarray, sheet: np.ndarray, src: np.ndarray, dst: np.ndarray) -> None:
-    """Warp the quad ``src`` of ``sheet`` onto the quad ``dst`` of ``frame`` (in place)."""
+    """Warp the quad ``src`` of ``sheet`` (an axis-aligned rectangle) onto the quad ``dst`` of ``frame``."""
     h = cv2.getPerspectiveTransform(src.astype(np.float32), dst.astype(np.float32))
     warped = cv2.warpPerspective(sheet, h, (FRAME_W, FRAME_H), flags=cv2.INTER_LINEAR)
-    mask = cv2.warpPerspective(np.full(sheet.shape[:2], 255, np.uint8), h, (FRAME_W, FRAME_H))
+    region = np.zeros(sheet.shape[:2], np.uint8)  # only this quad of the sheet, not the whole sheet
+    (x0, y0), (x1, y1) = src.min(axis=0).astype(int), np.ceil(src.max(axis=0)).astype(int)
+    region[y0 : y1 + 1, x0 : x1 + 1] = 255
+    mask = cv2.warpPerspective(region, h, (FRAME_W, FRAME_H))
     frame[mask > 127] = warped[mask > 127]
 
 
