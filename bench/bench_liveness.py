@@ -60,21 +60,21 @@ def run_frames(engine: FaceEngine, gallery: Gallery, liveness: str, frames: list
 
 
 def attacks(engine: FaceEngine, gallery: Gallery, photos: dict[str, np.ndarray], modes: list[str],
-            seeds: int, backgrounds: list[np.ndarray]) -> None:
-    print(f"attacks: {len(photos)} residents x {seeds} seeds per kind, {ATTACK_SECONDS:.0f} s at {ATTACK_FPS:.0f} fps;"
-          " admitted = the attacked resident granted")
+            seeds: range, backgrounds: list[np.ndarray]) -> None:
+    print(f"attacks: {len(photos)} residents x seeds {seeds.start}-{seeds.stop - 1} per kind,"
+          f" {ATTACK_SECONDS:.0f} s at {ATTACK_FPS:.0f} fps; admitted = the attacked resident granted")
     print(f"  {'kind':<8}" + "".join(f"{m + ' admitted':>20}" for m in modes))
     totals = dict.fromkeys(modes, 0)
     count = 0
     for kind in KINDS:
         admitted = dict.fromkeys(modes, 0)
         for person, photo in photos.items():
-            for seed in range(seeds):
+            for seed in seeds:
                 frames = attack_frames(photo, kind, seed, ATTACK_SECONDS, ATTACK_FPS, backgrounds)
                 for mode in modes:
                     outcomes = run_frames(engine, gallery, mode, frames, ATTACK_FPS)
                     admitted[mode] += any(o == "match" and p == person for _, o, p in outcomes)
-        n = len(photos) * seeds
+        n = len(photos) * len(seeds)
         count += n
         for mode in modes:
             totals[mode] += admitted[mode]
@@ -114,6 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", default="off,motion,parallax", help="liveness modes to compare")
     parser.add_argument("--seeds", type=int, default=2, help="attacks per resident and kind")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from here (held-out runs: e.g. 10)")
     parser.add_argument("--runs", type=int, default=3, help="latency replays per mode")
     parser.add_argument("--latency-only", action="store_true", help="only the real-time latency (for at-pi-speed)")
     args = parser.parse_args()
@@ -123,7 +124,8 @@ def main() -> None:
     clip = decode(FACES / "video" / "short_hamilton_clip.mp4")
     if not args.latency_only:
         # backgrounds for the composited attack: the clip after his walk-up (no Lin-Manuel Miranda in them)
-        attacks(engine, gallery, photos, modes, args.seeds, clip[150:])
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        attacks(engine, gallery, photos, modes, seeds, clip[150:])
         genuine(engine, gallery, clip, modes)
     latency(engine, gallery, clip, [m for m in ("off", "parallax") if m in modes] or modes, args.runs)
 
