@@ -56,6 +56,7 @@ test: setup debian-packages lint
 bench: setup debian-packages
 	$(TASKSET) $(PY) bench/bench_daemon.py
 	$(TASKSET) $(PY) bench/bench_faces.py
+	$(TASKSET) $(PY) bench/bench_liveness.py
 	$(TASKSET) $(PY) bench/bench_plates.py
 	$(TASKSET) $(PY) bench/bench_plate_memory.py
 	$(TASKSET) $(PY) bench/bench_plate_motion.py

@@ -121,20 +121,21 @@ class AccessController:
         margin = round(decision.margin, 3) if math.isfinite(decision.margin) else None
         details: dict[str, Any] = {"method": "face", "distance": round(decision.distance, 3), "margin": margin,
                                    "samples": decision.encodings}
-        if decision.outcome == "uncertain" and decision.candidate is not None:
-            # The candidate is kept here, not sent: a near miss must not tell who it nearly was.
-            self._uncertain[gate] = (decision.candidate, self.clock())
-            if self.second_credential(gate):
-                details["second_credential"] = "asked"
+        if decision.outcome == "uncertain":
+            if decision.candidate is not None:  # only a face shown to be live may be finished 1:1
+                # The candidate is kept here, not sent: a near miss must not tell who it nearly was.
+                self._uncertain[gate] = (decision.candidate, self.clock())
+                if self.second_credential(gate):
+                    details["second_credential"] = "asked"
             self._deny(gate, "uncertain", details)
             return
-        if decision.outcome in ("stranger", "uncertain") or decision.person_id is None:
+        if decision.outcome == "liveness":  # recognised, never shown to be live: a photo, a screen
+            self._deny(gate, "liveness", details)
+            return
+        if decision.outcome == "stranger" or decision.person_id is None:
             self._deny(gate, "stranger", details)
             return
         details["person"] = decision.person_id
-        if decision.outcome == "liveness":
-            self._deny(gate, "liveness", details)
-            return
         self._grant_face(gate, decision.person_id, details)
 
     def face_verified(self, gate: str, person_id: str) -> bool:

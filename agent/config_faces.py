@@ -45,13 +45,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from agent.config import Integer, Name, Number, Section
 from models.face_calibration import LEVEL_RATES, level_threshold, plain_words
 from models.face_settings import FaceSettings, QualitySettings
 
-LivenessMode = Literal["off", "blink", "motion"]
+LivenessMode = Literal["off", "blink", "motion", "parallax"]
+# Every gate not listed in `liveness` checks parallax: a still photo, printed or on a screen, must not open
+# a door (issue 33; measured by bench/bench_liveness.py, explained in docs/liveness.md).
+DEFAULT_LIVENESS: LivenessMode = "parallax"
 SecurityLevel = Literal["low", "normal", "high", "strict"]
 
 
@@ -140,10 +143,18 @@ class FaceConfig(Section):
     )
     liveness: dict[Name, LivenessMode] = Field(
         default_factory=dict,
-        description="per gate: off, blink (needs the 68-point model, ~100 MB) or motion (head must move); "
-        "gates not listed are off",
+        description="per gate: parallax (the default: a photo moved as a plane is refused, see docs/liveness.md), "
+        "blink (needs the 68-point model, ~100 MB), motion (head must move) or off; gates not listed: parallax",
     )
     enrol_jitters: Integer = Field(5, ge=0, le=100, description="dlib jitters when making an enrolment template")
+
+    @field_validator("liveness", mode="before")
+    @classmethod
+    def _unquoted_off(cls, value: object) -> object:
+        """YAML reads an unquoted `off` as false: `liveness: {main: off}` means the mode "off"."""
+        if isinstance(value, dict):
+            return {gate: "off" if mode is False else mode for gate, mode in value.items()}
+        return value
 
 
 def security_level(config: FaceConfig, gate: str | None) -> str:
@@ -197,7 +208,8 @@ def face_settings(config: FaceConfig, gate: str | None = None, templates: int = 
         track_timeout=config.track_timeout,
         motion_pixel_delta=config.motion_pixel_delta,
         motion_fraction=config.motion_fraction,
-        liveness=config.liveness.get(gate, "off") if gate else "off",
+        # no gate: enrolment and `eval faces` judge single photos, which cannot show liveness
+        liveness=config.liveness.get(gate, DEFAULT_LIVENESS) if gate else "off",
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Liveness = Literal["off", "blink", "motion"]
+Liveness = Literal["off", "blink", "motion", "parallax"]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 
 from models.face import Box, FaceEngine, FaceSample, Gallery, Match
+from models.face_liveness import WAIT_SECONDS, shows_parallax
 from models.face_settings import FaceSettings
 from models.motion import MotionGate
 
@@ -255,7 +256,7 @@ class FacePipeline:
         for track in self.tracker.update(boxes, ts):
             if track.decided:
                 continue
-            if self.s.liveness == "motion":
+            if self.s.liveness in ("motion", "parallax"):
                 track.landmarks.append(self.engine.landmarks(frame, track.box))
             elif self.s.liveness == "blink":
                 ear = self.engine.eye_aspect(frame, track.box)
@@ -278,6 +279,8 @@ class FacePipeline:
         return decisions
 
     def _live(self, track: Track) -> bool:
+        if self.s.liveness == "parallax":
+            return shows_parallax(track.landmarks)
         if self.s.liveness == "motion":
             return pose_change(track.landmarks) >= self.s.motion_min_pose_change
         if self.s.liveness == "blink":
@@ -289,11 +292,24 @@ class FacePipeline:
         (fewer than k matching encodings before it walked away); one near nobody stays silent, as before."""
         if track.decided or not track.matches:
             return None
+        n = len(track.matches)
+        outcome, best = vote(track.matches, self.s, track.encode_times)
+        if outcome == "match" and best is not None:  # recognised, and gone before it was shown to be live
+            return FaceDecision(track.track_id, None, "liveness", best.distance, best.margin, n, ts)
         outcome, best = end_of_pass(track.matches, self.s)
         if outcome != "uncertain" or best is None:
             return None
-        return FaceDecision(track.track_id, None, "uncertain", best.distance, best.margin, len(track.matches), ts,
-                            candidate=best.person_id)
+        return FaceDecision(track.track_id, None, "uncertain", best.distance, best.margin, n, ts,
+                            candidate=self._candidate(track, best))
+
+    def _candidate(self, track: Track, best: Match) -> str | None:
+        """Whom a second credential may finish an uncertain pass for: only a face shown to be live, or a
+        photo held up with a cloned card would open the door (1:1, agent.access.face_verified)."""
+        return best.person_id if self._live(track) else None
+
+    def _liveness_wait(self, track: Track, ts: float) -> bool:
+        """Parallax needs the head to turn a little: watch a recognised face up to WAIT_SECONDS."""
+        return self.s.liveness == "parallax" and ts - track.first_ts < WAIT_SECONDS
 
     def _decide(self, track: Track, ts: float) -> FaceDecision | None:
         outcome, best = vote(track.matches, self.s, track.encode_times)
@@ -303,10 +319,10 @@ class FacePipeline:
         if outcome == "match":
             if self._live(track):
                 return FaceDecision(track.track_id, best.person_id, "match", best.distance, best.margin, n, ts)
-            if n < self.s.max_encodings:
+            if n < self.s.max_encodings or self._liveness_wait(track, ts):
                 return None  # recognised but not yet shown to be live: keep watching this pass
             return FaceDecision(track.track_id, None, "liveness", best.distance, best.margin, n, ts)
         if outcome == "uncertain":
             return FaceDecision(track.track_id, None, "uncertain", best.distance, best.margin, n, ts,
-                                candidate=best.person_id)
+                                candidate=self._candidate(track, best))
         return FaceDecision(track.track_id, None, "stranger", best.distance, best.margin, n, ts)

@@ -137,3 +137,42 @@ def test_hamilton_clip_admits_lin_and_refuses_the_stranger(clip, settings: FaceS
     stranger = [(d.outcome, d.person_id) for i, d in decisions if i >= 211]  # he appears at frame 211
     assert walk_up == [("match", "lin")]
     assert stranger == [("stranger", None)]
+
+
+# -- liveness and the second credential together -------------------------------------------------------
+def test_a_liveness_refusal_is_reported_as_liveness_not_as_a_stranger(setup) -> None:  # noqa: F811
+    _, hardware, _, events, _ = setup
+    photo = FaceDecision(track_id=3, person_id=None, outcome="liveness", distance=0.05, margin=0.4, encodings=6,
+                         ts=0.0)  # as the pipeline makes it: recognised, never shown to be live
+    controller(setup).face_decided("main", photo)
+    kind, _, details = events[-1]
+    assert (kind, details["reason"]) == ("access.denied", "liveness") and "person" not in details
+    assert hardware.gates["main"].locked
+
+
+def test_an_uncertain_face_not_shown_live_cannot_be_finished_with_a_second_credential(setup) -> None:  # noqa: F811
+    _config, hardware, whitelist, events, _ = setup
+    access = AccessController(hardware, lambda: whitelist, events, plate_match=lambda *_: None,
+                              clock=lambda: NOW, second_credential=lambda gate: True)
+    access.face_decided("main", uncertain(None))  # type: ignore[arg-type]
+    assert events[-1][2]["reason"] == "uncertain" and "second_credential" not in events[-1][2]
+    assert not access.face_verified("main", "R-0101-1")  # a photo held up with a cloned card stays out
+    assert hardware.gates["main"].locked
+
+
+def test_a_photo_recognised_then_withdrawn_is_a_liveness_refusal_with_no_candidate(clip, shared_data: Path) -> None:
+    """Lin's enrolment photo held to the camera (the same picture on every frame: no parallax), then
+    taken away: the pass ends refused for liveness, never `uncertain` with a candidate a second
+    credential could finish."""
+    engine, gallery, _ = clip
+    photo = cv2.imread(str(shared_data / "faces" / "video" / "lin-manuel-miranda.png"))
+    scene = np.full((480, 640, 3), 90, np.uint8)
+    h, w = photo.shape[:2]
+    scale = 300 / max(h, w)
+    small = cv2.resize(photo, (round(w * scale), round(h * scale)))
+    held = scene.copy()
+    held[90:90 + small.shape[0], 170:170 + small.shape[1]] = small
+    pipeline = FacePipeline(engine, lambda: gallery, FaceSettings(liveness="parallax"))
+    decisions = [d for i in range(8) for d in pipeline.process(held, i * 0.1)]
+    decisions += [d for i in range(8, 40) for d in pipeline.process(scene, i * 0.1)]
+    assert [(d.outcome, d.person_id, d.candidate) for d in decisions] == [("liveness", None, None)]
