@@ -73,11 +73,15 @@ class _LimitExceeded(yaml.MarkedYAMLError):
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's SafeLoader that refuses aliases and counts depth, nodes and lengths while it composes.
+    """PyYAML's SafeLoader that refuses aliases and tags, and counts depth, nodes and lengths while it
+    composes.
 
     Aliases (``*name``) are refused outright: the schema never needs them, and an alias is how a few
     hundred bytes expand into billions of nodes (each walk of the graph, ours and pydantic's, visits
-    every shared node again) or into a cycle (``&a [*a]``) that no walk ends.
+    every shared node again) or into a cycle (``&a [*a]``) that no walk ends.  Explicit tags
+    (``!!int``, ``!!binary``, ``!!timestamp``) likewise: the schema types every value itself, and
+    PyYAML's constructors fail on a tagged scalar they cannot read in ways of their own (``!!int`` on
+    an empty value raises IndexError; tests/test_config_fuzz.py found it).
     """
 
     def __init__(self, stream: str) -> None:
@@ -92,6 +96,11 @@ class _BoundedLoader(yaml.SafeLoader):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             self._refuse(f"alias *{event.anchor} is not allowed in the config (write the values out)",
+                         event.start_mark)
+        tag = getattr(event, "tag", None)
+        if tag not in (None, "!"):
+            tag = tag.replace("tag:yaml.org,2002:", "!!")
+            self._refuse(f"the tag {tag} is not allowed in the config (write the value without it)",
                          event.start_mark)
         self._nodes += 1
         if self._nodes > MAX_NODES:
@@ -130,7 +139,7 @@ def _load_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any]:
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
         reason = " ".join(filter(None, [exc.context, exc.problem]))
         raise ConfigError(source, [ConfigProblem("", f"YAML syntax error: {reason}", line, column)]) from None
-    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as exc:  # e.g. a date like 2024-13-45
+    except Exception as exc:  # e.g. a date like 2024-13-45: whatever PyYAML raises, never a traceback
         raise ConfigError(source, [ConfigProblem("", f"YAML error: {exc}")]) from None
     finally:
         if loader is not None:

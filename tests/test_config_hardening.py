@@ -500,3 +500,16 @@ def test_a_camera_video_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path
     os.mkfifo(video)
     found = problems(VALID + f"  cameras:\n    - {{name: c, source: {video}}}\n")
     assert any(f"video file {video} is a FIFO (named pipe)" in message for message in found), found
+
+
+@pytest.mark.parametrize("tagged", ["!!int ", "!!float #", "!!binary 'zz'", "!!timestamp 2024-13-45", "!custom 5",
+                                    "!!str 17"])
+def test_explicit_yaml_tags_are_refused_where_they_stand(tagged: str) -> None:
+    """A config never needs a tag, and PyYAML's constructors fail on a bad tagged scalar in ways of
+    their own (`!!int` on an empty value: IndexError, a traceback through check-config)."""
+    text = VALID.replace("lock_relay: 17", f"lock_relay: {tagged}", 1)
+    assert text != VALID
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    [problem] = caught.value.problems
+    assert "is not allowed in the config" in problem.message and problem.line is not None
