@@ -17,6 +17,22 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def hamilton_frames(shared_data: Path) -> list:
+    """Every frame of the shared Hamilton clip (BGR), decoded once for the session's face tests."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(shared_data / "faces" / "video" / "short_hamilton_clip.mp4"))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
 @pytest.fixture
 def mock_factory():
     """gpiozero's own MockFactory (PWM-capable pins that keep a wired level), reset after each test."""

@@ -102,19 +102,11 @@ def test_a_second_credential_finishes_the_pass_as_one_to_one_verification(setup)
 
 # -- the real pipeline ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def clip(shared_data: Path) -> tuple[FaceEngine, Gallery, list[np.ndarray]]:
-    video = shared_data / "faces" / "video"
+def clip(shared_data: Path, hamilton_frames: list[np.ndarray]) -> tuple[FaceEngine, Gallery, list[np.ndarray]]:
     engine = FaceEngine.from_settings(FaceSettings())
-    photo = cv2.imread(str(video / "lin-manuel-miranda.png"))
+    photo = cv2.imread(str(shared_data / "faces" / "video" / "lin-manuel-miranda.png"))
     gallery = Gallery.from_templates(("lin", t) for t in engine.templates_from_image(photo))
-    capture = cv2.VideoCapture(str(video / "short_hamilton_clip.mp4"))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    return engine, gallery, frames
+    return engine, gallery, hamilton_frames
 
 
 def test_a_face_that_leaves_after_near_misses_is_an_uncertain_pass(clip) -> None:

@@ -92,15 +92,9 @@ def test_a_gate_with_liveness_off_still_admits_the_photo(engine: FaceEngine, lin
 
 
 def test_the_resident_walking_up_is_admitted_by_default(
-    engine: FaceEngine, lin: tuple[np.ndarray, Gallery], shared_data: Path
+    engine: FaceEngine, lin: tuple[np.ndarray, Gallery], hamilton_frames: list[np.ndarray]
 ) -> None:
     _, gallery = lin
-    capture = cv2.VideoCapture(str(shared_data / "faces" / "video" / "short_hamilton_clip.mp4"))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
+    frames = hamilton_frames
     walk_up = frames[70:170]  # he walks up to the camera from frame 84 (bench/bench_faces.py)
     assert outcomes(engine, gallery, face_settings(FaceConfig(), "main"), walk_up, 29.97) == [("match", "lin")]
