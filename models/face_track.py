@@ -51,6 +51,7 @@ class Track:
     landmarks: list[np.ndarray] = field(default_factory=list)  # 5-point, every detection
     eye_aspects: list[float] = field(default_factory=list)
     decided: bool = False
+    awaiting_parallax: bool = False  # recognised; only its parallax is pending, so no more encodings
 
 
 def association_cost(track_box: Box, box: Box) -> float:
@@ -262,16 +263,19 @@ class FacePipeline:
                 ear = self.engine.eye_aspect(frame, track.box)
                 if ear is not None:
                     track.eye_aspects.append(ear)
-            in_burst = len(track.matches) < self.s.burst_encodings
-            if not in_burst and ts - track.last_encode < self.s.encode_interval:
-                continue
-            sample = self.engine.encode(frame, track.box)
-            if sample is None:
-                continue
-            track.last_encode = ts
-            track.samples.append(sample)
-            track.matches.append(self.gallery_provider().match(sample.encoding))
-            track.encode_times.append(ts)
+            # A recognised face waiting to show parallax needs its landmarks (above), not more encodings:
+            # an encoding is ~0.2 s of a Pi 4 core, time the detections that show the head turning need.
+            if not track.awaiting_parallax:
+                in_burst = len(track.matches) < self.s.burst_encodings
+                if not in_burst and ts - track.last_encode < self.s.encode_interval:
+                    continue
+                sample = self.engine.encode(frame, track.box)
+                if sample is None:
+                    continue
+                track.last_encode = ts
+                track.samples.append(sample)
+                track.matches.append(self.gallery_provider().match(sample.encoding))
+                track.encode_times.append(ts)
             decision = self._decide(track, ts)
             if decision is not None:
                 track.decided = True
@@ -307,9 +311,14 @@ class FacePipeline:
         photo held up with a cloned card would open the door (1:1, agent.access.face_verified)."""
         return best.person_id if self._live(track) else None
 
-    def _liveness_wait(self, track: Track, ts: float) -> bool:
-        """Parallax needs the head to turn a little: watch a recognised face up to WAIT_SECONDS."""
-        return self.s.liveness == "parallax" and ts - track.first_ts < WAIT_SECONDS
+    def _still_watching(self, track: Track, n: int, ts: float) -> bool:
+        """Recognised, not yet shown to be live. Parallax needs the head to turn a little: its track is
+        watched up to WAIT_SECONDS from first sight, by landmarks alone; the other modes go on encoding
+        up to max_encodings."""
+        if self.s.liveness == "parallax":
+            track.awaiting_parallax = True
+            return ts - track.first_ts < WAIT_SECONDS
+        return n < self.s.max_encodings
 
     def _decide(self, track: Track, ts: float) -> FaceDecision | None:
         outcome, best = vote(track.matches, self.s, track.encode_times)
@@ -319,7 +328,7 @@ class FacePipeline:
         if outcome == "match":
             if self._live(track):
                 return FaceDecision(track.track_id, best.person_id, "match", best.distance, best.margin, n, ts)
-            if n < self.s.max_encodings or self._liveness_wait(track, ts):
+            if self._still_watching(track, n, ts):
                 return None  # recognised but not yet shown to be live: keep watching this pass
             return FaceDecision(track.track_id, None, "liveness", best.distance, best.margin, n, ts)
         if outcome == "uncertain":
