@@ -228,8 +228,7 @@ class Agent:
             if self.faults.report(component, f"{type(exc).__name__}: {exc}"):
                 log.exception("supervisor step %s failed", name)
         else:
-            if self.faults.failing(component):
-                self.faults.clear(component)
+            self.faults.clear(component)  # nothing when it was not failing
 
     def stop(self) -> None:
         self.stopping.set()

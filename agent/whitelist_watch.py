@@ -75,8 +75,8 @@ class WhitelistWatch:
             return
         if self._fault is not None:
             self.faults.report(COMPONENT, self._fault)  # an event once, a log line at most once a minute
-        elif self.faults.failing(COMPONENT):
-            self.faults.clear(COMPONENT)
+        else:
+            self.faults.clear(COMPONENT)  # node.recovered once, when it had failed
 
     def _load(self) -> None:
         assert self.store is not None
